@@ -1,0 +1,150 @@
+//! Builds the application from a [`Config`] and runs its listeners.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::response::Response;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::rerank::{Registry, RerankError};
+use crate::transport::{admin, rest, upstream::Upstream};
+
+/// Shared by every request.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub upstream: Upstream,
+    pub engine: Engine,
+    pub metrics: Arc<Metrics>,
+    /// Set once shutdown begins: `/readyz` answers 503.
+    pub draining: AtomicBool,
+}
+
+impl AppState {
+    /// Builds the state with the given rerankers (already loaded).
+    pub fn new(config: Config, registry: Registry) -> AppState {
+        let metrics = Arc::new(Metrics::new(&config.named_collections()));
+        metrics.model_loaded.set(1);
+        AppState {
+            upstream: Upstream::new(&config.upstream),
+            engine: Engine::new(registry, metrics.clone()),
+            metrics,
+            config: Arc::new(config),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Loads every configured reranker (blocking work off the runtime) and builds the state.
+    pub async fn load(config: Config) -> Result<AppState, RerankError> {
+        let cfg = config.clone();
+        let registry = tokio::task::spawn_blocking(move || Registry::load(&cfg))
+            .await
+            .map_err(|e| RerankError::Unavailable(format!("model loading panicked: {e}")))??;
+        Ok(AppState::new(config, registry))
+    }
+
+    /// Counts one finished request.
+    pub fn record(&self, route: &str, collection: &str, status: &str, resp: &Response, started: Instant) {
+        let m = &self.metrics;
+        m.requests.with_label_values(&[route, collection, status]).inc();
+        m.request_duration
+            .with_label_values(&[route])
+            .observe(started.elapsed().as_secs_f64());
+        let code = resp.status().as_u16();
+        let class = match code {
+            200..=299 => "2xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        m.upstream_responses.with_label_values(&[class]).inc();
+    }
+}
+
+/// A running server: its bound addresses and a handle to stop it.
+pub struct Server {
+    pub rest_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds both listeners (addresses from the config; port 0 picks a free one) and
+    /// starts serving.
+    pub async fn start(state: AppState) -> std::io::Result<Server> {
+        let state = Arc::new(state);
+        let rest_listener = TcpListener::bind(state.config.rest_addr()).await?;
+        let admin_listener = TcpListener::bind(state.config.admin_addr()).await?;
+        let rest_addr = rest_listener.local_addr()?;
+        let admin_addr = admin_listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let grace = Duration::from_millis(state.config.server.shutdown_grace_ms);
+        let wait = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let rest = axum::serve(rest_listener, rest::router(state.clone()))
+            .with_graceful_shutdown(wait(stopped.clone()));
+        let admin = axum::serve(admin_listener, admin::router(state.clone()))
+            .with_graceful_shutdown(wait(stopped.clone()));
+        let task = tokio::spawn(async move {
+            let both = async {
+                let (r, a) = tokio::join!(rest, admin);
+                if let Err(e) = r.and(a) {
+                    tracing::error!(error = %e, "listener failed");
+                }
+            };
+            tokio::pin!(both);
+            // Serve until stopped; then give in-flight requests `grace` to finish.
+            tokio::select! {
+                _ = &mut both => return,
+                _ = wait(stopped) => {}
+            }
+            if tokio::time::timeout(grace, both).await.is_err() {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; dropping in-flight requests");
+            }
+        });
+        tracing::info!(%rest_addr, %admin_addr, upstream = state.upstream.base(), "secondpass listening");
+        Ok(Server {
+            rest_addr,
+            admin_addr,
+            state,
+            stop,
+            task,
+        })
+    }
+
+    /// Stops accepting, drains in-flight requests within the grace period, and returns.
+    pub async fn shutdown(self) {
+        self.state.draining.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

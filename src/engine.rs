@@ -1,0 +1,289 @@
+//! The transport-free rerank step: candidates' texts in, order and scores out.
+//! REST and gRPC both call [`Engine::rerank`]; neither knows how scoring works.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::{CollectionSettings, OnFailure};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::plan::{passthrough, rank, Ranked, RerankPlan, RerankStatus};
+use crate::rerank::{apply_score_mode, Registry, RerankError, RerankRequest};
+
+/// One search to rerank.
+pub struct Job<'a> {
+    pub collection: &'a str,
+    pub settings: &'a CollectionSettings,
+    pub plan: &'a RerankPlan,
+    /// The text of each candidate, in Qdrant's order (`None`: field missing).
+    pub texts: Vec<Option<String>>,
+}
+
+/// What the rerank step did for one search.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: RerankStatus,
+    pub reason: Option<String>,
+    pub model: Option<String>,
+    /// Candidates sent to the reranker.
+    pub candidates: usize,
+    /// Seconds spent in the rerank step.
+    pub time: f64,
+    /// The candidates to return, in order.
+    pub ranked: Vec<Ranked>,
+}
+
+impl Outcome {
+    /// A search that was not reranked, cut to the client's page when it was widened.
+    pub fn not_applied(status: RerankStatus, reason: Option<String>) -> Outcome {
+        Outcome {
+            status,
+            reason,
+            model: None,
+            candidates: 0,
+            time: 0.0,
+            ranked: Vec::new(),
+        }
+    }
+}
+
+pub struct Engine {
+    pub registry: Registry,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Engine {
+    pub fn new(registry: Registry, metrics: Arc<Metrics>) -> Engine {
+        Engine { registry, metrics }
+    }
+
+    /// Scores the candidates and orders them. A failing reranker fails open (Qdrant's
+    /// order, status `failed_open`) or errors, as the collection says.
+    pub async fn rerank(&self, job: Job<'_>) -> Result<Outcome, Error> {
+        let started = Instant::now();
+        let label = self.metrics.collection_label(job.collection);
+        let window = job.plan.window;
+        let missing = job.texts.iter().filter(|t| t.is_none()).count();
+        if missing > 0 {
+            self.metrics
+                .candidates_without_text
+                .with_label_values(&[label])
+                .inc_by(missing as u64);
+        }
+        let (positions, documents): (Vec<usize>, Vec<String>) = job
+            .texts
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.map(|t| (i, t)))
+            .unzip();
+        let total = positions.len() + missing;
+        if documents.is_empty() {
+            let reason = if total == 0 {
+                "Qdrant returned no candidates"
+            } else {
+                "no candidate has the text field"
+            };
+            return Ok(Outcome {
+                ranked: passthrough(total, window),
+                ..Outcome::not_applied(RerankStatus::Skipped, Some(reason.into()))
+            });
+        }
+        let name = job.settings.reranker.as_str();
+        let result = match self.registry.get(name) {
+            None => Err(RerankError::Unavailable(format!("reranker `{name}` is not loaded"))),
+            Some(reranker) => {
+                let request = RerankRequest {
+                    query: job.plan.query.clone(),
+                    documents,
+                    max_length: job.settings.max_length,
+                };
+                let timeout = job.settings.timeout;
+                match tokio::time::timeout(timeout, reranker.rerank(request)).await {
+                    Ok(r) => r.map(|raw| (raw, reranker.clone())),
+                    Err(_) => Err(RerankError::Timeout(timeout.as_millis() as u64)),
+                }
+            }
+        };
+        let time = started.elapsed().as_secs_f64();
+        self.metrics
+            .rerank_duration
+            .with_label_values(&[name])
+            .observe(time);
+        match result {
+            Ok((raw, reranker)) => {
+                self.metrics
+                    .rerank_candidates
+                    .with_label_values(&[label])
+                    .observe(positions.len() as f64);
+                let mut scores = vec![None; total];
+                for (&pos, &r) in positions.iter().zip(&raw) {
+                    scores[pos] = Some(apply_score_mode(
+                        r,
+                        reranker.score_kind(),
+                        job.settings.score_mode,
+                    ));
+                }
+                Ok(Outcome {
+                    status: RerankStatus::Applied,
+                    reason: None,
+                    model: Some(reranker.model().to_string()),
+                    candidates: positions.len(),
+                    time,
+                    ranked: rank(&scores, job.plan.threshold, window),
+                })
+            }
+            Err(e) => {
+                self.metrics
+                    .rerank_errors
+                    .with_label_values(&[name, e.kind()])
+                    .inc();
+                match job.settings.on_failure {
+                    OnFailure::Error => {
+                        tracing::error!(collection = job.collection, reranker = name, error = %e, "rerank failed; answering 502 (on_failure = error)");
+                        Err(Error::Rerank(e))
+                    }
+                    OnFailure::FailOpen => {
+                        self.metrics.fail_open.with_label_values(&[label]).inc();
+                        tracing::warn!(collection = job.collection, reranker = name, error = %e, "rerank failed; failing open with Qdrant's order");
+                        Ok(Outcome {
+                            status: RerankStatus::FailedOpen,
+                            reason: Some(e.to_string()),
+                            model: None,
+                            candidates: positions.len(),
+                            time,
+                            ranked: passthrough(total, window),
+                        })
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ScoreMode;
+    use crate::plan::Window;
+    use crate::rerank::{RerankFuture, Reranker, ScoreKind};
+    use std::time::Duration;
+
+    /// Scores a document by its length; fails or stalls on request.
+    struct Fake {
+        fail: bool,
+        stall: bool,
+    }
+
+    impl Reranker for Fake {
+        fn model(&self) -> &str {
+            "fake"
+        }
+        fn score_kind(&self) -> ScoreKind {
+            ScoreKind::Logit
+        }
+        fn rerank(&self, r: RerankRequest) -> RerankFuture {
+            let (fail, stall) = (self.fail, self.stall);
+            Box::pin(async move {
+                if stall {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                if fail {
+                    return Err(RerankError::Inference("boom".into()));
+                }
+                Ok(r.documents.iter().map(|d| d.len() as f32).collect())
+            })
+        }
+    }
+
+    fn engine(fail: bool, stall: bool) -> Engine {
+        let mut reg = Registry::default();
+        reg.insert("local", Arc::new(Fake { fail, stall }));
+        Engine::new(reg, Arc::new(Metrics::new(&["docs".into()])))
+    }
+
+    fn settings() -> CollectionSettings {
+        CollectionSettings {
+            enabled: true,
+            score_mode: ScoreMode::Raw,
+            timeout: Duration::from_millis(50),
+            ..Default::default()
+        }
+    }
+
+    fn plan(offset: usize, limit: usize) -> RerankPlan {
+        RerankPlan {
+            query: "q".into(),
+            window: Window { offset, limit, fetch: 10 },
+            threshold: None,
+        }
+    }
+
+    fn texts() -> Vec<Option<String>> {
+        vec![Some("a".into()), None, Some("ccc".into()), Some("bb".into())]
+    }
+
+    #[tokio::test]
+    async fn applies_scores_and_keeps_unscored_last() {
+        let e = engine(false, false);
+        let s = settings();
+        let p = plan(0, 10);
+        let out = e.rerank(Job { collection: "docs", settings: &s, plan: &p, texts: texts() }).await.unwrap();
+        assert_eq!(out.status, RerankStatus::Applied);
+        assert_eq!(out.candidates, 3);
+        let idx: Vec<usize> = out.ranked.iter().map(|r| r.index).collect();
+        assert_eq!(idx, vec![2, 3, 0, 1]);
+        assert_eq!(out.ranked[0].score, Some(3.0));
+        assert!(e.metrics.render().contains("secondpass_candidates_without_text_total{collection=\"docs\"} 1"));
+    }
+
+    #[tokio::test]
+    async fn failure_fails_open_in_qdrant_order() {
+        let e = engine(true, false);
+        let s = settings();
+        let p = plan(1, 2);
+        let out = e.rerank(Job { collection: "x", settings: &s, plan: &p, texts: texts() }).await.unwrap();
+        assert_eq!(out.status, RerankStatus::FailedOpen);
+        assert!(out.reason.unwrap().contains("boom"));
+        let idx: Vec<usize> = out.ranked.iter().map(|r| r.index).collect();
+        assert_eq!(idx, vec![1, 2]);
+        assert!(e.metrics.render().contains("secondpass_fail_open_total{collection=\"_other\"} 1"));
+    }
+
+    #[tokio::test]
+    async fn failure_with_on_failure_error_is_an_error() {
+        let e = engine(true, false);
+        let s = CollectionSettings { on_failure: OnFailure::Error, ..settings() };
+        let p = plan(0, 2);
+        let err = e.rerank(Job { collection: "x", settings: &s, plan: &p, texts: texts() }).await.unwrap_err();
+        assert_eq!(err.http_status(), axum::http::StatusCode::BAD_GATEWAY);
+    }
+
+    #[tokio::test]
+    async fn timeout_fails_open() {
+        let e = engine(false, true);
+        let s = settings();
+        let p = plan(0, 2);
+        let out = e.rerank(Job { collection: "x", settings: &s, plan: &p, texts: texts() }).await.unwrap();
+        assert_eq!(out.status, RerankStatus::FailedOpen);
+        assert!(out.reason.unwrap().contains("timed out"));
+    }
+
+    #[tokio::test]
+    async fn no_text_at_all_is_skipped() {
+        let e = engine(false, false);
+        let s = settings();
+        let p = plan(0, 1);
+        let out = e.rerank(Job { collection: "x", settings: &s, plan: &p, texts: vec![None, None] }).await.unwrap();
+        assert_eq!(out.status, RerankStatus::Skipped);
+        assert_eq!(out.ranked.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_reranker_fails_open() {
+        let e = engine(false, false);
+        let s = CollectionSettings { reranker: "ghost".into(), ..settings() };
+        let p = plan(0, 1);
+        let out = e.rerank(Job { collection: "x", settings: &s, plan: &p, texts: texts() }).await.unwrap();
+        assert_eq!(out.status, RerankStatus::FailedOpen);
+    }
+}

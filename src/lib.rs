@@ -1,0 +1,17 @@
+//! secondpass: a reranking sidecar for Qdrant.
+//!
+//! Requests arrive at a transport adapter ([`transport`]), searches on collections
+//! with reranking on are planned ([`plan`]), sent to Qdrant, scored by the
+//! [`engine`] with a [`rerank`]er, and cut back to what the client asked for.
+
+pub mod app;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod metrics;
+pub mod plan;
+pub mod rerank;
+pub mod transport;
+
+pub use app::{AppState, Server};
+pub use config::Config;

@@ -1,0 +1,87 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use secondpass::config::{Config, LogFormat};
+use secondpass::{app, AppState, Server};
+
+#[derive(Parser)]
+#[command(name = "secondpass", version, about = "A reranking sidecar for Qdrant")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        /// TOML configuration file; every key can also be set as SECONDPASS__SECTION__KEY.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration and print the effective settings.
+    CheckConfig {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_logging(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match cfg.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (Command::Serve { config } | Command::CheckConfig { config }) = &cli.command;
+    // Validated before anything is bound or loaded.
+    let cfg = match Config::load(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("secondpass: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::CheckConfig { .. } = cli.command {
+        println!("configuration is valid");
+        for name in cfg.collections.keys() {
+            println!("collection {name}: {:?}", cfg.collection(name));
+        }
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&cfg);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("secondpass: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let state = match AppState::load(cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load rerankers");
+                return ExitCode::FAILURE;
+            }
+        };
+        let server = match Server::start(state).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot bind listeners");
+                return ExitCode::FAILURE;
+            }
+        };
+        app::shutdown_signal().await;
+        tracing::info!("shutdown signal received; draining");
+        server.shutdown().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}

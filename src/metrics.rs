@@ -1,0 +1,152 @@
+//! Every metric family in one place. Collection labels are limited to configured
+//! collections (others share `_other`) to keep cardinality bounded.
+
+use std::collections::HashSet;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Label value for collections that are not named in the configuration.
+pub const OTHER: &str = "_other";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const CANDIDATE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+
+pub struct Metrics {
+    registry: Registry,
+    known: HashSet<String>,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub upstream_responses: IntCounterVec,
+    pub rerank_duration: HistogramVec,
+    pub rerank_candidates: HistogramVec,
+    pub candidates_without_text: IntCounterVec,
+    pub rerank_errors: IntCounterVec,
+    pub fail_open: IntCounterVec,
+    pub model_loaded: IntGauge,
+}
+
+impl Metrics {
+    pub fn new(collections: &[String]) -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                labels,
+            )
+            .expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique metric");
+            h
+        };
+        let model_loaded = IntGauge::new(
+            "secondpass_model_loaded",
+            "1 when every configured reranker is loaded",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(model_loaded.clone()))
+            .expect("unique metric");
+        Metrics {
+            known: collections.iter().cloned().collect(),
+            requests: counter(
+                "secondpass_requests_total",
+                "Requests handled, by route, collection and rerank status",
+                &["route", "collection", "rerank_status"],
+            ),
+            request_duration: histogram(
+                "secondpass_request_duration_seconds",
+                "Whole request time through the proxy",
+                &["route"],
+                LATENCY_BUCKETS,
+            ),
+            upstream_duration: histogram(
+                "secondpass_upstream_duration_seconds",
+                "Time waiting for Qdrant",
+                &["route"],
+                LATENCY_BUCKETS,
+            ),
+            upstream_responses: counter(
+                "secondpass_upstream_responses_total",
+                "Responses from Qdrant by status code class, or the transport error",
+                &["code"],
+            ),
+            rerank_duration: histogram(
+                "secondpass_rerank_duration_seconds",
+                "Time of the rerank step (tokenization and inference)",
+                &["reranker"],
+                LATENCY_BUCKETS,
+            ),
+            rerank_candidates: histogram(
+                "secondpass_rerank_candidates",
+                "Candidates scored per reranked search",
+                &["collection"],
+                CANDIDATE_BUCKETS,
+            ),
+            candidates_without_text: counter(
+                "secondpass_candidates_without_text_total",
+                "Candidates returned by Qdrant without the configured text field",
+                &["collection"],
+            ),
+            rerank_errors: counter(
+                "secondpass_rerank_errors_total",
+                "Rerank failures by reranker and kind",
+                &["reranker", "kind"],
+            ),
+            fail_open: counter(
+                "secondpass_fail_open_total",
+                "Searches answered in Qdrant's order because reranking failed",
+                &["collection"],
+            ),
+            model_loaded,
+            registry,
+        }
+    }
+
+    /// The label value for `collection`.
+    pub fn collection_label<'a>(&self, collection: &'a str) -> &'a str {
+        if self.known.contains(collection) {
+            collection
+        } else {
+            OTHER
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_collections_share_a_label() {
+        let m = Metrics::new(&["docs".to_string()]);
+        assert_eq!(m.collection_label("docs"), "docs");
+        assert_eq!(m.collection_label("random-123"), OTHER);
+    }
+
+    #[test]
+    fn renders_families() {
+        let m = Metrics::new(&[]);
+        m.requests.with_label_values(&["search", "_other", "applied"]).inc();
+        let text = m.render();
+        assert!(text.contains("secondpass_requests_total{collection=\"_other\",rerank_status=\"applied\",route=\"search\"} 1"));
+        assert!(text.contains("# TYPE secondpass_model_loaded gauge"));
+    }
+}

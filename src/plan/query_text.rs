@@ -1,0 +1,121 @@
+//! Where a search's query text and per-request rerank options come from:
+//! header `x-rerank-query`, then the body's `"rerank"` object, then a Document query.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// The `"rerank"` object a client may add to a search body (removed before forwarding).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Directive {
+    pub query: Option<String>,
+    pub enabled: Option<bool>,
+    pub pool: Option<usize>,
+    pub score_threshold: Option<f32>,
+}
+
+/// Removes and parses the `"rerank"` object of a search. An invalid one is the
+/// client's error, reported in Qdrant's wording style.
+pub fn take_directive(search: &mut Map<String, Value>) -> Result<Option<Directive>, String> {
+    match search.remove("rerank") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value::<Directive>(v)
+            .map(Some)
+            .map_err(|e| format!("Format error in JSON body: invalid `rerank` object: {e}")),
+    }
+}
+
+/// The text of a Document query: `"query": {"text": ...}` or
+/// `"query": {"nearest": {"text": ...}}`.
+pub fn document_text(search: &Map<String, Value>) -> Option<String> {
+    let q = search.get("query")?;
+    let doc = match q.get("nearest") {
+        Some(n) => n,
+        None => q,
+    };
+    let text = doc.get("text")?.as_str()?;
+    (!text.trim().is_empty()).then(|| text.to_string())
+}
+
+/// Decodes a header value: percent-encoded UTF-8 (plain ASCII passes through).
+pub fn decode_header(raw: &[u8]) -> Result<String, String> {
+    let decoded = percent_encoding::percent_decode(raw)
+        .decode_utf8()
+        .map_err(|_| "header x-rerank-query is not valid percent-encoded UTF-8".to_string())?;
+    Ok(decoded.into_owned())
+}
+
+/// Picks the query text: header first, then the directive, then the Document.
+pub fn pick(
+    header: Option<&str>,
+    directive: Option<&Directive>,
+    search: &Map<String, Value>,
+) -> Option<String> {
+    let nonblank = |s: &str| (!s.trim().is_empty()).then(|| s.to_string());
+    header
+        .and_then(nonblank)
+        .or_else(|| directive.and_then(|d| d.query.as_deref()).and_then(nonblank))
+        .or_else(|| document_text(search))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn directive_is_removed_and_parsed() {
+        let mut s = obj(json!({"vector": [1], "rerank": {"query": "q", "pool": 5, "enabled": true, "score_threshold": 0.5}}));
+        let d = take_directive(&mut s).unwrap().unwrap();
+        assert_eq!(d.query.as_deref(), Some("q"));
+        assert_eq!(d.pool, Some(5));
+        assert_eq!(d.score_threshold, Some(0.5));
+        assert!(!s.contains_key("rerank"));
+    }
+
+    #[test]
+    fn bad_directive_is_an_error() {
+        let mut s = obj(json!({"rerank": {"pool": "many"}}));
+        assert!(take_directive(&mut s).unwrap_err().contains("rerank"));
+        let mut s = obj(json!({"rerank": {"qurey": "x"}}));
+        assert!(take_directive(&mut s).unwrap_err().contains("qurey"));
+        let mut s = obj(json!({"rerank": "text"}));
+        assert!(take_directive(&mut s).is_err());
+    }
+
+    #[test]
+    fn document_forms() {
+        let s = obj(json!({"query": {"text": "a b", "model": "m"}}));
+        assert_eq!(document_text(&s).as_deref(), Some("a b"));
+        let s = obj(json!({"query": {"nearest": {"text": "c", "model": "m"}}}));
+        assert_eq!(document_text(&s).as_deref(), Some("c"));
+        let s = obj(json!({"query": [0.1, 0.2]}));
+        assert_eq!(document_text(&s), None);
+        let s = obj(json!({"query": {"nearest": [0.1]}}));
+        assert_eq!(document_text(&s), None);
+    }
+
+    #[test]
+    fn precedence_header_body_document() {
+        let s = obj(json!({"query": {"text": "doc"}}));
+        let d = Directive {
+            query: Some("body".into()),
+            ..Default::default()
+        };
+        assert_eq!(pick(Some("hdr"), Some(&d), &s).as_deref(), Some("hdr"));
+        assert_eq!(pick(None, Some(&d), &s).as_deref(), Some("body"));
+        assert_eq!(pick(Some("  "), None, &s).as_deref(), Some("doc"));
+        assert_eq!(pick(None, None, &obj(json!({}))), None);
+    }
+
+    #[test]
+    fn header_percent_decoding() {
+        assert_eq!(decode_header(b"caf%C3%A9%20au%20lait").unwrap(), "café au lait");
+        assert_eq!(decode_header(b"plain words").unwrap(), "plain words");
+        assert!(decode_header(b"%FF%FE").is_err());
+    }
+}

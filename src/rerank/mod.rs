@@ -1,0 +1,129 @@
+//! Rerankers: query + documents → one score per document. The engine knows nothing
+//! of Qdrant or HTTP.
+
+pub mod onnx;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::config::{Config, RerankerConfig};
+
+/// What scale a reranker's scores are on, so `score_mode` can mean the same everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreKind {
+    /// Unbounded log-odds (cross-encoder logits); `sigmoid` maps them to 0..1.
+    Logit,
+    /// Already 0..1; `sigmoid` leaves them as they are.
+    Probability,
+}
+
+#[derive(Debug, Clone)]
+pub struct RerankRequest {
+    pub query: String,
+    pub documents: Vec<String>,
+    /// Per-collection override of the reranker's max sequence length.
+    pub max_length: Option<usize>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RerankError {
+    #[error("reranker queue is full")]
+    Overloaded,
+    #[error("rerank step timed out after {0} ms")]
+    Timeout(u64),
+    #[error("tokenization failed: {0}")]
+    Tokenization(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+    #[error("reranker unavailable: {0}")]
+    Unavailable(String),
+    #[error("reranker returned {got} scores for {expected} documents")]
+    WrongCount { expected: usize, got: usize },
+}
+
+impl RerankError {
+    /// Low-cardinality label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RerankError::Overloaded => "overloaded",
+            RerankError::Timeout(_) => "timeout",
+            RerankError::Tokenization(_) => "tokenization",
+            RerankError::Inference(_) => "inference",
+            RerankError::Unavailable(_) => "unavailable",
+            RerankError::WrongCount { .. } => "wrong_count",
+        }
+    }
+}
+
+pub type RerankFuture = Pin<Box<dyn Future<Output = Result<Vec<f32>, RerankError>> + Send>>;
+
+/// A cross-encoder: one raw score per document, in the documents' order.
+pub trait Reranker: Send + Sync {
+    /// Model identifier reported to clients.
+    fn model(&self) -> &str;
+    fn score_kind(&self) -> ScoreKind;
+    fn rerank(&self, request: RerankRequest) -> RerankFuture;
+}
+
+/// Rerankers by configured name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    rerankers: BTreeMap<String, Arc<dyn Reranker>>,
+}
+
+impl Registry {
+    /// Loads every configured reranker (blocking: model files are read here).
+    pub fn load(cfg: &Config) -> Result<Registry, RerankError> {
+        let mut rerankers: BTreeMap<String, Arc<dyn Reranker>> = BTreeMap::new();
+        for (name, rc) in &cfg.rerankers {
+            let r: Arc<dyn Reranker> = match rc {
+                RerankerConfig::Onnx(o) => Arc::new(onnx::OnnxReranker::load(o).map_err(|e| {
+                    RerankError::Unavailable(format!("reranker `{name}`: {e}"))
+                })?),
+            };
+            rerankers.insert(name.clone(), r);
+        }
+        Ok(Registry { rerankers })
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, reranker: Arc<dyn Reranker>) {
+        self.rerankers.insert(name.into(), reranker);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Reranker>> {
+        self.rerankers.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.rerankers.keys().map(String::as_str)
+    }
+}
+
+/// Maps a raw score to the configured scale. A single logit gets a sigmoid; never a
+/// softmax over one value.
+pub fn apply_score_mode(raw: f32, kind: ScoreKind, mode: crate::config::ScoreMode) -> f32 {
+    match (mode, kind) {
+        (crate::config::ScoreMode::Sigmoid, ScoreKind::Logit) => sigmoid(raw),
+        _ => raw,
+    }
+}
+
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ScoreMode;
+
+    #[test]
+    fn score_modes() {
+        assert!((apply_score_mode(0.0, ScoreKind::Logit, ScoreMode::Sigmoid) - 0.5).abs() < 1e-7);
+        assert_eq!(apply_score_mode(3.0, ScoreKind::Logit, ScoreMode::Raw), 3.0);
+        assert_eq!(apply_score_mode(0.7, ScoreKind::Probability, ScoreMode::Sigmoid), 0.7);
+        assert!(sigmoid(-100.0) >= 0.0 && sigmoid(100.0) <= 1.0);
+    }
+}

@@ -1,0 +1,167 @@
+//! Tokenizing (query, document) pairs and packing them into padded batches.
+
+use std::path::Path;
+
+use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationDirection};
+
+/// Token ids of one pair, ready to batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pair {
+    pub ids: Vec<i64>,
+    pub type_ids: Vec<i64>,
+}
+
+impl Pair {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// A padded batch, row-major `[rows, width]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub rows: usize,
+    pub width: usize,
+    pub input_ids: Vec<i64>,
+    pub attention_mask: Vec<i64>,
+    pub token_type_ids: Vec<i64>,
+}
+
+pub struct PairEncoder {
+    tokenizer: Tokenizer,
+    /// Special tokens the pair template adds ([CLS] q [SEP] d [SEP] → 3).
+    added: usize,
+    pub pad_id: i64,
+}
+
+impl PairEncoder {
+    pub fn from_file(path: &Path, pad_id: Option<i64>) -> Result<PairEncoder, String> {
+        let mut tokenizer = Tokenizer::from_file(path)
+            .map_err(|e| format!("cannot read tokenizer {}: {e}", path.display()))?;
+        // We truncate and pad ourselves: query kept, document cut, per-batch padding.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| format!("cannot disable truncation: {e}"))?;
+        let added = tokenizer
+            .get_post_processor()
+            .map(|p| p.added_tokens(true))
+            .unwrap_or(0);
+        let pad_id = pad_id
+            .or_else(|| tokenizer.get_padding().map(|p| p.pad_id as i64))
+            .or_else(|| {
+                ["[PAD]", "<pad>"]
+                    .iter()
+                    .find_map(|t| tokenizer.token_to_id(t))
+                    .map(i64::from)
+            })
+            .unwrap_or(0);
+        Ok(PairEncoder {
+            tokenizer,
+            added,
+            pad_id,
+        })
+    }
+
+    /// Encodes `query` with every document, each pair at most `max_length` tokens.
+    /// The query is kept whole unless it alone would take more than half the budget.
+    pub fn encode(&self, query: &str, docs: &[String], max_length: usize) -> Result<Vec<Pair>, String> {
+        let budget = max_length.saturating_sub(self.added).max(2);
+        let q = self
+            .tokenizer
+            .encode(query, false)
+            .map_err(|e| e.to_string())?;
+        let docs: Vec<&str> = docs.iter().map(String::as_str).collect();
+        let encoded = self
+            .tokenizer
+            .encode_batch(docs, false)
+            .map_err(|e| e.to_string())?;
+        encoded
+            .into_iter()
+            .map(|d| self.pair(&q, d, budget))
+            .collect()
+    }
+
+    fn pair(&self, q: &Encoding, mut d: Encoding, budget: usize) -> Result<Pair, String> {
+        let mut q = q.clone();
+        if q.len() + d.len() > budget && q.len() > budget / 2 {
+            let keep_q = (budget / 2).max(budget.saturating_sub(d.len()));
+            q.truncate(keep_q, 0, TruncationDirection::Right);
+        }
+        let doc_room = budget.saturating_sub(q.len());
+        if d.len() > doc_room {
+            d.truncate(doc_room, 0, TruncationDirection::Right);
+        }
+        let e = self
+            .tokenizer
+            .post_process(q, Some(d), true)
+            .map_err(|e| e.to_string())?;
+        Ok(Pair {
+            ids: e.get_ids().iter().map(|&i| i64::from(i)).collect(),
+            type_ids: e.get_type_ids().iter().map(|&i| i64::from(i)).collect(),
+        })
+    }
+}
+
+/// Groups pair indices into batches of at most `max_rows` pairs, longest first, so
+/// pairs of similar length share a batch and padding stays small.
+pub fn plan_batches(pairs: &[Pair], max_rows: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(pairs[i].len()));
+    order.chunks(max_rows.max(1)).map(<[usize]>::to_vec).collect()
+}
+
+/// Pads the selected pairs to the longest of them.
+pub fn pad(pairs: &[Pair], rows: &[usize], pad_id: i64) -> Batch {
+    let width = rows.iter().map(|&i| pairs[i].len()).max().unwrap_or(0);
+    let n = rows.len() * width;
+    let mut b = Batch {
+        rows: rows.len(),
+        width,
+        input_ids: vec![pad_id; n],
+        attention_mask: vec![0; n],
+        token_type_ids: vec![0; n],
+    };
+    for (r, &i) in rows.iter().enumerate() {
+        let p = &pairs[i];
+        let start = r * width;
+        b.input_ids[start..start + p.len()].copy_from_slice(&p.ids);
+        b.token_type_ids[start..start + p.len()].copy_from_slice(&p.type_ids);
+        b.attention_mask[start..start + p.len()].fill(1);
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(n: usize) -> Pair {
+        Pair {
+            ids: vec![7; n],
+            type_ids: vec![1; n],
+        }
+    }
+
+    #[test]
+    fn batches_group_by_length() {
+        let pairs = vec![pair(3), pair(10), pair(5), pair(9)];
+        assert_eq!(plan_batches(&pairs, 2), vec![vec![1, 3], vec![2, 0]]);
+        assert_eq!(plan_batches(&pairs, 10).len(), 1);
+        assert!(plan_batches(&[], 4).is_empty());
+    }
+
+    #[test]
+    fn padding_fills_mask_and_pad_id() {
+        let pairs = vec![pair(2), pair(4)];
+        let b = pad(&pairs, &[1, 0], 9);
+        assert_eq!(b.width, 4);
+        assert_eq!(b.input_ids, vec![7, 7, 7, 7, 7, 7, 9, 9]);
+        assert_eq!(b.attention_mask, vec![1, 1, 1, 1, 1, 1, 0, 0]);
+        assert_eq!(b.token_type_ids, vec![1, 1, 1, 1, 1, 1, 0, 0]);
+    }
+}

@@ -1,0 +1,5 @@
+//! Transport adapters. They decode and encode; planning and reranking live elsewhere.
+
+pub mod admin;
+pub mod rest;
+pub mod upstream;

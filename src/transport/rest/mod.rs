@@ -1,0 +1,302 @@
+//! The Qdrant-compatible REST listener: intercepted searches, everything else forwarded.
+
+pub mod body;
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{to_bytes, Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::engine::{Job, Outcome};
+use crate::error::{qdrant_error_response, Error};
+use crate::plan::text::text_at;
+use crate::plan::{query_text, Decision, RerankStatus};
+use body::{apply, marker, points_mut, prepare, Endpoint, PrepareError};
+
+pub const QUERY_HEADER: &str = "x-rerank-query";
+pub const STATUS_HEADER: &str = "x-rerank-status";
+pub const MODEL_HEADER: &str = "x-rerank-model";
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let intercept = |ep: Endpoint| {
+        post(
+            move |State(s): State<Arc<AppState>>, Path(c): Path<String>, req: Request| async move {
+                handle(s, ep, c, req).await
+            },
+        )
+        .fallback(forward)
+    };
+    Router::new()
+        .route("/collections/{name}/points/search", intercept(Endpoint::Search))
+        .route("/collections/{name}/points/search/batch", intercept(Endpoint::SearchBatch))
+        .route("/collections/{name}/points/query", intercept(Endpoint::Query))
+        .route("/collections/{name}/points/query/batch", intercept(Endpoint::QueryBatch))
+        .fallback(forward)
+        .with_state(state)
+}
+
+/// Everything that is not an intercepted search: straight through.
+async fn forward(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let started = Instant::now();
+    let resp = match state.upstream.forward(req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    };
+    state.record("forward", "_none", "none", &resp, started);
+    resp
+}
+
+fn with_status(mut resp: Response, status: RerankStatus) -> Response {
+    resp.headers_mut()
+        .insert(STATUS_HEADER, HeaderValue::from_static(status.as_str()));
+    resp
+}
+
+fn error_response(e: Error, started: Instant) -> Response {
+    qdrant_error_response(e.http_status(), &e.to_string(), started.elapsed().as_secs_f64())
+}
+
+async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Request) -> Response {
+    let started = Instant::now();
+    let route = ep.route();
+    let label = state.metrics.collection_label(&collection).to_string();
+    let settings = state.config.collection(&collection);
+    if !settings.enabled {
+        let resp = match state.upstream.forward(req).await {
+            Ok(r) => with_status(r, RerankStatus::Disabled),
+            Err(e) => error_response(e, started),
+        };
+        state.record(route, &label, "disabled", &resp, started);
+        return resp;
+    }
+    let (mut parts, body) = req.into_parts();
+    let header_query = match parts.headers.get(QUERY_HEADER) {
+        None => None,
+        Some(v) => match query_text::decode_header(v.as_bytes()) {
+            Ok(q) => Some(q),
+            Err(why) => {
+                let resp = error_response(Error::BadRequest(why), started);
+                state.record(route, &label, "error", &resp, started);
+                return resp;
+            }
+        },
+    };
+    let max = state.config.server.max_body_bytes;
+    let encoded = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes() != b"identity");
+    let too_big = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|n| n > max);
+    if encoded || too_big {
+        // Not ours to rewrite: Qdrant gets it exactly as sent.
+        let resp = match state.upstream.forward(Request::from_parts(parts, body)).await {
+            Ok(r) => with_status(r, RerankStatus::Skipped),
+            Err(e) => error_response(e, started),
+        };
+        state.record(route, &label, "skipped", &resp, started);
+        return resp;
+    }
+    let bytes = match to_bytes(body, max).await {
+        Ok(b) => b,
+        Err(_) => {
+            let resp = error_response(Error::PayloadTooLarge(max), started);
+            state.record(route, &label, "error", &resp, started);
+            return resp;
+        }
+    };
+    let unchanged = |parts: http::request::Parts, bytes: Bytes| Request::from_parts(parts, Body::from(bytes));
+    let prepared = match serde_json::from_slice::<Value>(&bytes) {
+        // Malformed JSON: Qdrant's own error message is the right answer.
+        Err(_) => Err(PrepareError::NotOurs),
+        Ok(v) => prepare(v, ep, &settings, header_query.as_deref()),
+    };
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(PrepareError::NotOurs) => {
+            let resp = match state.upstream.forward(unchanged(parts, bytes)).await {
+                Ok(r) => with_status(r, RerankStatus::Skipped),
+                Err(e) => error_response(e, started),
+            };
+            state.record(route, &label, "skipped", &resp, started);
+            return resp;
+        }
+        Err(PrepareError::BadRequest(why)) => {
+            let resp = error_response(Error::BadRequest(why), started);
+            state.record(route, &label, "error", &resp, started);
+            return resp;
+        }
+    };
+    parts.headers.remove(QUERY_HEADER);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let all_disabled = prepared
+        .searches
+        .iter()
+        .all(|s| s.decision == Decision::Disabled);
+    if all_disabled {
+        // Nothing to rerank: Qdrant's answer goes back byte for byte.
+        let body = if prepared.changed {
+            Bytes::from(serde_json::to_vec(&prepared.body).expect("json serializes"))
+        } else {
+            bytes
+        };
+        let resp = match state.upstream.forward(unchanged(parts, body)).await {
+            Ok(r) => with_status(r, RerankStatus::Disabled),
+            Err(e) => error_response(e, started),
+        };
+        state.record(route, &label, "disabled", &resp, started);
+        return resp;
+    }
+    // We read and rewrite the answer: ask for it uncompressed.
+    parts
+        .headers
+        .insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    let out = serde_json::to_vec(&prepared.body).expect("json serializes");
+    let upstream = match state.upstream.call(unchanged(parts, Bytes::from(out))).await {
+        Ok(u) => u,
+        Err(e) => {
+            let resp = error_response(e, started);
+            state.record(route, &label, "error", &resp, started);
+            return resp;
+        }
+    };
+    state
+        .metrics
+        .upstream_duration
+        .with_label_values(&[route])
+        .observe(upstream.elapsed.as_secs_f64());
+    if !upstream.status.is_success() {
+        // Qdrant's error, as Qdrant said it.
+        let mut resp = (upstream.status, upstream.body).into_response();
+        *resp.headers_mut() = upstream.headers;
+        state.record(route, &label, "error", &resp, started);
+        return resp;
+    }
+    let ctx = Rewrite {
+        state: &state,
+        ep,
+        collection: &collection,
+        settings: &settings,
+        started,
+    };
+    let resp = match ctx.finish(&prepared, upstream.headers, &upstream.body).await {
+        Ok((resp, status)) => {
+            state.record(route, &label, status.as_str(), &resp, started);
+            resp
+        }
+        Err(e) => {
+            let resp = error_response(e, started);
+            state.record(route, &label, "error", &resp, started);
+            resp
+        }
+    };
+    resp
+}
+
+/// Reranks the candidates in Qdrant's answer and writes the client's response.
+struct Rewrite<'a> {
+    state: &'a AppState,
+    ep: Endpoint,
+    collection: &'a str,
+    settings: &'a crate::config::CollectionSettings,
+    started: Instant,
+}
+
+impl Rewrite<'_> {
+    async fn finish(
+        &self,
+        prepared: &body::Prepared,
+        mut headers: HeaderMap,
+        raw: &[u8],
+    ) -> Result<(Response, RerankStatus), Error> {
+        let mut answer = decode_json(&headers, raw)?;
+        let result = answer
+            .get_mut("result")
+            .ok_or_else(|| Error::UpstreamInvalid("no `result` in Qdrant's answer".into()))?;
+        let field = &self.settings.text_field;
+        let mut jobs = Vec::new();
+        for (i, planned) in prepared.searches.iter().enumerate() {
+            if let Decision::Rerank(plan) = &planned.decision {
+                let points = points_mut(result, self.ep, i).ok_or_else(|| {
+                    Error::UpstreamInvalid(format!("answer for search {i} is not a list of points"))
+                })?;
+                let texts = points
+                    .iter()
+                    .map(|p| p.get("payload").and_then(|pl| text_at(pl, field)))
+                    .collect();
+                jobs.push(self.state.engine.rerank(Job {
+                    collection: self.collection,
+                    settings: self.settings,
+                    plan,
+                    texts,
+                }));
+            }
+        }
+        let rerank_started = Instant::now();
+        let mut reranked = join_all(jobs).await.into_iter();
+        let rerank_time = rerank_started.elapsed().as_secs_f64();
+        let mut outcomes = Vec::with_capacity(prepared.searches.len());
+        for (i, planned) in prepared.searches.iter().enumerate() {
+            let outcome = match &planned.decision {
+                Decision::Disabled => Outcome::not_applied(RerankStatus::Disabled, None),
+                Decision::Skip(reason) => {
+                    Outcome::not_applied(RerankStatus::Skipped, Some(reason.clone()))
+                }
+                Decision::Rerank(_) => {
+                    let outcome = reranked.next().expect("one outcome per job")?;
+                    let points = points_mut(result, self.ep, i).expect("checked above");
+                    apply(points, &outcome, &planned.restore);
+                    outcome
+                }
+            };
+            outcomes.push(outcome);
+        }
+        let status = RerankStatus::combine(outcomes.iter().map(|o| o.status));
+        let model = outcomes.iter().find_map(|o| o.model.clone());
+        if let Some(obj) = answer.as_object_mut() {
+            obj.insert("time".into(), json!(self.started.elapsed().as_secs_f64()));
+            obj.insert("rerank".into(), marker(&outcomes, self.ep, rerank_time));
+        }
+        let body = serde_json::to_vec(&answer).expect("json serializes");
+        for h in [header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::TRANSFER_ENCODING] {
+            headers.remove(h);
+        }
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(STATUS_HEADER, HeaderValue::from_static(status.as_str()));
+        if let Some(m) = model.and_then(|m| HeaderValue::from_str(&m).ok()) {
+            headers.insert(MODEL_HEADER, m);
+        }
+        let mut resp = (StatusCode::OK, body).into_response();
+        *resp.headers_mut() = headers;
+        Ok((resp, status))
+    }
+}
+
+/// Parses Qdrant's JSON answer, gunzipping it if Qdrant compressed it anyway.
+fn decode_json(headers: &HeaderMap, raw: &[u8]) -> Result<Value, Error> {
+    let gz = headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let parsed = if gz {
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(raw)
+            .read_to_end(&mut text)
+            .map_err(|e| Error::UpstreamInvalid(format!("bad gzip body: {e}")))?;
+        serde_json::from_slice(&text)
+    } else {
+        serde_json::from_slice(raw)
+    };
+    parsed.map_err(|e| Error::UpstreamInvalid(format!("answer is not JSON: {e}")))
+}

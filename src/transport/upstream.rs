@@ -1,0 +1,189 @@
+//! The HTTP client to Qdrant: streaming pass-through and buffered JSON calls.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Request, Response, Uri};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::UpstreamConfig;
+use crate::error::Error;
+
+/// Headers that describe one connection, not the message: never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for h in HOP_BY_HOP {
+        headers.remove(*h);
+    }
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, Body>,
+    /// `scheme://authority` plus any path prefix, without a trailing slash.
+    base: String,
+    timeout: Duration,
+}
+
+/// A buffered upstream answer.
+pub struct Buffered {
+    pub status: http::StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub elapsed: Duration,
+}
+
+impl Upstream {
+    pub fn new(cfg: &UpstreamConfig) -> Upstream {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Upstream {
+            client,
+            base: cfg.url.trim_end_matches('/').to_string(),
+            timeout: Duration::from_millis(cfg.timeout_ms),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn uri(&self, path_and_query: &str) -> Result<Uri, Error> {
+        format!("{}{}", self.base, path_and_query)
+            .parse()
+            .map_err(|e| Error::Internal(format!("cannot build upstream URI: {e}")))
+    }
+
+    /// Sends `req` to Qdrant unchanged (but for hop-by-hop headers and `Host`) and
+    /// streams the answer back.
+    pub async fn forward(&self, req: Request<Body>) -> Result<Response<Body>, Error> {
+        let (mut parts, body) = req.into_parts();
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        parts.uri = self.uri(&pq)?;
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(header::HOST);
+        let (resp, _) = self.send(Request::from_parts(parts, body)).await?;
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, Body::new(body)))
+    }
+
+    /// Sends a request and reads the whole answer (for responses we rewrite).
+    pub async fn call(&self, req: Request<Body>) -> Result<Buffered, Error> {
+        let started = Instant::now();
+        let (mut parts, body) = req.into_parts();
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        parts.uri = self.uri(&pq)?;
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(header::HOST);
+        let (resp, deadline) = self.send(Request::from_parts(parts, body)).await?;
+        let (mut parts, body) = resp.into_parts();
+        let body = tokio::time::timeout_at(deadline, body.collect())
+            .await
+            .map_err(|_| Error::UpstreamTimeout(self.timeout.as_millis() as u64))?
+            .map_err(|e| Error::UpstreamUnreachable(format!("reading the response: {e}")))?
+            .to_bytes();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Buffered {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    async fn send(
+        &self,
+        req: Request<Body>,
+    ) -> Result<(Response<hyper::body::Incoming>, tokio::time::Instant), Error> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match tokio::time::timeout_at(deadline, self.client.request(req)).await {
+            Err(_) => Err(Error::UpstreamTimeout(self.timeout.as_millis() as u64)),
+            Ok(Err(e)) => Err(Error::UpstreamUnreachable(describe(&e))),
+            Ok(Ok(resp)) => Ok((resp, deadline)),
+        }
+    }
+
+    /// Whether Qdrant answers at all (any HTTP status counts).
+    pub async fn probe(&self) -> bool {
+        let Ok(uri) = self.uri("/readyz") else {
+            return false;
+        };
+        let req = Request::get(uri).body(Body::empty()).expect("static request");
+        let probe = self.client.request(req);
+        matches!(
+            tokio::time::timeout(self.timeout.min(Duration::from_secs(2)), probe).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive, x-custom".parse().unwrap());
+        h.insert("x-custom", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("api-key", "secret".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("api-key"));
+    }
+}
