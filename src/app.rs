@@ -31,7 +31,7 @@ impl AppState {
         let metrics = Arc::new(Metrics::new(&config.named_collections()));
         metrics.model_loaded.set(1);
         AppState {
-            upstream: Upstream::new(&config.upstream),
+            upstream: Upstream::new(&config.upstream, metrics.clone()),
             engine: Engine::new(registry, metrics.clone()),
             metrics,
             config: Arc::new(config),
@@ -49,19 +49,24 @@ impl AppState {
     }
 
     /// Counts one finished request.
-    pub fn record(&self, route: &str, collection: &str, status: &str, resp: &Response, started: Instant) {
+    pub fn record(
+        &self,
+        route: &str,
+        collection: &str,
+        status: &str,
+        resp: &Response,
+        started: Instant,
+    ) {
         let m = &self.metrics;
-        m.requests.with_label_values(&[route, collection, status]).inc();
+        m.requests
+            .with_label_values(&[route, collection, status])
+            .inc();
         m.request_duration
             .with_label_values(&[route])
             .observe(started.elapsed().as_secs_f64());
-        let code = resp.status().as_u16();
-        let class = match code {
-            200..=299 => "2xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
-        m.upstream_responses.with_label_values(&[class]).inc();
+        m.responses
+            .with_label_values(&[Metrics::class(resp.status().as_u16())])
+            .inc();
     }
 }
 
@@ -106,7 +111,10 @@ impl Server {
                 _ = wait(stopped) => {}
             }
             if tokio::time::timeout(grace, both).await.is_err() {
-                tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; dropping in-flight requests");
+                tracing::warn!(
+                    grace_ms = grace.as_millis() as u64,
+                    "grace period over; dropping in-flight requests"
+                );
             }
         });
         tracing::info!(%rest_addr, %admin_addr, upstream = state.upstream.base(), "secondpass listening");

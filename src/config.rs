@@ -349,12 +349,10 @@ impl Config {
             .map_err(|e| invalid("upstream.url", format!("not a URL: {e}")))?;
         match url.scheme_str() {
             Some("http") => {}
-            Some("https") => {
-                return Err(invalid(
-                    "upstream.url",
-                    "https upstreams are not supported yet; run secondpass next to Qdrant over http",
-                ))
-            }
+            Some("https") => return Err(invalid(
+                "upstream.url",
+                "https upstreams are not supported yet; run secondpass next to Qdrant over http",
+            )),
             _ => return Err(invalid("upstream.url", "must start with http://")),
         }
         if url.host().is_none() {
@@ -364,7 +362,10 @@ impl Config {
             return Err(invalid("upstream.timeout_ms", "must be greater than 0"));
         }
         if self.upstream.connect_timeout_ms == 0 {
-            return Err(invalid("upstream.connect_timeout_ms", "must be greater than 0"));
+            return Err(invalid(
+                "upstream.connect_timeout_ms",
+                "must be greater than 0",
+            ));
         }
         for (name, r) in &self.rerankers {
             let RerankerConfig::Onnx(o) = r;
@@ -393,7 +394,11 @@ impl Config {
             }
             if s.max_pool < s.pool {
                 return Err(invalid(
-                    key(if over.max_pool.is_some() { "max_pool" } else { "pool" }),
+                    key(if over.max_pool.is_some() {
+                        "max_pool"
+                    } else {
+                        "pool"
+                    }),
                     format!("pool ({}) exceeds max_pool ({})", s.pool, s.max_pool),
                 ));
             }
@@ -490,7 +495,8 @@ model_dir = "/models/x"
 
     #[test]
     fn pool_above_max_pool_is_refused() {
-        let e = Config::from_toml(&format!("{BASE}\n[collections.docs]\npool = 300\n")).unwrap_err();
+        let e =
+            Config::from_toml(&format!("{BASE}\n[collections.docs]\npool = 300\n")).unwrap_err();
         assert!(e.to_string().contains("collections.docs.pool"), "{e}");
     }
 

@@ -90,7 +90,9 @@ impl Engine {
         }
         let name = job.settings.reranker.as_str();
         let result = match self.registry.get(name) {
-            None => Err(RerankError::Unavailable(format!("reranker `{name}` is not loaded"))),
+            None => Err(RerankError::Unavailable(format!(
+                "reranker `{name}` is not loaded"
+            ))),
             Some(reranker) => {
                 let request = RerankRequest {
                     query: job.plan.query.clone(),
@@ -213,13 +215,22 @@ mod tests {
     fn plan(offset: usize, limit: usize) -> RerankPlan {
         RerankPlan {
             query: "q".into(),
-            window: Window { offset, limit, fetch: 10 },
+            window: Window {
+                offset,
+                limit,
+                fetch: 10,
+            },
             threshold: None,
         }
     }
 
     fn texts() -> Vec<Option<String>> {
-        vec![Some("a".into()), None, Some("ccc".into()), Some("bb".into())]
+        vec![
+            Some("a".into()),
+            None,
+            Some("ccc".into()),
+            Some("bb".into()),
+        ]
     }
 
     #[tokio::test]
@@ -227,13 +238,24 @@ mod tests {
         let e = engine(false, false);
         let s = settings();
         let p = plan(0, 10);
-        let out = e.rerank(Job { collection: "docs", settings: &s, plan: &p, texts: texts() }).await.unwrap();
+        let out = e
+            .rerank(Job {
+                collection: "docs",
+                settings: &s,
+                plan: &p,
+                texts: texts(),
+            })
+            .await
+            .unwrap();
         assert_eq!(out.status, RerankStatus::Applied);
         assert_eq!(out.candidates, 3);
         let idx: Vec<usize> = out.ranked.iter().map(|r| r.index).collect();
         assert_eq!(idx, vec![2, 3, 0, 1]);
         assert_eq!(out.ranked[0].score, Some(3.0));
-        assert!(e.metrics.render().contains("secondpass_candidates_without_text_total{collection=\"docs\"} 1"));
+        assert!(e
+            .metrics
+            .render()
+            .contains("secondpass_candidates_without_text_total{collection=\"docs\"} 1"));
     }
 
     #[tokio::test]
@@ -241,20 +263,42 @@ mod tests {
         let e = engine(true, false);
         let s = settings();
         let p = plan(1, 2);
-        let out = e.rerank(Job { collection: "x", settings: &s, plan: &p, texts: texts() }).await.unwrap();
+        let out = e
+            .rerank(Job {
+                collection: "x",
+                settings: &s,
+                plan: &p,
+                texts: texts(),
+            })
+            .await
+            .unwrap();
         assert_eq!(out.status, RerankStatus::FailedOpen);
         assert!(out.reason.unwrap().contains("boom"));
         let idx: Vec<usize> = out.ranked.iter().map(|r| r.index).collect();
         assert_eq!(idx, vec![1, 2]);
-        assert!(e.metrics.render().contains("secondpass_fail_open_total{collection=\"_other\"} 1"));
+        assert!(e
+            .metrics
+            .render()
+            .contains("secondpass_fail_open_total{collection=\"_other\"} 1"));
     }
 
     #[tokio::test]
     async fn failure_with_on_failure_error_is_an_error() {
         let e = engine(true, false);
-        let s = CollectionSettings { on_failure: OnFailure::Error, ..settings() };
+        let s = CollectionSettings {
+            on_failure: OnFailure::Error,
+            ..settings()
+        };
         let p = plan(0, 2);
-        let err = e.rerank(Job { collection: "x", settings: &s, plan: &p, texts: texts() }).await.unwrap_err();
+        let err = e
+            .rerank(Job {
+                collection: "x",
+                settings: &s,
+                plan: &p,
+                texts: texts(),
+            })
+            .await
+            .unwrap_err();
         assert_eq!(err.http_status(), axum::http::StatusCode::BAD_GATEWAY);
     }
 
@@ -263,7 +307,15 @@ mod tests {
         let e = engine(false, true);
         let s = settings();
         let p = plan(0, 2);
-        let out = e.rerank(Job { collection: "x", settings: &s, plan: &p, texts: texts() }).await.unwrap();
+        let out = e
+            .rerank(Job {
+                collection: "x",
+                settings: &s,
+                plan: &p,
+                texts: texts(),
+            })
+            .await
+            .unwrap();
         assert_eq!(out.status, RerankStatus::FailedOpen);
         assert!(out.reason.unwrap().contains("timed out"));
     }
@@ -273,7 +325,15 @@ mod tests {
         let e = engine(false, false);
         let s = settings();
         let p = plan(0, 1);
-        let out = e.rerank(Job { collection: "x", settings: &s, plan: &p, texts: vec![None, None] }).await.unwrap();
+        let out = e
+            .rerank(Job {
+                collection: "x",
+                settings: &s,
+                plan: &p,
+                texts: vec![None, None],
+            })
+            .await
+            .unwrap();
         assert_eq!(out.status, RerankStatus::Skipped);
         assert_eq!(out.ranked.len(), 1);
     }
@@ -281,9 +341,20 @@ mod tests {
     #[tokio::test]
     async fn unknown_reranker_fails_open() {
         let e = engine(false, false);
-        let s = CollectionSettings { reranker: "ghost".into(), ..settings() };
+        let s = CollectionSettings {
+            reranker: "ghost".into(),
+            ..settings()
+        };
         let p = plan(0, 1);
-        let out = e.rerank(Job { collection: "x", settings: &s, plan: &p, texts: texts() }).await.unwrap();
+        let out = e
+            .rerank(Job {
+                collection: "x",
+                settings: &s,
+                plan: &p,
+                texts: texts(),
+            })
+            .await
+            .unwrap();
         assert_eq!(out.status, RerankStatus::FailedOpen);
     }
 }

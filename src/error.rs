@@ -72,7 +72,10 @@ mod tests {
             Error::UpstreamUnreachable("x".into()).http_status(),
             StatusCode::BAD_GATEWAY
         );
-        assert_eq!(Error::UpstreamTimeout(5).http_status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            Error::UpstreamTimeout(5).http_status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
         assert_eq!(
             Error::Rerank(RerankError::Overloaded).http_status(),
             StatusCode::SERVICE_UNAVAILABLE

@@ -29,7 +29,8 @@ enum Command {
 
 fn init_logging(cfg: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match cfg.log.format {
         LogFormat::Text => builder.init(),
@@ -78,6 +79,11 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // One machine-readable line for scripts and tests that start us on port 0.
+        println!(
+            "secondpass listening rest={} admin={}",
+            server.rest_addr, server.admin_addr
+        );
         app::shutdown_signal().await;
         tracing::info!("shutdown signal received; draining");
         server.shutdown().await;

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub upstream_duration: HistogramVec,
     pub upstream_responses: IntCounterVec,
+    pub upstream_errors: IntCounterVec,
+    pub responses: IntCounterVec,
     pub rerank_duration: HistogramVec,
     pub rerank_candidates: HistogramVec,
     pub candidates_without_text: IntCounterVec,
@@ -35,7 +37,9 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
@@ -44,7 +48,9 @@ impl Metrics {
                 labels,
             )
             .expect("valid metric");
-            registry.register(Box::new(h.clone())).expect("unique metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
             h
         };
         let model_loaded = IntGauge::new(
@@ -76,7 +82,17 @@ impl Metrics {
             ),
             upstream_responses: counter(
                 "secondpass_upstream_responses_total",
-                "Responses from Qdrant by status code class, or the transport error",
+                "Responses from Qdrant by status class",
+                &["code"],
+            ),
+            upstream_errors: counter(
+                "secondpass_upstream_errors_total",
+                "Calls to Qdrant that got no response, by kind (connect, timeout)",
+                &["kind"],
+            ),
+            responses: counter(
+                "secondpass_responses_total",
+                "Responses sent to clients by status class",
                 &["code"],
             ),
             rerank_duration: histogram(
@@ -120,6 +136,17 @@ impl Metrics {
         }
     }
 
+    /// `2xx`, `4xx`, `5xx`... for a status code.
+    pub fn class(code: u16) -> &'static str {
+        match code {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -144,7 +171,9 @@ mod tests {
     #[test]
     fn renders_families() {
         let m = Metrics::new(&[]);
-        m.requests.with_label_values(&["search", "_other", "applied"]).inc();
+        m.requests
+            .with_label_values(&["search", "_other", "applied"])
+            .inc();
         let text = m.render();
         assert!(text.contains("secondpass_requests_total{collection=\"_other\",rerank_status=\"applied\",route=\"search\"} 1"));
         assert!(text.contains("# TYPE secondpass_model_loaded gauge"));

@@ -95,19 +95,29 @@ async fn padded_batches_match_single_pairs() {
     let batched = score(&r, query, docs.clone()).await;
     for (i, d) in docs.into_iter().enumerate() {
         let single = score(&r, query, vec![d]).await[0];
-        assert!((single - batched[i]).abs() < 1e-4, "doc {i}: {single} vs {}", batched[i]);
+        assert!(
+            (single - batched[i]).abs() < 1e-4,
+            "doc {i}: {single} vs {}",
+            batched[i]
+        );
     }
 }
 
 #[tokio::test]
 async fn int8_model_loads_and_stays_close() {
-    let r = OnnxReranker::load(&config(model_dir(), Some("model_int8.onnx"), 16)).expect("load int8");
+    let r =
+        OnnxReranker::load(&config(model_dir(), Some("model_int8.onnx"), 16)).expect("load int8");
     // Dynamic int8 kernels differ between CPUs (the reference's int8 column came from
     // another machine), so compare with PyTorch's fp32 logit within the published
     // int8 error (max 0.249 over these pairs).
     for p in reference() {
         let got = score(&r, &p.query, vec![p.document.clone()]).await[0];
-        assert!((got - p.logit).abs() < 0.3, "int8 {got} vs fp32 {} (int8 ref {})", p.logit, p.int8);
+        assert!(
+            (got - p.logit).abs() < 0.3,
+            "int8 {got} vs fp32 {} (int8 ref {})",
+            p.logit,
+            p.int8
+        );
     }
 }
 
@@ -132,7 +142,12 @@ async fn hugging_face_layout_loads() {
 async fn long_query_and_empty_document_do_not_fail() {
     let r = OnnxReranker::load(&config(model_dir(), None, 8)).expect("load model");
     let long_query = "wing flutter ".repeat(200);
-    let scores = score(&r, &long_query, vec![String::new(), "a short passage".into()]).await;
+    let scores = score(
+        &r,
+        &long_query,
+        vec![String::new(), "a short passage".into()],
+    )
+    .await;
     assert_eq!(scores.len(), 2);
     assert!(scores.iter().all(|s| s.is_finite()));
 }
@@ -142,5 +157,8 @@ fn missing_model_dir_is_a_clear_error() {
     let e = OnnxReranker::load(&config(PathBuf::from("/nonexistent/model"), None, 8))
         .err()
         .expect("must fail");
-    assert!(e.contains("/nonexistent/model") && e.contains("scripts/setup"), "{e}");
+    assert!(
+        e.contains("/nonexistent/model") && e.contains("scripts/setup"),
+        "{e}"
+    );
 }

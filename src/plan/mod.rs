@@ -104,8 +104,12 @@ impl RerankStatus {
                 (Some(RerankStatus::FailedOpen), _) | (_, RerankStatus::FailedOpen) => {
                     RerankStatus::FailedOpen
                 }
-                (Some(RerankStatus::Applied), _) | (_, RerankStatus::Applied) => RerankStatus::Applied,
-                (Some(RerankStatus::Skipped), _) | (_, RerankStatus::Skipped) => RerankStatus::Skipped,
+                (Some(RerankStatus::Applied), _) | (_, RerankStatus::Applied) => {
+                    RerankStatus::Applied
+                }
+                (Some(RerankStatus::Skipped), _) | (_, RerankStatus::Skipped) => {
+                    RerankStatus::Skipped
+                }
                 _ => RerankStatus::Disabled,
             });
         }
@@ -141,7 +145,14 @@ mod tests {
         let Decision::Rerank(p) = decide(input(&s, None)) else {
             panic!("expected rerank")
         };
-        assert_eq!(p.window, Window { offset: 5, limit: 10, fetch: 100 });
+        assert_eq!(
+            p.window,
+            Window {
+                offset: 5,
+                limit: 10,
+                fetch: 100
+            }
+        );
         assert_eq!(p.threshold, None);
     }
 
@@ -150,10 +161,16 @@ mod tests {
         let off = CollectionSettings::default();
         assert_eq!(decide(input(&off, None)), Decision::Disabled);
         let s = on();
-        let d = Directive { enabled: Some(false), ..Default::default() };
+        let d = Directive {
+            enabled: Some(false),
+            ..Default::default()
+        };
         assert_eq!(decide(input(&s, Some(&d))), Decision::Disabled);
         // a request cannot turn on a collection that is off
-        let d = Directive { enabled: Some(true), ..Default::default() };
+        let d = Directive {
+            enabled: Some(true),
+            ..Default::default()
+        };
         assert_eq!(decide(input(&off, Some(&d))), Decision::Disabled);
     }
 
@@ -173,18 +190,32 @@ mod tests {
 
     #[test]
     fn directive_pool_and_threshold_win_over_config() {
-        let s = CollectionSettings { score_threshold: Some(0.1), ..on() };
-        let d = Directive { pool: Some(30), score_threshold: Some(0.7), ..Default::default() };
-        let Decision::Rerank(p) = decide(input(&s, Some(&d))) else { panic!() };
+        let s = CollectionSettings {
+            score_threshold: Some(0.1),
+            ..on()
+        };
+        let d = Directive {
+            pool: Some(30),
+            score_threshold: Some(0.7),
+            ..Default::default()
+        };
+        let Decision::Rerank(p) = decide(input(&s, Some(&d))) else {
+            panic!()
+        };
         assert_eq!(p.window.fetch, 30);
         assert_eq!(p.threshold, Some(0.7));
-        let Decision::Rerank(p) = decide(input(&s, None)) else { panic!() };
+        let Decision::Rerank(p) = decide(input(&s, None)) else {
+            panic!()
+        };
         assert_eq!(p.threshold, Some(0.1));
     }
 
     #[test]
     fn combine_prefers_failure_then_applied() {
-        assert_eq!(RerankStatus::combine([Applied, FailedOpen, Skipped]), FailedOpen);
+        assert_eq!(
+            RerankStatus::combine([Applied, FailedOpen, Skipped]),
+            FailedOpen
+        );
         assert_eq!(RerankStatus::combine([Skipped, Applied]), Applied);
         assert_eq!(RerankStatus::combine([Disabled, Skipped]), Skipped);
         assert_eq!(RerankStatus::combine([Disabled]), Disabled);

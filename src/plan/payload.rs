@@ -192,7 +192,11 @@ mod tests {
     #[test]
     fn list_that_covers_field_is_untouched() {
         for sel in [json!(["text"]), json!(["meta"])] {
-            let field = if sel == json!(["text"]) { "text" } else { "meta.body" };
+            let field = if sel == json!(["text"]) {
+                "text"
+            } else {
+                "meta.body"
+            };
             let r = rewrite(Some(&sel), field).unwrap();
             assert_eq!(r.selector, sel);
             assert_eq!(r.restore, Restore::Keep);

@@ -54,7 +54,11 @@ pub fn pick(
     let nonblank = |s: &str| (!s.trim().is_empty()).then(|| s.to_string());
     header
         .and_then(nonblank)
-        .or_else(|| directive.and_then(|d| d.query.as_deref()).and_then(nonblank))
+        .or_else(|| {
+            directive
+                .and_then(|d| d.query.as_deref())
+                .and_then(nonblank)
+        })
         .or_else(|| document_text(search))
 }
 
@@ -69,7 +73,9 @@ mod tests {
 
     #[test]
     fn directive_is_removed_and_parsed() {
-        let mut s = obj(json!({"vector": [1], "rerank": {"query": "q", "pool": 5, "enabled": true, "score_threshold": 0.5}}));
+        let mut s = obj(
+            json!({"vector": [1], "rerank": {"query": "q", "pool": 5, "enabled": true, "score_threshold": 0.5}}),
+        );
         let d = take_directive(&mut s).unwrap().unwrap();
         assert_eq!(d.query.as_deref(), Some("q"));
         assert_eq!(d.pool, Some(5));
@@ -114,7 +120,10 @@ mod tests {
 
     #[test]
     fn header_percent_decoding() {
-        assert_eq!(decode_header(b"caf%C3%A9%20au%20lait").unwrap(), "café au lait");
+        assert_eq!(
+            decode_header(b"caf%C3%A9%20au%20lait").unwrap(),
+            "café au lait"
+        );
         assert_eq!(decode_header(b"plain words").unwrap(), "plain words");
         assert!(decode_header(b"%FF%FE").is_err());
     }

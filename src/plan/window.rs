@@ -101,7 +101,10 @@ mod tests {
         assert_eq!(Window::plan(95, 10, None, 100, 200).unwrap().fetch, 105);
         assert_eq!(Window::plan(0, 10, Some(30), 100, 200).unwrap().fetch, 30);
         // requested pool is capped by max_pool
-        assert_eq!(Window::plan(0, 10, Some(1000), 100, 200).unwrap().fetch, 200);
+        assert_eq!(
+            Window::plan(0, 10, Some(1000), 100, 200).unwrap().fetch,
+            200
+        );
         // a zero pool still fetches the page
         assert_eq!(Window::plan(0, 5, Some(0), 100, 200).unwrap().fetch, 5);
     }
@@ -134,7 +137,13 @@ mod tests {
         let s = [Some(f32::NAN), Some(0.2)];
         let r = rank(&s, None, w(0, 10));
         assert_eq!(r[0].index, 1);
-        assert_eq!(r[1], Ranked { index: 0, score: None });
+        assert_eq!(
+            r[1],
+            Ranked {
+                index: 0,
+                score: None
+            }
+        );
     }
 
     #[test]
@@ -149,9 +158,15 @@ mod tests {
     #[test]
     fn threshold_drops_scored_below_it_before_paging() {
         let s = [Some(0.1), Some(0.6), None, Some(0.8)];
-        let idx: Vec<usize> = rank(&s, Some(0.5), w(0, 10)).iter().map(|r| r.index).collect();
+        let idx: Vec<usize> = rank(&s, Some(0.5), w(0, 10))
+            .iter()
+            .map(|r| r.index)
+            .collect();
         assert_eq!(idx, vec![3, 1, 2]);
-        let idx: Vec<usize> = rank(&s, Some(0.5), w(1, 1)).iter().map(|r| r.index).collect();
+        let idx: Vec<usize> = rank(&s, Some(0.5), w(1, 1))
+            .iter()
+            .map(|r| r.index)
+            .collect();
         assert_eq!(idx, vec![1]);
     }
 

@@ -79,9 +79,10 @@ impl Registry {
         let mut rerankers: BTreeMap<String, Arc<dyn Reranker>> = BTreeMap::new();
         for (name, rc) in &cfg.rerankers {
             let r: Arc<dyn Reranker> = match rc {
-                RerankerConfig::Onnx(o) => Arc::new(onnx::OnnxReranker::load(o).map_err(|e| {
-                    RerankError::Unavailable(format!("reranker `{name}`: {e}"))
-                })?),
+                RerankerConfig::Onnx(o) => Arc::new(
+                    onnx::OnnxReranker::load(o)
+                        .map_err(|e| RerankError::Unavailable(format!("reranker `{name}`: {e}")))?,
+                ),
             };
             rerankers.insert(name.clone(), r);
         }
@@ -123,7 +124,10 @@ mod tests {
     fn score_modes() {
         assert!((apply_score_mode(0.0, ScoreKind::Logit, ScoreMode::Sigmoid) - 0.5).abs() < 1e-7);
         assert_eq!(apply_score_mode(3.0, ScoreKind::Logit, ScoreMode::Raw), 3.0);
-        assert_eq!(apply_score_mode(0.7, ScoreKind::Probability, ScoreMode::Sigmoid), 0.7);
+        assert_eq!(
+            apply_score_mode(0.7, ScoreKind::Probability, ScoreMode::Sigmoid),
+            0.7
+        );
         assert!(sigmoid(-100.0) >= 0.0 && sigmoid(100.0) <= 1.0);
     }
 }

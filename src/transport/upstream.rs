@@ -13,6 +13,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::config::UpstreamConfig;
 use crate::error::Error;
+use crate::metrics::Metrics;
 
 /// Headers that describe one connection, not the message: never forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -50,6 +51,7 @@ pub struct Upstream {
     /// `scheme://authority` plus any path prefix, without a trailing slash.
     base: String,
     timeout: Duration,
+    metrics: std::sync::Arc<Metrics>,
 }
 
 /// A buffered upstream answer.
@@ -61,7 +63,7 @@ pub struct Buffered {
 }
 
 impl Upstream {
-    pub fn new(cfg: &UpstreamConfig) -> Upstream {
+    pub fn new(cfg: &UpstreamConfig, metrics: std::sync::Arc<Metrics>) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)));
         connector.set_nodelay(true);
@@ -72,6 +74,7 @@ impl Upstream {
             client,
             base: cfg.url.trim_end_matches('/').to_string(),
             timeout: Duration::from_millis(cfg.timeout_ms),
+            metrics,
         }
     }
 
@@ -138,10 +141,28 @@ impl Upstream {
         req: Request<Body>,
     ) -> Result<(Response<hyper::body::Incoming>, tokio::time::Instant), Error> {
         let deadline = tokio::time::Instant::now() + self.timeout;
+        let count_error = |kind: &str| {
+            self.metrics
+                .upstream_errors
+                .with_label_values(&[kind])
+                .inc()
+        };
         match tokio::time::timeout_at(deadline, self.client.request(req)).await {
-            Err(_) => Err(Error::UpstreamTimeout(self.timeout.as_millis() as u64)),
-            Ok(Err(e)) => Err(Error::UpstreamUnreachable(describe(&e))),
-            Ok(Ok(resp)) => Ok((resp, deadline)),
+            Err(_) => {
+                count_error("timeout");
+                Err(Error::UpstreamTimeout(self.timeout.as_millis() as u64))
+            }
+            Ok(Err(e)) => {
+                count_error(if e.is_connect() { "connect" } else { "other" });
+                Err(Error::UpstreamUnreachable(describe(&e)))
+            }
+            Ok(Ok(resp)) => {
+                self.metrics
+                    .upstream_responses
+                    .with_label_values(&[Metrics::class(resp.status().as_u16())])
+                    .inc();
+                Ok((resp, deadline))
+            }
         }
     }
 
@@ -150,7 +171,9 @@ impl Upstream {
         let Ok(uri) = self.uri("/readyz") else {
             return false;
         };
-        let req = Request::get(uri).body(Body::empty()).expect("static request");
+        let req = Request::get(uri)
+            .body(Body::empty())
+            .expect("static request");
         let probe = self.client.request(req);
         matches!(
             tokio::time::timeout(self.timeout.min(Duration::from_secs(2)), probe).await,

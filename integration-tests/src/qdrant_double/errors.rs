@@ -18,7 +18,11 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into(), zero_time: false }
+        ApiError {
+            status,
+            message: message.into(),
+            zero_time: false,
+        }
     }
 
     /// 404 `Not found: ...`
@@ -38,7 +42,10 @@ impl ApiError {
 
     /// 500 `Service internal error: ...`
     pub fn internal(msg: impl Display) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Service internal error: {msg}"))
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Service internal error: {msg}"),
+        )
     }
 
     /// 400 `Format error in JSON body: ...`, as actix's JSON extractor reports serde errors.
@@ -68,7 +75,9 @@ impl ApiError {
     }
 
     pub fn dimension(expected: usize, got: usize) -> Self {
-        Self::wrong_input(format!("Vector dimension error: expected dim: {expected}, got {got}"))
+        Self::wrong_input(format!(
+            "Vector dimension error: expected dim: {expected}, got {got}"
+        ))
     }
 
     pub fn vector_name(name: &str) -> Self {

@@ -54,7 +54,12 @@ struct Range {
 impl Range {
     fn parse(v: &Value) -> Range {
         let g = |k: &str| v.get(k).and_then(Value::as_f64);
-        Range { gt: g("gt"), gte: g("gte"), lt: g("lt"), lte: g("lte") }
+        Range {
+            gt: g("gt"),
+            gte: g("gte"),
+            lt: g("lt"),
+            lte: g("lte"),
+        }
     }
 
     fn contains(&self, x: f64) -> bool {
@@ -71,14 +76,28 @@ fn bad_condition() -> ApiError {
 
 pub fn compile(filter: &Filter) -> ApiResult<CFilter> {
     let list = |c: &Option<super::types::OneOrMany<Value>>| -> ApiResult<Vec<Cond>> {
-        c.clone().map(|c| c.into_vec()).unwrap_or_default().iter().map(compile_cond).collect()
+        c.clone()
+            .map(|c| c.into_vec())
+            .unwrap_or_default()
+            .iter()
+            .map(compile_cond)
+            .collect()
     };
     let min_should = match &filter.min_should {
         None | Some(Value::Null) => None,
         Some(v) => {
-            let conds = v.get("conditions").and_then(Value::as_array).ok_or_else(bad_condition)?;
-            let n = v.get("min_count").and_then(Value::as_u64).ok_or_else(bad_condition)?;
-            let conds = conds.iter().map(compile_cond).collect::<ApiResult<Vec<_>>>()?;
+            let conds = v
+                .get("conditions")
+                .and_then(Value::as_array)
+                .ok_or_else(bad_condition)?;
+            let n = v
+                .get("min_count")
+                .and_then(Value::as_u64)
+                .ok_or_else(bad_condition)?;
+            let conds = conds
+                .iter()
+                .map(compile_cond)
+                .collect::<ApiResult<Vec<_>>>()?;
             Some((conds, n as usize))
         }
     };
@@ -95,14 +114,20 @@ pub fn compile_opt(filter: Option<&Filter>) -> ApiResult<Option<CFilter>> {
 }
 
 fn key_of(v: &Value) -> ApiResult<String> {
-    v.get("key").and_then(Value::as_str).map(str::to_string).ok_or_else(bad_condition)
+    v.get("key")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(bad_condition)
 }
 
 fn compile_cond(v: &Value) -> ApiResult<Cond> {
     let obj = v.as_object().ok_or_else(bad_condition)?;
     if let Some(key) = obj.get("key") {
         let key = key.as_str().ok_or_else(bad_condition)?.to_string();
-        return Ok(Cond::Field { key, check: compile_field(obj)? });
+        return Ok(Cond::Field {
+            key,
+            check: compile_field(obj)?,
+        });
     }
     if let Some(x) = obj.get("is_empty") {
         return Ok(Cond::IsEmpty(key_of(x)?));
@@ -115,13 +140,18 @@ fn compile_cond(v: &Value) -> ApiResult<Cond> {
         return Ok(Cond::HasId(ids));
     }
     if let Some(x) = obj.get("has_vector") {
-        return Ok(Cond::HasVector(x.as_str().ok_or_else(bad_condition)?.to_string()));
+        return Ok(Cond::HasVector(
+            x.as_str().ok_or_else(bad_condition)?.to_string(),
+        ));
     }
     if let Some(x) = obj.get("nested") {
         let key = key_of(x)?;
         let f: Filter = serde_json::from_value(x.get("filter").cloned().unwrap_or(Value::Null))
             .map_err(ApiError::format)?;
-        return Ok(Cond::Nested { key, filter: Box::new(compile(&f)?) });
+        return Ok(Cond::Nested {
+            key,
+            filter: Box::new(compile(&f)?),
+        });
     }
     let f: Filter = serde_json::from_value(v.clone()).map_err(ApiError::format)?;
     Ok(Cond::Filter(Box::new(compile(&f)?)))
@@ -158,7 +188,10 @@ fn compile_field(obj: &serde_json::Map<String, Value>) -> ApiResult<FieldCheck> 
     if let Some(b) = present("is_null").and_then(Value::as_bool) {
         return Ok(FieldCheck::IsNull(b));
     }
-    if ["geo_bounding_box", "geo_radius", "geo_polygon"].iter().any(|k| present(k).is_some()) {
+    if ["geo_bounding_box", "geo_radius", "geo_polygon"]
+        .iter()
+        .any(|k| present(k).is_some())
+    {
         return Ok(FieldCheck::Never);
     }
     Err(bad_condition())
@@ -217,15 +250,37 @@ impl FieldCheck {
             FieldCheck::Value(x) => vals.iter().any(|v| json_eq(v, x)),
             FieldCheck::Any(xs) => vals.iter().any(|v| xs.iter().any(|x| json_eq(v, x))),
             FieldCheck::Except(xs) => !vals.iter().any(|v| xs.iter().any(|x| json_eq(v, x))),
-            FieldCheck::Text(t) => vals.iter().any(|v| v.as_str().is_some_and(|s| s.contains(t))),
+            FieldCheck::Text(t) => vals
+                .iter()
+                .any(|v| v.as_str().is_some_and(|s| s.contains(t))),
             FieldCheck::TextAny(t) => vals.iter().any(|v| {
-                v.as_str().is_some_and(|s| t.split_whitespace().any(|w| s.contains(w)))
+                v.as_str()
+                    .is_some_and(|s| t.split_whitespace().any(|w| s.contains(w)))
             }),
-            FieldCheck::Range(r) => vals.iter().any(|v| v.as_f64().is_some_and(|x| r.contains(x))),
+            FieldCheck::Range(r) => vals
+                .iter()
+                .any(|v| v.as_f64().is_some_and(|x| r.contains(x))),
             FieldCheck::ValuesCount(r) => r.contains(vals.len() as f64),
             FieldCheck::IsEmpty(b) => vals.iter().all(|v| v.is_null()) == *b,
             FieldCheck::IsNull(b) => is_null(payload, key) == *b,
             FieldCheck::Never => false,
+        }
+    }
+}
+
+impl CFilter {
+    /// Both filters must match (a prefetch inherits its parent's filter).
+    pub fn and(a: Option<&CFilter>, b: Option<&CFilter>) -> Option<CFilter> {
+        match (a, b) {
+            (None, None) => None,
+            (Some(x), None) | (None, Some(x)) => Some(x.clone()),
+            (Some(x), Some(y)) => Some(CFilter {
+                must: vec![
+                    Cond::Filter(Box::new(x.clone())),
+                    Cond::Filter(Box::new(y.clone())),
+                ],
+                ..CFilter::default()
+            }),
         }
     }
 }

@@ -6,7 +6,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::requests::OrderByInterface;
-use super::types::{Document, Filter, Payload, PointId, VectorInput, VectorStruct, WithPayload, WithVector};
+use super::types::{
+    Document, Filter, Payload, PointId, VectorInput, VectorStruct, WithPayload, WithVector,
+};
 
 // ---------------------------------------------------------------- points
 
@@ -242,4 +244,3 @@ pub enum Modifier {
     None,
     Idf,
 }
-

@@ -184,7 +184,9 @@ fn include_value(v: &Value, paths: &[&[Seg]]) -> Option<Value> {
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| {
-                    paths.iter().any(|p| !matches!(p.first(), Some(Seg::Index(n)) if n != i))
+                    paths
+                        .iter()
+                        .any(|p| !matches!(p.first(), Some(Seg::Index(n)) if n != i))
                 })
                 .filter_map(|(_, x)| {
                     if stripped.iter().any(|p| p.is_empty()) {
@@ -217,7 +219,9 @@ fn exclude_obj(obj: &mut Map<String, Value>, path: &[Seg]) {
 fn exclude_value(v: &mut Value, path: &[Seg]) {
     match (v, path.first()) {
         (Value::Object(m), Some(Seg::Key(_))) => exclude_obj(m, path),
-        (Value::Array(a), Some(Seg::All)) => a.iter_mut().for_each(|x| exclude_value(x, &path[1..])),
+        (Value::Array(a), Some(Seg::All)) => {
+            a.iter_mut().for_each(|x| exclude_value(x, &path[1..]))
+        }
         (Value::Array(a), Some(Seg::Key(_))) => a.iter_mut().for_each(|x| exclude_value(x, path)),
         _ => {}
     }
@@ -261,9 +265,15 @@ mod tests {
     fn include_and_exclude() {
         let p = payload();
         let sel = PayloadSel::Include(vec![parse_path("meta.body"), parse_path("title")]);
-        assert_eq!(sel.apply(&p).unwrap(), json!({"title": "T", "meta": {"body": "b"}}));
+        assert_eq!(
+            sel.apply(&p).unwrap(),
+            json!({"title": "T", "meta": {"body": "b"}})
+        );
         let sel = PayloadSel::Include(vec![parse_path("items[].k")]);
-        assert_eq!(sel.apply(&p).unwrap(), json!({"items": [{"k": 1}, {"k": 3}]}));
+        assert_eq!(
+            sel.apply(&p).unwrap(),
+            json!({"items": [{"k": 1}, {"k": 3}]})
+        );
         let sel = PayloadSel::Exclude(vec![parse_path("meta.body"), parse_path("text")]);
         let out = sel.apply(&p).unwrap();
         assert_eq!(out["meta"], json!({"x": 1}));

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::types::{
-    ContextPair, Filter, NamedVectorStruct, OneOrMany, RecommendStrategy, VectorInput,
-    WithPayload, WithVector,
+    ContextPair, Filter, NamedVectorStruct, OneOrMany, RecommendStrategy, VectorInput, WithPayload,
+    WithVector,
 };
 
 // ---------------------------------------------------------------- legacy search-like requests
@@ -187,7 +187,7 @@ pub struct QueryRequest {
 #[derive(Debug, Deserialize)]
 pub struct QueryRequestInternal {
     #[serde(default)]
-    pub prefetch: Option<OneOrMany<Prefetch>>,
+    pub prefetch: Option<OneOrMany<Box<Prefetch>>>,
     #[serde(default)]
     pub query: Option<QueryInterface>,
     #[serde(default)]
@@ -221,7 +221,7 @@ pub struct QueryGroupsRequest {
 #[derive(Debug, Deserialize)]
 pub struct QueryGroupsInternal {
     #[serde(default)]
-    pub prefetch: Option<OneOrMany<Prefetch>>,
+    pub prefetch: Option<OneOrMany<Box<Prefetch>>>,
     #[serde(default)]
     pub query: Option<QueryInterface>,
     #[serde(default)]
@@ -250,7 +250,7 @@ pub struct QueryGroupsInternal {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Prefetch {
     #[serde(default)]
-    pub prefetch: Option<OneOrMany<Prefetch>>,
+    pub prefetch: Option<OneOrMany<Box<Prefetch>>>,
     #[serde(default)]
     pub query: Option<QueryInterface>,
     #[serde(default)]
@@ -371,9 +371,12 @@ pub enum Direction {
 impl OrderByInterface {
     pub fn into_order_by(self) -> OrderBy {
         match self {
-            OrderByInterface::Key(key) => OrderBy { key, direction: None, start_from: None },
+            OrderByInterface::Key(key) => OrderBy {
+                key,
+                direction: None,
+                start_from: None,
+            },
             OrderByInterface::Struct(o) => o,
         }
     }
 }
-

@@ -40,7 +40,15 @@ impl fmt::Display for PointId {
             PointId::Num(n) => write!(f, "{n}"),
             PointId::Uuid(u) => {
                 let h = format!("{u:032x}");
-                write!(f, "{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+                write!(
+                    f,
+                    "{}-{}-{}-{}-{}",
+                    &h[0..8],
+                    &h[8..12],
+                    &h[12..16],
+                    &h[16..20],
+                    &h[20..32]
+                )
             }
         }
     }
@@ -49,7 +57,10 @@ impl fmt::Display for PointId {
 /// Accepts the forms `uuid::Uuid::parse_str` accepts: hyphenated, simple, braced and urn.
 fn parse_uuid(s: &str) -> Option<u128> {
     let s = s.strip_prefix("urn:uuid:").unwrap_or(s);
-    let s = s.strip_prefix('{').and_then(|x| x.strip_suffix('}')).unwrap_or(s);
+    let s = s
+        .strip_prefix('{')
+        .and_then(|x| x.strip_suffix('}'))
+        .unwrap_or(s);
     let hex: String = if s.len() == 36 {
         let b = s.as_bytes();
         if [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
@@ -80,13 +91,17 @@ impl<'de> Deserialize<'de> for PointId {
                 Ok(PointId::Num(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<PointId, E> {
-                u64::try_from(v).map(PointId::Num).map_err(|_| E::custom(MSG))
+                u64::try_from(v)
+                    .map(PointId::Num)
+                    .map_err(|_| E::custom(MSG))
             }
             fn visit_f64<E: de::Error>(self, _: f64) -> Result<PointId, E> {
                 Err(E::custom(MSG))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<PointId, E> {
-                parse_uuid(v).map(PointId::Uuid).ok_or_else(|| E::custom(MSG))
+                parse_uuid(v)
+                    .map(PointId::Uuid)
+                    .ok_or_else(|| E::custom(MSG))
             }
         }
         d.deserialize_any(IdVisitor)

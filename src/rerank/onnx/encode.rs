@@ -69,7 +69,12 @@ impl PairEncoder {
 
     /// Encodes `query` with every document, each pair at most `max_length` tokens.
     /// The query is kept whole unless it alone would take more than half the budget.
-    pub fn encode(&self, query: &str, docs: &[String], max_length: usize) -> Result<Vec<Pair>, String> {
+    pub fn encode(
+        &self,
+        query: &str,
+        docs: &[String],
+        max_length: usize,
+    ) -> Result<Vec<Pair>, String> {
         let budget = max_length.saturating_sub(self.added).max(2);
         let q = self
             .tokenizer
@@ -112,7 +117,10 @@ impl PairEncoder {
 pub fn plan_batches(pairs: &[Pair], max_rows: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..pairs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(pairs[i].len()));
-    order.chunks(max_rows.max(1)).map(<[usize]>::to_vec).collect()
+    order
+        .chunks(max_rows.max(1))
+        .map(<[usize]>::to_vec)
+        .collect()
 }
 
 /// Pads the selected pairs to the longest of them.

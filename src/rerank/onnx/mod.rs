@@ -102,7 +102,10 @@ fn inspect(session: &Session) -> Result<Inputs, String> {
     for i in session.inputs() {
         if let ValueType::Tensor { ty, .. } = i.dtype() {
             if *ty != TensorElementType::Int64 {
-                return Err(format!("model input {} is {ty:?}; only int64 inputs are supported", i.name()));
+                return Err(format!(
+                    "model input {} is {ty:?}; only int64 inputs are supported",
+                    i.name()
+                ));
             }
         }
     }
@@ -153,7 +156,10 @@ impl Worker {
     }
 
     fn score(&mut self, req: &RerankRequest) -> Result<Vec<f32>, RerankError> {
-        let max_length = req.max_length.unwrap_or(self.max_length).min(self.max_length);
+        let max_length = req
+            .max_length
+            .unwrap_or(self.max_length)
+            .min(self.max_length);
         let pairs: Vec<Pair> = self
             .encoder
             .encode(&req.query, &req.documents, max_length)
@@ -199,7 +205,10 @@ impl OnnxReranker {
     pub fn load(cfg: &OnnxConfig) -> Result<OnnxReranker, String> {
         let info = locate(&cfg.model_dir, cfg.model_file.as_deref())?;
         let env = runtime::environment(cfg.runtime_path.as_deref())?;
-        let encoder = Arc::new(PairEncoder::from_file(&info.tokenizer_path, info.pad_token_id)?);
+        let encoder = Arc::new(PairEncoder::from_file(
+            &info.tokenizer_path,
+            info.pad_token_id,
+        )?);
         let max_length = match info.max_positions {
             Some(p) => cfg.max_length.min(p),
             None => cfg.max_length,
@@ -259,9 +268,9 @@ impl Reranker for OnnxReranker {
                     return Err(RerankError::Unavailable("inference workers stopped".into()))
                 }
             }
-            let scores = rx
-                .await
-                .map_err(|_| RerankError::Unavailable("inference worker dropped the job".into()))??;
+            let scores = rx.await.map_err(|_| {
+                RerankError::Unavailable("inference worker dropped the job".into())
+            })??;
             if scores.len() != expected {
                 return Err(RerankError::WrongCount {
                     expected,
@@ -279,8 +288,14 @@ mod tests {
 
     #[test]
     fn logits_shapes() {
-        assert_eq!(scores_from_logits(&[2, 1], &[0.5, -1.0], 2).unwrap(), vec![0.5, -1.0]);
-        assert_eq!(scores_from_logits(&[2], &[0.5, -1.0], 2).unwrap(), vec![0.5, -1.0]);
+        assert_eq!(
+            scores_from_logits(&[2, 1], &[0.5, -1.0], 2).unwrap(),
+            vec![0.5, -1.0]
+        );
+        assert_eq!(
+            scores_from_logits(&[2], &[0.5, -1.0], 2).unwrap(),
+            vec![0.5, -1.0]
+        );
         assert_eq!(
             scores_from_logits(&[2, 2], &[1.0, 3.0, 2.0, 0.0], 2).unwrap(),
             vec![2.0, -2.0]

@@ -26,7 +26,9 @@ pub fn candidates(configured: Option<&Path>) -> Vec<PathBuf> {
 
 /// Initializes ONNX Runtime from the first candidate that exists (or the system
 /// library), returning the process-wide environment.
-pub fn environment(configured: Option<&Path>) -> Result<&'static ort::environment::Environment, String> {
+pub fn environment(
+    configured: Option<&Path>,
+) -> Result<&'static ort::environment::Environment, String> {
     ENV.get_or_init(|| {
         let tried = candidates(configured);
         let path = tried

@@ -215,7 +215,12 @@ pub fn marker(outcomes: &[Outcome], ep: Endpoint, rerank_time: f64) -> Value {
     m.insert("time".into(), json!(rerank_time));
     m.insert(
         "searches".into(),
-        Value::Array(outcomes.iter().map(|o| Value::Object(outcome_json(o))).collect()),
+        Value::Array(
+            outcomes
+                .iter()
+                .map(|o| Value::Object(outcome_json(o)))
+                .collect(),
+        ),
     );
     Value::Object(m)
 }
@@ -239,17 +244,34 @@ mod tests {
                           "rerank": {"query": "q"}});
         let p = prepare(body, Endpoint::Search, &on(), None).unwrap();
         assert!(p.changed);
-        assert_eq!(p.body, json!({"vector": [1.0], "limit": 50, "with_payload": ["title", "text"]}));
-        let Decision::Rerank(plan) = &p.searches[0].decision else { panic!() };
-        assert_eq!(plan.window, Window { offset: 2, limit: 3, fetch: 50 });
-        assert_eq!(p.searches[0].restore, Restore::RemovePaths(vec!["text".into()]));
+        assert_eq!(
+            p.body,
+            json!({"vector": [1.0], "limit": 50, "with_payload": ["title", "text"]})
+        );
+        let Decision::Rerank(plan) = &p.searches[0].decision else {
+            panic!()
+        };
+        assert_eq!(
+            plan.window,
+            Window {
+                offset: 2,
+                limit: 3,
+                fetch: 50
+            }
+        );
+        assert_eq!(
+            p.searches[0].restore,
+            Restore::RemovePaths(vec!["text".into()])
+        );
     }
 
     #[test]
     fn query_api_defaults_limit_to_ten() {
         let body = json!({"query": {"text": "capital", "model": "m"}});
         let p = prepare(body, Endpoint::Query, &on(), None).unwrap();
-        let Decision::Rerank(plan) = &p.searches[0].decision else { panic!() };
+        let Decision::Rerank(plan) = &p.searches[0].decision else {
+            panic!()
+        };
         assert_eq!(plan.window.limit, 10);
         assert_eq!(plan.query, "capital");
         assert_eq!(p.body["query"], json!({"text": "capital", "model": "m"}));
@@ -285,7 +307,10 @@ mod tests {
         assert_eq!(p.searches[1].decision, Decision::Disabled);
         assert!(matches!(&p.searches[2].decision, Decision::Skip(r) if r.contains("with_payload")));
         assert_eq!(p.body["searches"][0]["limit"], 50);
-        assert_eq!(p.body["searches"][2], json!({"vector": [1.0], "limit": 2, "with_payload": "bogus"}));
+        assert_eq!(
+            p.body["searches"][2],
+            json!({"vector": [1.0], "limit": 2, "with_payload": "bogus"})
+        );
     }
 
     #[test]
@@ -298,13 +323,22 @@ mod tests {
 
     #[test]
     fn bodies_we_do_not_understand() {
-        assert_eq!(prepare(json!([1]), Endpoint::Search, &on(), None).unwrap_err(), PrepareError::NotOurs);
+        assert_eq!(
+            prepare(json!([1]), Endpoint::Search, &on(), None).unwrap_err(),
+            PrepareError::NotOurs
+        );
         assert_eq!(
             prepare(json!({"searches": 3}), Endpoint::QueryBatch, &on(), None).unwrap_err(),
             PrepareError::NotOurs
         );
         assert!(matches!(
-            prepare(json!({"rerank": {"pool": -3}}), Endpoint::Search, &on(), None).unwrap_err(),
+            prepare(
+                json!({"rerank": {"pool": -3}}),
+                Endpoint::Search,
+                &on(),
+                None
+            )
+            .unwrap_err(),
             PrepareError::BadRequest(_)
         ));
     }
@@ -317,9 +351,15 @@ mod tests {
         let mut r = json!({"points": [{"id": 1}, {"id": 2}]});
         assert_eq!(points_mut(&mut r, Endpoint::Query, 0).unwrap().len(), 2);
         let mut r = json!([[{"id": 1}], [{"id": 2}, {"id": 3}]]);
-        assert_eq!(points_mut(&mut r, Endpoint::SearchBatch, 1).unwrap().len(), 2);
+        assert_eq!(
+            points_mut(&mut r, Endpoint::SearchBatch, 1).unwrap().len(),
+            2
+        );
         let mut r = json!([{"points": []}, {"points": [{"id": 3}]}]);
-        assert_eq!(points_mut(&mut r, Endpoint::QueryBatch, 1).unwrap().len(), 1);
+        assert_eq!(
+            points_mut(&mut r, Endpoint::QueryBatch, 1).unwrap().len(),
+            1
+        );
     }
 
     #[test]
@@ -331,15 +371,24 @@ mod tests {
         ];
         let outcome = Outcome {
             ranked: vec![
-                Ranked { index: 1, score: Some(0.99) },
-                Ranked { index: 2, score: None },
+                Ranked {
+                    index: 1,
+                    score: Some(0.99),
+                },
+                Ranked {
+                    index: 2,
+                    score: None,
+                },
             ],
             ..Outcome::not_applied(RerankStatus::Applied, None)
         };
         apply(&mut pts, &outcome, &Restore::DropPayload);
         assert_eq!(
             pts,
-            vec![json!({"id": 2, "version": 1, "score": 0.99}), json!({"id": 3, "version": 1, "score": 0.7})]
+            vec![
+                json!({"id": 2, "version": 1, "score": 0.99}),
+                json!({"id": 3, "version": 1, "score": 0.7})
+            ]
         );
     }
 
@@ -352,7 +401,11 @@ mod tests {
 
     #[test]
     fn marker_single_and_batch() {
-        let a = Outcome { model: Some("m".into()), candidates: 4, ..Outcome::not_applied(RerankStatus::Applied, None) };
+        let a = Outcome {
+            model: Some("m".into()),
+            candidates: 4,
+            ..Outcome::not_applied(RerankStatus::Applied, None)
+        };
         let s = Outcome::not_applied(RerankStatus::Skipped, Some("why".into()));
         let m = marker(std::slice::from_ref(&a), Endpoint::Query, 0.1);
         assert_eq!(m["status"], "applied");

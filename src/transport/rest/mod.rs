@@ -36,10 +36,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(forward)
     };
     Router::new()
-        .route("/collections/{name}/points/search", intercept(Endpoint::Search))
-        .route("/collections/{name}/points/search/batch", intercept(Endpoint::SearchBatch))
-        .route("/collections/{name}/points/query", intercept(Endpoint::Query))
-        .route("/collections/{name}/points/query/batch", intercept(Endpoint::QueryBatch))
+        .route(
+            "/collections/{name}/points/search",
+            intercept(Endpoint::Search),
+        )
+        .route(
+            "/collections/{name}/points/search/batch",
+            intercept(Endpoint::SearchBatch),
+        )
+        .route(
+            "/collections/{name}/points/query",
+            intercept(Endpoint::Query),
+        )
+        .route(
+            "/collections/{name}/points/query/batch",
+            intercept(Endpoint::QueryBatch),
+        )
         .fallback(forward)
         .with_state(state)
 }
@@ -62,7 +74,11 @@ fn with_status(mut resp: Response, status: RerankStatus) -> Response {
 }
 
 fn error_response(e: Error, started: Instant) -> Response {
-    qdrant_error_response(e.http_status(), &e.to_string(), started.elapsed().as_secs_f64())
+    qdrant_error_response(
+        e.http_status(),
+        &e.to_string(),
+        started.elapsed().as_secs_f64(),
+    )
 }
 
 async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Request) -> Response {
@@ -102,7 +118,11 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
         .is_some_and(|n| n > max);
     if encoded || too_big {
         // Not ours to rewrite: Qdrant gets it exactly as sent.
-        let resp = match state.upstream.forward(Request::from_parts(parts, body)).await {
+        let resp = match state
+            .upstream
+            .forward(Request::from_parts(parts, body))
+            .await
+        {
             Ok(r) => with_status(r, RerankStatus::Skipped),
             Err(e) => error_response(e, started),
         };
@@ -117,7 +137,8 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
             return resp;
         }
     };
-    let unchanged = |parts: http::request::Parts, bytes: Bytes| Request::from_parts(parts, Body::from(bytes));
+    let unchanged =
+        |parts: http::request::Parts, bytes: Bytes| Request::from_parts(parts, Body::from(bytes));
     let prepared = match serde_json::from_slice::<Value>(&bytes) {
         // Malformed JSON: Qdrant's own error message is the right answer.
         Err(_) => Err(PrepareError::NotOurs),
@@ -160,11 +181,16 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
         return resp;
     }
     // We read and rewrite the answer: ask for it uncompressed.
-    parts
-        .headers
-        .insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    parts.headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     let out = serde_json::to_vec(&prepared.body).expect("json serializes");
-    let upstream = match state.upstream.call(unchanged(parts, Bytes::from(out))).await {
+    let upstream = match state
+        .upstream
+        .call(unchanged(parts, Bytes::from(out)))
+        .await
+    {
         Ok(u) => u,
         Err(e) => {
             let resp = error_response(e, started);
@@ -191,7 +217,10 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
         settings: &settings,
         started,
     };
-    let resp = match ctx.finish(&prepared, upstream.headers, &upstream.body).await {
+    let resp = match ctx
+        .finish(&prepared, upstream.headers, &upstream.body)
+        .await
+    {
         Ok((resp, status)) => {
             state.record(route, &label, status.as_str(), &resp, started);
             resp
@@ -270,10 +299,17 @@ impl Rewrite<'_> {
             obj.insert("rerank".into(), marker(&outcomes, self.ep, rerank_time));
         }
         let body = serde_json::to_vec(&answer).expect("json serializes");
-        for h in [header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::TRANSFER_ENCODING] {
+        for h in [
+            header::CONTENT_LENGTH,
+            header::CONTENT_ENCODING,
+            header::TRANSFER_ENCODING,
+        ] {
             headers.remove(h);
         }
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         headers.insert(STATUS_HEADER, HeaderValue::from_static(status.as_str()));
         if let Some(m) = model.and_then(|m| HeaderValue::from_str(&m).ok()) {
             headers.insert(MODEL_HEADER, m);
@@ -300,3 +336,6 @@ fn decode_json(headers: &HeaderMap, raw: &[u8]) -> Result<Value, Error> {
     };
     parsed.map_err(|e| Error::UpstreamInvalid(format!("answer is not JSON: {e}")))
 }
+
+#[cfg(test)]
+mod tests;

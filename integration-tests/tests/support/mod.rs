@@ -1,0 +1,389 @@
+//! Harness for end-to-end tests: secondpass on port 0 in front of an upstream (the
+//! in-process Qdrant double, or a real Qdrant at QDRANT_URL), with the real shared
+//! cross-encoder.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+use secondpass::config::{Config, OnnxConfig};
+use secondpass::rerank::onnx::OnnxReranker;
+use secondpass::rerank::{sigmoid, Registry, RerankRequest, Reranker};
+use secondpass::{AppState, Server};
+use secondpass_it::qdrant_double::QdrantDouble;
+
+pub mod scenario;
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn shared_dir() -> PathBuf {
+    match std::env::var_os("SECONDPASS_SHARED_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")),
+    }
+}
+
+pub fn model_dir() -> PathBuf {
+    shared_dir().join("models/cranfield-minilm-l6-ce")
+}
+
+/// The shared model, loaded once per test binary (its worker threads do not depend
+/// on any one test's runtime).
+pub fn model() -> Arc<OnnxReranker> {
+    static MODEL: OnceLock<Arc<OnnxReranker>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            Arc::new(
+                OnnxReranker::load(&OnnxConfig {
+                    model_dir: model_dir(),
+                    model_file: None,
+                    max_length: 128,
+                    batch_size: 32,
+                    intra_threads: 0,
+                    workers: 1,
+                    queue_capacity: 64,
+                    runtime_path: Some(runtime_path()),
+                })
+                .expect("load the shared model (run scripts/setup)"),
+            )
+        })
+        .clone()
+}
+
+/// The sigmoid scores the model gives `docs` for `query`.
+pub async fn expected_scores(query: &str, docs: &[String]) -> Vec<f32> {
+    model()
+        .rerank(RerankRequest {
+            query: query.into(),
+            documents: docs.to_vec(),
+            max_length: None,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(sigmoid)
+        .collect()
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// as received (still compressed when the server compressed it)
+    pub raw: Bytes,
+    /// after undoing `content-encoding: gzip`
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub async fn request(
+    c: &HttpClient,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Resp {
+    let mut req = Request::builder().method(method).uri(url);
+    // A real Qdrant with an API key (tests against the double never set it).
+    if let Ok(key) = std::env::var("QDRANT_API_KEY") {
+        req = req.header("api-key", key);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let body = match body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            Full::new(Bytes::from(serde_json::to_vec(b).unwrap()))
+        }
+        None => Full::new(Bytes::new()),
+    };
+    let resp = c.request(req.body(body).unwrap()).await.expect("request");
+    let (parts, body) = resp.into_parts();
+    let raw = body.collect().await.expect("body").to_bytes();
+    let body = if parts
+        .headers
+        .get("content-encoding")
+        .is_some_and(|v| v == "gzip")
+    {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .expect("gzip");
+        Bytes::from(out)
+    } else {
+        raw.clone()
+    };
+    Resp {
+        status: parts.status,
+        headers: parts.headers,
+        raw,
+        body,
+    }
+}
+
+/// The recorded request bodies that build the test data (`docs`, `hybrid`).
+pub fn recorded_request(name: &str) -> Value {
+    let text =
+        std::fs::read_to_string(shared_dir().join("qdrant/recordings-v1.18.3/rest.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no recording {name}"))["request"]
+        .clone()
+}
+
+pub struct Proxy {
+    pub server: Server,
+    pub upstream: String,
+    pub client: HttpClient,
+}
+
+/// `libonnxruntime.so` as `scripts/setup` installs it (tests run in the crate folder).
+pub fn runtime_path() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../.local/onnxruntime/lib/libonnxruntime.so"
+    ))
+}
+
+/// Config for tests: listeners on port 0, reranking on for `collections`, `extra`
+/// appended (TOML; a `[collections.X]` section there gets `enabled = true` added when X
+/// is in `collections`).
+pub fn config(upstream: &str, collections: &[&str], extra: &str) -> Config {
+    let mut text = format!(
+        r#"
+[server]
+rest_listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+shutdown_grace_ms = 5000
+[upstream]
+url = "{upstream}"
+timeout_ms = 5000
+connect_timeout_ms = 1000
+[rerankers.local]
+kind = "onnx"
+model_dir = "{}"
+runtime_path = "{}"
+max_length = 128
+"#,
+        model_dir().display(),
+        runtime_path().display()
+    );
+    let mut extra = extra.to_string();
+    for c in collections {
+        let header = format!("[collections.{c}]\n");
+        if extra.contains(&header) {
+            extra = extra.replace(&header, &format!("{header}enabled = true\n"));
+        } else {
+            text.push_str(&format!("{header}enabled = true\n"));
+        }
+    }
+    text.push_str(&extra);
+    Config::from_toml(&text).expect("test config")
+}
+
+impl Proxy {
+    /// secondpass with the shared model.
+    pub async fn start(cfg: Config) -> Proxy {
+        let mut registry = Registry::default();
+        registry.insert("local", model());
+        Proxy::start_with(cfg, registry).await
+    }
+
+    pub async fn start_with(cfg: Config, registry: Registry) -> Proxy {
+        let upstream = cfg.upstream.url.clone();
+        let server = Server::start(AppState::new(cfg, registry))
+            .await
+            .expect("start secondpass");
+        Proxy {
+            server,
+            upstream,
+            client: client(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.rest_addr)
+    }
+
+    pub fn admin(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.admin_addr)
+    }
+
+    pub fn direct(&self, path: &str) -> String {
+        format!("{}{path}", self.upstream)
+    }
+
+    pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> Resp {
+        request(
+            &self.client,
+            Method::POST,
+            &self.url(path),
+            headers,
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn post_direct(&self, path: &str, body: &Value) -> Resp {
+        request(
+            &self.client,
+            Method::POST,
+            &self.direct(path),
+            &[],
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn get_admin(&self, path: &str) -> Resp {
+        request(&self.client, Method::GET, &self.admin(path), &[], None).await
+    }
+
+    /// Creates `name` with the `docs` data (and `hybrid` data when `hybrid`) through
+    /// the proxy, as a client would.
+    pub async fn seed(&self, name: &str, hybrid: bool) {
+        let (create, upsert) = if hybrid {
+            ("hybrid-create", "hybrid-upsert-bm25-documents")
+        } else {
+            ("create-collection", "upsert")
+        };
+        let _ = request(
+            &self.client,
+            Method::DELETE,
+            &self.url(&format!("/collections/{name}")),
+            &[],
+            None,
+        )
+        .await;
+        let r = request(
+            &self.client,
+            Method::PUT,
+            &self.url(&format!("/collections/{name}")),
+            &[],
+            Some(&recorded_request(create)),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "create {name}: {:?}", r.body);
+        let r = request(
+            &self.client,
+            Method::PUT,
+            &self.url(&format!("/collections/{name}/points?wait=true")),
+            &[],
+            Some(&recorded_request(upsert)),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "upsert {name}: {:?}", r.body);
+    }
+}
+
+/// Text of every point of the `docs` data by id (as JSON string), as the proxy's
+/// default `text_field` reads it.
+pub fn texts_by_id() -> Vec<(Value, Option<String>)> {
+    recorded_request("upsert")["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let t = match &p["payload"]["text"] {
+                Value::String(s) => Some(s.clone()),
+                Value::Array(a) => Some(
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ),
+                _ => None,
+            };
+            (p["id"].clone(), t)
+        })
+        .collect()
+}
+
+/// The ids in a list of points.
+pub fn ids(points: &Value) -> Vec<Value> {
+    points
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| p["id"].clone())
+        .collect()
+}
+
+/// The model's order for `query` over `candidates` (ids in Qdrant's order): scored ones
+/// by score descending, ties and those without text in Qdrant's order.
+pub async fn model_order(query: &str, candidates: &[Value]) -> Vec<(Value, Option<f32>)> {
+    let texts = texts_by_id();
+    let text_of = |id: &Value| {
+        texts
+            .iter()
+            .find(|(i, _)| i == id)
+            .and_then(|(_, t)| t.clone())
+    };
+    let with_text: Vec<(Value, String)> = candidates
+        .iter()
+        .filter_map(|id| text_of(id).map(|t| (id.clone(), t)))
+        .collect();
+    let docs: Vec<String> = with_text.iter().map(|(_, t)| t.clone()).collect();
+    let scores = expected_scores(query, &docs).await;
+    let mut scored: Vec<(Value, Option<f32>)> = with_text
+        .into_iter()
+        .zip(scores)
+        .map(|((id, _), s)| (id, Some(s)))
+        .collect();
+    scored.sort_by(|a, b| b.1.unwrap().total_cmp(&a.1.unwrap()));
+    for id in candidates {
+        if text_of(id).is_none() {
+            scored.push((id.clone(), None));
+        }
+    }
+    scored
+}
+
+pub fn query_vector() -> Value {
+    json!([0.2, 0.1, 0.9, 0.7])
+}
+
+/// Whether promtool is available; under CI its absence is a failure.
+pub fn promtool() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() && std::env::var_os("CI").is_some() {
+        panic!("promtool is required under CI (scripts/setup --promtool installs it)");
+    }
+    found
+}
+
+/// Starts the double and secondpass in front of it.
+pub async fn with_double(collections: &[&str], extra: &str) -> (QdrantDouble, Proxy) {
+    let qdrant = QdrantDouble::start().await.expect("start the double");
+    let proxy = Proxy::start(config(&qdrant.url(), collections, extra)).await;
+    (qdrant, proxy)
+}

@@ -1,0 +1,129 @@
+//! Router tests with `oneshot`: what the REST adapter answers before (or without)
+//! reaching Qdrant. End-to-end behaviour is in integration-tests/.
+
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::http::{Request, StatusCode};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::router;
+use crate::app::AppState;
+use crate::config::Config;
+use crate::rerank::Registry;
+
+/// Reranking on for `docs`, Qdrant at a port nothing listens on; `server` adds
+/// keys to the `[server]` section.
+fn app(server: &str) -> axum::Router {
+    let cfg = Config::from_toml(&format!(
+        r#"
+[server]
+{server}
+[upstream]
+url = "http://127.0.0.1:1"
+connect_timeout_ms = 500
+[rerankers.local]
+kind = "onnx"
+model_dir = "/unused"
+[collections.docs]
+enabled = true
+"#
+    ))
+    .unwrap();
+    router(Arc::new(AppState::new(cfg, Registry::default())))
+}
+
+async fn send(app: axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let resp = app.oneshot(req).await.unwrap();
+    let status = resp.status();
+    let body = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (status, json)
+}
+
+fn search(path: &str, body: &str) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn assert_qdrant_error(json: &Value, needle: &str) {
+    let msg = json["status"]["error"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(needle),
+        "error {msg:?} should mention {needle:?}"
+    );
+    assert!(json["time"].is_number(), "{json}");
+}
+
+#[tokio::test]
+async fn invalid_query_header_is_a_400_in_qdrant_format() {
+    let mut req = search(
+        "/collections/docs/points/search",
+        r#"{"vector":[1],"limit":1}"#,
+    );
+    req.headers_mut()
+        .insert("x-rerank-query", "%FF%FE".parse().unwrap());
+    let (status, json) = send(app(""), req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_qdrant_error(&json, "x-rerank-query");
+}
+
+#[tokio::test]
+async fn invalid_rerank_object_is_a_400() {
+    let req = search(
+        "/collections/docs/points/query",
+        r#"{"query":[1],"rerank":{"pool":"lots"}}"#,
+    );
+    let (status, json) = send(app(""), req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_qdrant_error(&json, "rerank");
+}
+
+#[tokio::test]
+async fn invalid_rerank_object_in_a_batch_is_a_400() {
+    let req = search(
+        "/collections/docs/points/search/batch",
+        r#"{"searches":[{"vector":[1],"limit":1,"rerank":{"bogus":1}}]}"#,
+    );
+    let (status, json) = send(app(""), req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_qdrant_error(&json, "bogus");
+}
+
+#[tokio::test]
+async fn unreachable_upstream_is_a_502_for_forwards_and_searches() {
+    let req = Request::get("/collections").body(Body::empty()).unwrap();
+    let (status, json) = send(app(""), req).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_qdrant_error(&json, "unreachable");
+
+    let req = search(
+        "/collections/docs/points/search",
+        r#"{"vector":[1],"limit":1,"rerank":{"query":"q"}}"#,
+    );
+    let (status, json) = send(app(""), req).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_qdrant_error(&json, "unreachable");
+
+    // a collection with reranking off takes the plain forwarding path
+    let req = search(
+        "/collections/other/points/search",
+        r#"{"vector":[1],"limit":1}"#,
+    );
+    let (status, _) = send(app(""), req).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test]
+async fn oversized_body_without_length_is_a_413() {
+    let req = search(
+        "/collections/docs/points/search",
+        r#"{"vector":[1,2,3,4],"limit":10,"rerank":{"query":"long enough"}}"#,
+    );
+    let (status, json) = send(app("max_body_bytes = 16"), req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_qdrant_error(&json, "16 bytes");
+}
