@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::config::{CollectionSettings, OnFailure};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::plan::{passthrough, rank, Ranked, RerankPlan, RerankStatus};
+use crate::plan::{RerankPlan, RerankStatus};
 use crate::rerank::{apply_score_mode, Registry, RerankError, RerankRequest};
 
 /// One search to rerank.
@@ -29,12 +29,13 @@ pub struct Outcome {
     pub candidates: usize,
     /// Seconds spent in the rerank step.
     pub time: f64,
-    /// The candidates to return, in order.
-    pub ranked: Vec<Ranked>,
+    /// One score per candidate in Qdrant's order (`None`: no text); absent when the
+    /// search keeps Qdrant's order (skipped, failed open).
+    pub scores: Option<Vec<Option<f32>>>,
 }
 
 impl Outcome {
-    /// A search that was not reranked, cut to the client's page when it was widened.
+    /// A search that was not reranked.
     pub fn not_applied(status: RerankStatus, reason: Option<String>) -> Outcome {
         Outcome {
             status,
@@ -42,7 +43,7 @@ impl Outcome {
             model: None,
             candidates: 0,
             time: 0.0,
-            ranked: Vec::new(),
+            scores: None,
         }
     }
 }
@@ -62,7 +63,6 @@ impl Engine {
     pub async fn rerank(&self, job: Job<'_>) -> Result<Outcome, Error> {
         let started = Instant::now();
         let label = self.metrics.collection_label(job.collection);
-        let window = job.plan.window;
         let missing = job.texts.iter().filter(|t| t.is_none()).count();
         if missing > 0 {
             self.metrics
@@ -83,10 +83,10 @@ impl Engine {
             } else {
                 "no candidate has the text field"
             };
-            return Ok(Outcome {
-                ranked: passthrough(total, window),
-                ..Outcome::not_applied(RerankStatus::Skipped, Some(reason.into()))
-            });
+            return Ok(Outcome::not_applied(
+                RerankStatus::Skipped,
+                Some(reason.into()),
+            ));
         }
         let name = job.settings.reranker.as_str();
         let result = match self.registry.get(name) {
@@ -131,7 +131,7 @@ impl Engine {
                     model: Some(reranker.model().to_string()),
                     candidates: positions.len(),
                     time,
-                    ranked: rank(&scores, job.plan.threshold, window),
+                    scores: Some(scores),
                 })
             }
             Err(e) => {
@@ -153,7 +153,7 @@ impl Engine {
                             model: None,
                             candidates: positions.len(),
                             time,
-                            ranked: passthrough(total, window),
+                            scores: None,
                         })
                     }
                 }
@@ -166,7 +166,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::config::ScoreMode;
-    use crate::plan::Window;
+    use crate::plan::{Cut, Window};
     use crate::rerank::{RerankFuture, Reranker, ScoreKind};
     use std::time::Duration;
 
@@ -215,11 +215,11 @@ mod tests {
     fn plan(offset: usize, limit: usize) -> RerankPlan {
         RerankPlan {
             query: "q".into(),
-            window: Window {
+            cut: Cut::Page(Window {
                 offset,
                 limit,
                 fetch: 10,
-            },
+            }),
             threshold: None,
         }
     }
@@ -234,7 +234,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn applies_scores_and_keeps_unscored_last() {
+    async fn scores_candidates_with_text() {
         let e = engine(false, false);
         let s = settings();
         let p = plan(0, 10);
@@ -249,9 +249,7 @@ mod tests {
             .unwrap();
         assert_eq!(out.status, RerankStatus::Applied);
         assert_eq!(out.candidates, 3);
-        let idx: Vec<usize> = out.ranked.iter().map(|r| r.index).collect();
-        assert_eq!(idx, vec![2, 3, 0, 1]);
-        assert_eq!(out.ranked[0].score, Some(3.0));
+        assert_eq!(out.scores.unwrap(), vec![Some(1.0), None, Some(3.0), Some(2.0)]);
         assert!(e
             .metrics
             .render()
@@ -274,8 +272,7 @@ mod tests {
             .unwrap();
         assert_eq!(out.status, RerankStatus::FailedOpen);
         assert!(out.reason.unwrap().contains("boom"));
-        let idx: Vec<usize> = out.ranked.iter().map(|r| r.index).collect();
-        assert_eq!(idx, vec![1, 2]);
+        assert!(out.scores.is_none());
         assert!(e
             .metrics
             .render()
@@ -335,7 +332,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out.status, RerankStatus::Skipped);
-        assert_eq!(out.ranked.len(), 1);
+        assert!(out.scores.is_none());
     }
 
     #[tokio::test]

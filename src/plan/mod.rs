@@ -1,11 +1,13 @@
 //! Pure planning: what to ask Qdrant for and how to cut the answer back.
 //! Nothing here does I/O or knows about HTTP or gRPC.
 
+pub mod groups;
 pub mod payload;
 pub mod query_text;
 pub mod text;
 pub mod window;
 
+pub use groups::{passthrough_groups, rank_groups, GroupWindow, RankedGroup};
 pub use window::{passthrough, rank, Ranked, Window};
 
 use crate::config::CollectionSettings;
@@ -18,17 +20,40 @@ pub struct SearchInput<'a> {
     /// The query text, already picked (header, directive, Document).
     pub query: Option<&'a str>,
     pub directive: Option<&'a Directive>,
-    /// The client's offset (absent: 0).
-    pub offset: Option<u64>,
-    /// The client's limit; `None` when it is missing or not a valid number.
-    pub limit: Option<u64>,
+    pub shape: Shape,
+}
+
+/// The client's paging, as it asked (`None`: missing or not a valid number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A list of points: `offset` (absent: 0) and `limit`.
+    Page { offset: Option<u64>, limit: Option<u64> },
+    /// Groups of points: `limit` groups of `group_size` hits.
+    Groups { limit: Option<u64>, group_size: Option<u64> },
+}
+
+/// How a reranked search is widened and cut back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    Page(Window),
+    Groups(GroupWindow),
+}
+
+impl Cut {
+    /// The `limit` to send to Qdrant (points, or groups).
+    pub fn fetch(&self) -> usize {
+        match self {
+            Cut::Page(w) => w.fetch,
+            Cut::Groups(g) => g.fetch,
+        }
+    }
 }
 
 /// A search that will be reranked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RerankPlan {
     pub query: String,
-    pub window: Window,
+    pub cut: Cut,
     pub threshold: Option<f32>,
 }
 
@@ -52,22 +77,37 @@ pub fn decide(input: SearchInput<'_>) -> Decision {
     let Some(query) = input.query else {
         return Decision::Skip(NO_QUERY_TEXT.into());
     };
-    let Some(limit) = input.limit else {
-        return Decision::Skip("no valid limit in the search".into());
-    };
     let to_usize = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
     let pool = input.directive.and_then(|d| d.pool);
-    match Window::plan(
-        to_usize(input.offset.unwrap_or(0)),
-        to_usize(limit),
-        pool,
-        s.pool,
-        s.max_pool,
-    ) {
+    let cut = match input.shape {
+        Shape::Page { limit: None, .. } | Shape::Groups { limit: None, .. } => {
+            return Decision::Skip("no valid limit in the search".into())
+        }
+        Shape::Groups {
+            group_size: None, ..
+        } => return Decision::Skip("no valid group_size in the search".into()),
+        Shape::Page {
+            offset,
+            limit: Some(limit),
+        } => Window::plan(
+            to_usize(offset.unwrap_or(0)),
+            to_usize(limit),
+            pool,
+            s.pool,
+            s.max_pool,
+        )
+        .map(Cut::Page),
+        Shape::Groups {
+            limit: Some(limit),
+            group_size: Some(size),
+        } => GroupWindow::plan(to_usize(limit), to_usize(size), pool, s.pool, s.max_pool)
+            .map(Cut::Groups),
+    };
+    match cut {
         Err(reason) => Decision::Skip(reason),
-        Ok(window) => Decision::Rerank(RerankPlan {
+        Ok(cut) => Decision::Rerank(RerankPlan {
             query: query.to_string(),
-            window,
+            cut,
             threshold: input
                 .directive
                 .and_then(|d| d.score_threshold)
@@ -117,6 +157,45 @@ impl RerankStatus {
     }
 }
 
+/// The points to return for a page: reranked when `scores` is given, else Qdrant's
+/// order cut to the client's window.
+pub fn order_page(
+    scores: Option<&[Option<f32>]>,
+    len: usize,
+    threshold: Option<f32>,
+    window: Window,
+) -> Vec<Ranked> {
+    match scores {
+        Some(s) => rank(s, threshold, window),
+        None => passthrough(len, window),
+    }
+}
+
+/// The groups to return; `scores` are flattened over the groups, whose hit counts
+/// are `sizes`.
+pub fn order_groups(
+    scores: Option<&[Option<f32>]>,
+    sizes: &[usize],
+    threshold: Option<f32>,
+    window: GroupWindow,
+) -> Vec<RankedGroup> {
+    match scores {
+        None => passthrough_groups(sizes, window),
+        Some(flat) => {
+            let mut rest = flat;
+            let per_group: Vec<Vec<Option<f32>>> = sizes
+                .iter()
+                .map(|&n| {
+                    let (head, tail) = rest.split_at(n.min(rest.len()));
+                    rest = tail;
+                    head.to_vec()
+                })
+                .collect();
+            rank_groups(&per_group, threshold, window)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::RerankStatus::*;
@@ -134,8 +213,10 @@ mod tests {
             settings: s,
             query: Some("q"),
             directive: d,
-            offset: Some(5),
-            limit: Some(10),
+            shape: Shape::Page {
+                offset: Some(5),
+                limit: Some(10),
+            },
         }
     }
 
@@ -146,12 +227,12 @@ mod tests {
             panic!("expected rerank")
         };
         assert_eq!(
-            p.window,
-            Window {
+            p.cut,
+            Cut::Page(Window {
                 offset: 5,
                 limit: 10,
                 fetch: 100
-            }
+            })
         );
         assert_eq!(p.threshold, None);
     }
@@ -181,11 +262,12 @@ mod tests {
         i.query = None;
         assert_eq!(decide(i), Decision::Skip(NO_QUERY_TEXT.into()));
         let mut i = input(&s, None);
-        i.limit = None;
+        i.shape = Shape::Page { offset: None, limit: None };
         assert!(matches!(decide(i), Decision::Skip(r) if r.contains("limit")));
-        let mut i = input(&s, None);
-        i.offset = Some(500);
+        i.shape = Shape::Page { offset: Some(500), limit: Some(10) };
         assert!(matches!(decide(i), Decision::Skip(r) if r.contains("max_pool")));
+        i.shape = Shape::Groups { limit: Some(3), group_size: None };
+        assert!(matches!(decide(i), Decision::Skip(r) if r.contains("group_size")));
     }
 
     #[test]
@@ -202,7 +284,7 @@ mod tests {
         let Decision::Rerank(p) = decide(input(&s, Some(&d))) else {
             panic!()
         };
-        assert_eq!(p.window.fetch, 30);
+        assert_eq!(p.cut.fetch(), 30);
         assert_eq!(p.threshold, Some(0.7));
         let Decision::Rerank(p) = decide(input(&s, None)) else {
             panic!()

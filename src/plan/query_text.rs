@@ -14,6 +14,47 @@ pub struct Directive {
     pub score_threshold: Option<f32>,
 }
 
+pub const ENABLED_HEADER: &str = "x-rerank-enabled";
+pub const POOL_HEADER: &str = "x-rerank-pool";
+pub const THRESHOLD_HEADER: &str = "x-rerank-score-threshold";
+
+impl Directive {
+    /// Options sent as headers / gRPC metadata (`x-rerank-enabled`, `x-rerank-pool`,
+    /// `x-rerank-score-threshold`); `get` looks a header up by name.
+    pub fn from_headers<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> Result<Option<Directive>, String> {
+        fn parse<T: std::str::FromStr>(name: &str, raw: Option<&[u8]>) -> Result<Option<T>, String> {
+            raw.map(|v| {
+                std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .ok_or_else(|| format!("invalid value for {name}"))
+            })
+            .transpose()
+        }
+        let d = Directive {
+            query: None,
+            enabled: parse(ENABLED_HEADER, get(ENABLED_HEADER))?,
+            pool: parse(POOL_HEADER, get(POOL_HEADER))?,
+            score_threshold: parse(THRESHOLD_HEADER, get(THRESHOLD_HEADER))?,
+        };
+        Ok((d != Directive::default()).then_some(d))
+    }
+
+    /// `specific` (a search's own options) over `general` (the request's headers).
+    pub fn merge(general: Option<&Directive>, specific: Option<Directive>) -> Option<Directive> {
+        match (general, specific) {
+            (None, s) => s,
+            (Some(g), None) => Some(g.clone()),
+            (Some(g), Some(s)) => Some(Directive {
+                query: s.query.or_else(|| g.query.clone()),
+                enabled: s.enabled.or(g.enabled),
+                pool: s.pool.or(g.pool),
+                score_threshold: s.score_threshold.or(g.score_threshold),
+            }),
+        }
+    }
+}
+
 /// Removes and parses the `"rerank"` object of a search. An invalid one is the
 /// client's error, reported in Qdrant's wording style.
 pub fn take_directive(search: &mut Map<String, Value>) -> Result<Option<Directive>, String> {
@@ -116,6 +157,21 @@ mod tests {
         assert_eq!(pick(None, Some(&d), &s).as_deref(), Some("body"));
         assert_eq!(pick(Some("  "), None, &s).as_deref(), Some("doc"));
         assert_eq!(pick(None, None, &obj(json!({}))), None);
+    }
+
+    #[test]
+    fn header_directives_parse_and_merge() {
+        let headers = [("x-rerank-enabled", "false"), ("x-rerank-pool", "40")];
+        let get = |n: &str| headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_bytes());
+        let h = Directive::from_headers(get).unwrap().unwrap();
+        assert_eq!(h.enabled, Some(false));
+        assert_eq!(h.pool, Some(40));
+        let body = Directive { enabled: Some(true), ..Default::default() };
+        let m = Directive::merge(Some(&h), Some(body)).unwrap();
+        assert_eq!((m.enabled, m.pool), (Some(true), Some(40)));
+        assert_eq!(Directive::from_headers(|_| None).unwrap(), None);
+        let bad = |n: &str| (n == "x-rerank-pool").then_some(&b"lots"[..]);
+        assert!(Directive::from_headers(bad).unwrap_err().contains("x-rerank-pool"));
     }
 
     #[test]

@@ -211,6 +211,68 @@ pub async fn run(p: &Proxy, coll: &str) {
         .collect();
     assert_eq!(ids(&body["result"]["points"]), kept);
 
+    // Recommend and discover: the same reranking over their candidates.
+    for (path, body) in [
+        ("recommend", json!({"positive": [1], "negative": [4], "limit": 3})),
+        ("discover", json!({"target": query_vector(), "context": [{"positive": 1, "negative": 4}], "limit": 3})),
+    ] {
+        let mut wide = body.clone();
+        wide["limit"] = json!(100);
+        let direct = p.post_direct(&format!("/collections/{coll}/points/{path}"), &wide).await.json();
+        let order = model_order(QUERY, &ids(&direct["result"])).await;
+        let want: Vec<Value> = order.iter().take(3).map(|(id, _)| id.clone()).collect();
+        let r = p
+            .post(&format!("/collections/{coll}/points/{path}"), &[("x-rerank-query", QUERY)], &body)
+            .await;
+        let got = r.json();
+        assert_eq!(ids(&got["result"]), want, "{path}: {got}");
+        assert_eq!(got["rerank"]["status"], "applied");
+        // and the batch form
+        let r = p
+            .post(
+                &format!("/collections/{coll}/points/{path}/batch"),
+                &[("x-rerank-query", QUERY)],
+                &json!({"searches": [body, body]}),
+            )
+            .await
+            .json();
+        assert_eq!(ids(&r["result"][1]), want, "{path}/batch: {r}");
+    }
+
+    // Groups: hits reranked inside each group, groups ordered by their best hit.
+    for path in ["search/groups", "query/groups", "recommend/groups"] {
+        let body = match path {
+            "search/groups" => json!({"vector": query_vector(), "group_by": "group", "limit": 2, "group_size": 2}),
+            "query/groups" => json!({"query": query_vector(), "group_by": "group", "limit": 2, "group_size": 2}),
+            _ => json!({"positive": [1], "group_by": "group", "limit": 2, "group_size": 2}),
+        };
+        let mut all = body.clone();
+        all["limit"] = json!(100);
+        let direct = p.post_direct(&format!("/collections/{coll}/points/{path}"), &all).await.json();
+        let mut expected_groups: Vec<(Value, Vec<(Value, Option<f32>)>)> = Vec::new();
+        for g in direct["result"]["groups"].as_array().unwrap() {
+            expected_groups.push((g["id"].clone(), model_order(QUERY, &ids(&g["hits"])).await));
+        }
+        expected_groups.retain(|(_, hits)| !hits.is_empty());
+        expected_groups.sort_by(|a, b| {
+            let best = |h: &Vec<(Value, Option<f32>)>| h[0].1.unwrap_or(f32::NEG_INFINITY);
+            best(&b.1).total_cmp(&best(&a.1))
+        });
+        let r = p
+            .post(&format!("/collections/{coll}/points/{path}"), &[("x-rerank-query", QUERY)], &body)
+            .await;
+        let got = r.json();
+        assert_eq!(got["rerank"]["status"], "applied", "{path}: {got}");
+        let groups = got["result"]["groups"].as_array().unwrap();
+        assert_eq!(groups.len(), 2, "{path}: {got}");
+        for (g, (want_id, want_hits)) in groups.iter().zip(&expected_groups) {
+            assert_eq!(&g["id"], want_id, "{path}: {got}");
+            let want: Vec<Value> = want_hits.iter().take(2).map(|(id, _)| id.clone()).collect();
+            assert_eq!(ids(&g["hits"]), want, "{path}: {got}");
+            assert!(g["hits"][0].get("payload").is_none());
+        }
+    }
+
     // Qdrant's errors come back as Qdrant said them.
     let r = p
         .post(

@@ -6,40 +6,104 @@ use serde_json::{json, Map, Value};
 use crate::config::CollectionSettings;
 use crate::engine::Outcome;
 use crate::plan::payload::{restore_point, rewrite, Restore};
-use crate::plan::query_text::{pick, take_directive};
-use crate::plan::{decide, Decision, RerankStatus, SearchInput};
+use crate::plan::query_text::{pick, take_directive, Directive};
+use crate::plan::text::text_at;
+use crate::plan::{decide, order_groups, order_page, Cut, Decision, RerankPlan, RerankStatus, SearchInput, Shape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     /// `POST /collections/{c}/points/search` → `result: [point]`
     Search,
-    /// `POST .../points/search/batch` → `result: [[point]]`
+    /// `.../points/search/batch` → `result: [[point]]`
     SearchBatch,
-    /// `POST .../points/query` → `result: {points: [point]}`
+    /// `.../points/search/groups` → `result: {groups: [{hits, id}]}`
+    SearchGroups,
+    /// `.../points/query` → `result: {points: [point]}`
     Query,
-    /// `POST .../points/query/batch` → `result: [{points: [point]}]`
+    /// `.../points/query/batch` → `result: [{points: [point]}]`
     QueryBatch,
+    /// `.../points/query/groups` → `result: {groups: [...]}`
+    QueryGroups,
+    /// `.../points/recommend` → `result: [point]`
+    Recommend,
+    RecommendBatch,
+    RecommendGroups,
+    /// `.../points/discover` → `result: [point]`
+    Discover,
+    DiscoverBatch,
 }
 
 impl Endpoint {
+    pub const ALL: [(Endpoint, &'static str); 11] = [
+        (Endpoint::Search, "search"),
+        (Endpoint::SearchBatch, "search/batch"),
+        (Endpoint::SearchGroups, "search/groups"),
+        (Endpoint::Query, "query"),
+        (Endpoint::QueryBatch, "query/batch"),
+        (Endpoint::QueryGroups, "query/groups"),
+        (Endpoint::Recommend, "recommend"),
+        (Endpoint::RecommendBatch, "recommend/batch"),
+        (Endpoint::RecommendGroups, "recommend/groups"),
+        (Endpoint::Discover, "discover"),
+        (Endpoint::DiscoverBatch, "discover/batch"),
+    ];
+
+    /// Metric label.
     pub fn route(self) -> &'static str {
         match self {
             Endpoint::Search => "search",
             Endpoint::SearchBatch => "search_batch",
+            Endpoint::SearchGroups => "search_groups",
             Endpoint::Query => "query",
             Endpoint::QueryBatch => "query_batch",
+            Endpoint::QueryGroups => "query_groups",
+            Endpoint::Recommend => "recommend",
+            Endpoint::RecommendBatch => "recommend_batch",
+            Endpoint::RecommendGroups => "recommend_groups",
+            Endpoint::Discover => "discover",
+            Endpoint::DiscoverBatch => "discover_batch",
         }
     }
 
     pub fn is_batch(self) -> bool {
-        matches!(self, Endpoint::SearchBatch | Endpoint::QueryBatch)
+        use Endpoint::*;
+        matches!(self, SearchBatch | QueryBatch | RecommendBatch | DiscoverBatch)
     }
 
-    /// Qdrant's default when `limit` is absent (the legacy search requires one).
-    fn default_limit(self) -> Option<u64> {
-        match self {
-            Endpoint::Query | Endpoint::QueryBatch => Some(10),
-            Endpoint::Search | Endpoint::SearchBatch => None,
+    pub fn is_groups(self) -> bool {
+        use Endpoint::*;
+        matches!(self, SearchGroups | QueryGroups | RecommendGroups)
+    }
+
+    /// The Query API wraps points in `{"points": [...]}`.
+    fn wraps_points(self) -> bool {
+        matches!(self, Endpoint::Query | Endpoint::QueryBatch)
+    }
+
+    /// The client's paging, with Qdrant's defaults where the API has them (the Query
+    /// API: limit 10, group_size 3; the others require a limit).
+    fn shape(self, search: &Map<String, Value>) -> Shape {
+        let query_api = matches!(self, Endpoint::Query | Endpoint::QueryBatch | Endpoint::QueryGroups);
+        let default = |n: u64| if query_api { Some(n) } else { None };
+        let num = |key: &str, dflt: Option<u64>| match number(search, key) {
+            Ok(v) => v.or(dflt),
+            Err(()) => None, // invalid: Qdrant will say why
+        };
+        if self.is_groups() {
+            return Shape::Groups {
+                limit: num("limit", default(10)),
+                group_size: num("group_size", default(3)),
+            };
+        }
+        match number(search, "offset") {
+            Ok(offset) => Shape::Page {
+                offset,
+                limit: num("limit", default(10)),
+            },
+            Err(()) => Shape::Page {
+                offset: None,
+                limit: None,
+            },
         }
     }
 }
@@ -95,23 +159,20 @@ pub fn prepare(
     ep: Endpoint,
     settings: &CollectionSettings,
     header_query: Option<&str>,
+    header_directive: Option<&Directive>,
 ) -> Result<Prepared, PrepareError> {
     let mut changed = false;
     let mut searches = Vec::new();
     for search in searches_mut(&mut body, ep).ok_or(PrepareError::NotOurs)? {
         let directive = take_directive(search).map_err(PrepareError::BadRequest)?;
         changed |= directive.is_some();
+        let directive = Directive::merge(header_directive, directive);
         let query = pick(header_query, directive.as_ref(), search);
-        let (offset, limit) = match (number(search, "offset"), number(search, "limit")) {
-            (Ok(o), Ok(l)) => (o, l.or(ep.default_limit())),
-            _ => (None, None), // invalid numbers: Qdrant will say why
-        };
         let mut decision = decide(SearchInput {
             settings,
             query: query.as_deref(),
             directive: directive.as_ref(),
-            offset,
-            limit,
+            shape: ep.shape(search),
         });
         let mut restore = Restore::Keep;
         if let Decision::Rerank(plan) = &decision {
@@ -124,7 +185,7 @@ pub fn prepare(
                 }
                 Some(rw) => {
                     search.insert("with_payload".into(), rw.selector);
-                    search.insert("limit".into(), Value::from(plan.window.fetch));
+                    search.insert("limit".into(), Value::from(plan.cut.fetch()));
                     search.remove("offset");
                     restore = rw.restore;
                     changed = true;
@@ -140,23 +201,52 @@ pub fn prepare(
     })
 }
 
-/// The point list of search `i` in a `result` of this endpoint's shape.
-pub fn points_mut(result: &mut Value, ep: Endpoint, i: usize) -> Option<&mut Vec<Value>> {
-    let one = match ep {
-        Endpoint::Search | Endpoint::Query if i == 0 => result,
-        Endpoint::Search | Endpoint::Query => return None,
-        Endpoint::SearchBatch | Endpoint::QueryBatch => result.get_mut(i)?,
+/// The answer for search `i` of this endpoint: the point list, or for groups the
+/// group list.
+fn answer_mut(result: &mut Value, ep: Endpoint, i: usize) -> Option<&mut Vec<Value>> {
+    let one = if ep.is_batch() {
+        result.get_mut(i)?
+    } else if i == 0 {
+        result
+    } else {
+        return None;
     };
-    match ep {
-        Endpoint::Query | Endpoint::QueryBatch => one.get_mut("points")?.as_array_mut(),
-        Endpoint::Search | Endpoint::SearchBatch => one.as_array_mut(),
+    if ep.is_groups() {
+        one.get_mut("groups")?.as_array_mut()
+    } else if ep.wraps_points() {
+        one.get_mut("points")?.as_array_mut()
+    } else {
+        one.as_array_mut()
     }
 }
 
-/// Replaces `points` with the outcome's order and scores, payloads as the client asked.
-pub fn apply(points: &mut Vec<Value>, outcome: &Outcome, restore: &Restore) {
+/// The candidates of search `i`: each hit's text (groups: every group's hits in
+/// order) and, for groups, the hit count of each group.
+pub fn candidates(
+    result: &mut Value,
+    ep: Endpoint,
+    i: usize,
+    field: &str,
+) -> Option<(Vec<Option<String>>, Vec<usize>)> {
+    let text = |p: &Value| p.get("payload").and_then(|pl| text_at(pl, field));
+    let list = answer_mut(result, ep, i)?;
+    if !ep.is_groups() {
+        return Some((list.iter().map(text).collect(), Vec::new()));
+    }
+    let mut texts = Vec::new();
+    let mut sizes = Vec::new();
+    for g in list.iter() {
+        let hits = g.get("hits")?.as_array()?;
+        sizes.push(hits.len());
+        texts.extend(hits.iter().map(text));
+    }
+    Some((texts, sizes))
+}
+
+/// Reorders `points` as `ranked` says, with new scores, payloads as the client asked.
+fn reorder(points: &mut Vec<Value>, ranked: &[crate::plan::Ranked], restore: &Restore) {
     let mut taken: Vec<Option<Value>> = std::mem::take(points).into_iter().map(Some).collect();
-    for r in &outcome.ranked {
+    for r in ranked {
         let Some(Value::Object(mut p)) = taken.get_mut(r.index).and_then(Option::take) else {
             continue;
         };
@@ -166,6 +256,40 @@ pub fn apply(points: &mut Vec<Value>, outcome: &Outcome, restore: &Restore) {
         restore_point(&mut p, restore);
         points.push(Value::Object(p));
     }
+}
+
+/// Writes the outcome of search `i` into Qdrant's answer: order, scores, cut, payloads.
+pub fn apply(
+    result: &mut Value,
+    ep: Endpoint,
+    i: usize,
+    plan: &RerankPlan,
+    outcome: &Outcome,
+    restore: &Restore,
+    group_sizes: &[usize],
+) -> Option<()> {
+    let list = answer_mut(result, ep, i)?;
+    let scores = outcome.scores.as_deref();
+    match plan.cut {
+        Cut::Page(window) => {
+            let ranked = order_page(scores, list.len(), plan.threshold, window);
+            reorder(list, &ranked, restore);
+        }
+        Cut::Groups(window) => {
+            let ranked = order_groups(scores, group_sizes, plan.threshold, window);
+            let mut taken: Vec<Option<Value>> = std::mem::take(list).into_iter().map(Some).collect();
+            for g in ranked {
+                let Some(mut group) = taken.get_mut(g.index).and_then(Option::take) else {
+                    continue;
+                };
+                if let Some(Value::Array(hits)) = group.get_mut("hits") {
+                    reorder(hits, &g.hits, restore);
+                }
+                list.push(group);
+            }
+        }
+    }
+    Some(())
 }
 
 /// An f32 as JSON with its shortest decimal form (0.99, not 0.9900000095367432), as
@@ -228,7 +352,7 @@ pub fn marker(outcomes: &[Outcome], ep: Endpoint, rerank_time: f64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Ranked, Window};
+    use crate::plan::{GroupWindow, Window};
 
     fn on() -> CollectionSettings {
         CollectionSettings {
@@ -242,7 +366,7 @@ mod tests {
     fn search_is_widened_and_offset_dropped() {
         let body = json!({"vector": [1.0], "limit": 3, "offset": 2, "with_payload": ["title"],
                           "rerank": {"query": "q"}});
-        let p = prepare(body, Endpoint::Search, &on(), None).unwrap();
+        let p = prepare(body, Endpoint::Search, &on(), None, None).unwrap();
         assert!(p.changed);
         assert_eq!(
             p.body,
@@ -252,12 +376,12 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            plan.window,
-            Window {
+            plan.cut,
+            Cut::Page(Window {
                 offset: 2,
                 limit: 3,
                 fetch: 50
-            }
+            })
         );
         assert_eq!(
             p.searches[0].restore,
@@ -268,11 +392,11 @@ mod tests {
     #[test]
     fn query_api_defaults_limit_to_ten() {
         let body = json!({"query": {"text": "capital", "model": "m"}});
-        let p = prepare(body, Endpoint::Query, &on(), None).unwrap();
+        let p = prepare(body, Endpoint::Query, &on(), None, None).unwrap();
         let Decision::Rerank(plan) = &p.searches[0].decision else {
             panic!()
         };
-        assert_eq!(plan.window.limit, 10);
+        assert_eq!(plan.cut, Cut::Page(Window { offset: 0, limit: 10, fetch: 50 }));
         assert_eq!(plan.query, "capital");
         assert_eq!(p.body["query"], json!({"text": "capital", "model": "m"}));
     }
@@ -280,7 +404,7 @@ mod tests {
     #[test]
     fn no_text_leaves_body_unchanged() {
         let body = json!({"vector": [1.0], "limit": 3});
-        let p = prepare(body.clone(), Endpoint::Search, &on(), None).unwrap();
+        let p = prepare(body.clone(), Endpoint::Search, &on(), None, None).unwrap();
         assert!(!p.changed);
         assert_eq!(p.body, body);
         assert!(matches!(p.searches[0].decision, Decision::Skip(_)));
@@ -289,7 +413,7 @@ mod tests {
     #[test]
     fn disabled_directive_is_stripped_only() {
         let body = json!({"vector": [1.0], "limit": 3, "rerank": {"enabled": false}});
-        let p = prepare(body, Endpoint::Search, &on(), Some("q")).unwrap();
+        let p = prepare(body, Endpoint::Search, &on(), Some("q"), None).unwrap();
         assert!(p.changed);
         assert_eq!(p.body, json!({"vector": [1.0], "limit": 3}));
         assert_eq!(p.searches[0].decision, Decision::Disabled);
@@ -302,7 +426,7 @@ mod tests {
             {"vector": [1.0], "limit": 2, "rerank": {"enabled": false}},
             {"vector": [1.0], "limit": 2, "with_payload": "bogus"}
         ]});
-        let p = prepare(body, Endpoint::SearchBatch, &on(), Some("hdr")).unwrap();
+        let p = prepare(body, Endpoint::SearchBatch, &on(), Some("hdr"), None).unwrap();
         assert!(matches!(&p.searches[0].decision, Decision::Rerank(r) if r.query == "hdr"));
         assert_eq!(p.searches[1].decision, Decision::Disabled);
         assert!(matches!(&p.searches[2].decision, Decision::Skip(r) if r.contains("with_payload")));
@@ -316,7 +440,7 @@ mod tests {
     #[test]
     fn invalid_limit_is_left_to_qdrant() {
         let body = json!({"query": [1.0], "limit": -1});
-        let p = prepare(body.clone(), Endpoint::Query, &on(), Some("q")).unwrap();
+        let p = prepare(body.clone(), Endpoint::Query, &on(), Some("q"), None).unwrap();
         assert!(matches!(p.searches[0].decision, Decision::Skip(_)));
         assert_eq!(p.body, body);
     }
@@ -324,11 +448,11 @@ mod tests {
     #[test]
     fn bodies_we_do_not_understand() {
         assert_eq!(
-            prepare(json!([1]), Endpoint::Search, &on(), None).unwrap_err(),
+            prepare(json!([1]), Endpoint::Search, &on(), None, None).unwrap_err(),
             PrepareError::NotOurs
         );
         assert_eq!(
-            prepare(json!({"searches": 3}), Endpoint::QueryBatch, &on(), None).unwrap_err(),
+            prepare(json!({"searches": 3}), Endpoint::QueryBatch, &on(), None, None).unwrap_err(),
             PrepareError::NotOurs
         );
         assert!(matches!(
@@ -336,6 +460,7 @@ mod tests {
                 json!({"rerank": {"pool": -3}}),
                 Endpoint::Search,
                 &on(),
+                None,
                 None
             )
             .unwrap_err(),
@@ -346,50 +471,95 @@ mod tests {
     #[test]
     fn points_in_every_shape() {
         let mut r = json!([{"id": 1}]);
-        assert_eq!(points_mut(&mut r, Endpoint::Search, 0).unwrap().len(), 1);
-        assert!(points_mut(&mut r, Endpoint::Search, 1).is_none());
+        assert_eq!(answer_mut(&mut r, Endpoint::Search, 0).unwrap().len(), 1);
+        assert!(answer_mut(&mut r, Endpoint::Search, 1).is_none());
         let mut r = json!({"points": [{"id": 1}, {"id": 2}]});
-        assert_eq!(points_mut(&mut r, Endpoint::Query, 0).unwrap().len(), 2);
+        assert_eq!(answer_mut(&mut r, Endpoint::Query, 0).unwrap().len(), 2);
         let mut r = json!([[{"id": 1}], [{"id": 2}, {"id": 3}]]);
         assert_eq!(
-            points_mut(&mut r, Endpoint::SearchBatch, 1).unwrap().len(),
+            answer_mut(&mut r, Endpoint::SearchBatch, 1).unwrap().len(),
             2
         );
         let mut r = json!([{"points": []}, {"points": [{"id": 3}]}]);
         assert_eq!(
-            points_mut(&mut r, Endpoint::QueryBatch, 1).unwrap().len(),
+            answer_mut(&mut r, Endpoint::QueryBatch, 1).unwrap().len(),
             1
         );
     }
 
+    fn plan(cut: Cut) -> RerankPlan {
+        RerankPlan { query: "q".into(), cut, threshold: None }
+    }
+
     #[test]
     fn apply_orders_scores_and_restores() {
-        let mut pts = vec![
-            json!({"id": 1, "version": 1, "score": 0.9, "payload": {"text": "a"}}),
-            json!({"id": 2, "version": 1, "score": 0.8, "payload": {"text": "b"}}),
-            json!({"id": 3, "version": 1, "score": 0.7}),
-        ];
+        let mut result = json!([
+            {"id": 1, "version": 1, "score": 0.9, "payload": {"text": "a"}},
+            {"id": 2, "version": 1, "score": 0.8, "payload": {"text": "b"}},
+            {"id": 3, "version": 1, "score": 0.7}
+        ]);
         let outcome = Outcome {
-            ranked: vec![
-                Ranked {
-                    index: 1,
-                    score: Some(0.99),
-                },
-                Ranked {
-                    index: 2,
-                    score: None,
-                },
-            ],
+            scores: Some(vec![Some(0.5), Some(0.99), None]),
             ..Outcome::not_applied(RerankStatus::Applied, None)
         };
-        apply(&mut pts, &outcome, &Restore::DropPayload);
+        let p = plan(Cut::Page(Window { offset: 0, limit: 2, fetch: 3 }));
+        apply(&mut result, Endpoint::Search, 0, &p, &outcome, &Restore::DropPayload, &[]).unwrap();
         assert_eq!(
-            pts,
-            vec![
-                json!({"id": 2, "version": 1, "score": 0.99}),
-                json!({"id": 3, "version": 1, "score": 0.7})
-            ]
+            result,
+            json!([{"id": 2, "version": 1, "score": 0.99}, {"id": 1, "version": 1, "score": 0.5}])
         );
+    }
+
+    #[test]
+    fn groups_are_reranked_inside_and_reordered() {
+        let mut result = json!({"groups": [
+            {"hits": [{"id": 1, "score": 0.9, "payload": {"text": "a"}}, {"id": 2, "score": 0.8, "payload": {"text": "b"}}], "id": "x"},
+            {"hits": [{"id": 3, "score": 0.7, "payload": {"text": "c"}}], "id": "y", "lookup": {"id": "y"}}
+        ]});
+        let (texts, sizes) = candidates(&mut result, Endpoint::SearchGroups, 0, "text").unwrap();
+        assert_eq!(texts, vec![Some("a".into()), Some("b".into()), Some("c".into())]);
+        assert_eq!(sizes, vec![2, 1]);
+        let outcome = Outcome {
+            scores: Some(vec![Some(0.1), Some(0.3), Some(0.6)]),
+            ..Outcome::not_applied(RerankStatus::Applied, None)
+        };
+        let p = plan(Cut::Groups(GroupWindow { limit: 2, group_size: 1, fetch: 2 }));
+        apply(&mut result, Endpoint::SearchGroups, 0, &p, &outcome, &Restore::DropPayload, &sizes).unwrap();
+        assert_eq!(
+            result,
+            json!({"groups": [
+                {"hits": [{"id": 3, "score": 0.6}], "id": "y", "lookup": {"id": "y"}},
+                {"hits": [{"id": 2, "score": 0.3}], "id": "x"}
+            ]})
+        );
+    }
+
+    #[test]
+    fn group_requests_are_widened_in_groups() {
+        let body = json!({"vector": [1.0], "group_by": "g", "limit": 2, "group_size": 2, "rerank": {"query": "q"}});
+        let p = prepare(body, Endpoint::SearchGroups, &on(), None, None).unwrap();
+        assert_eq!(p.body["limit"], 25);
+        assert_eq!(p.body["group_size"], 2);
+        // the Query API defaults: limit 10 groups of 3
+        let p = prepare(json!({"group_by": "g"}), Endpoint::QueryGroups, &on(), Some("q"), None).unwrap();
+        let Decision::Rerank(plan) = &p.searches[0].decision else { panic!() };
+        assert_eq!(plan.cut, Cut::Groups(GroupWindow { limit: 10, group_size: 3, fetch: 16 }));
+        // the legacy search needs its group_size
+        let p = prepare(json!({"limit": 2}), Endpoint::SearchGroups, &on(), Some("q"), None).unwrap();
+        assert!(matches!(&p.searches[0].decision, Decision::Skip(r) if r.contains("group_size")));
+    }
+
+    #[test]
+    fn header_directive_applies_unless_the_body_says_otherwise() {
+        let h = Directive { pool: Some(7), enabled: Some(false), ..Default::default() };
+        let body = json!({"searches": [
+            {"vector": [1.0], "limit": 2},
+            {"vector": [1.0], "limit": 2, "rerank": {"enabled": true}}
+        ]});
+        let p = prepare(body, Endpoint::RecommendBatch, &on(), Some("q"), Some(&h)).unwrap();
+        assert_eq!(p.searches[0].decision, Decision::Disabled);
+        let Decision::Rerank(plan) = &p.searches[1].decision else { panic!() };
+        assert_eq!(plan.cut.fetch(), 7);
     }
 
     #[test]

@@ -18,9 +18,9 @@ use serde_json::{json, Value};
 use crate::app::AppState;
 use crate::engine::{Job, Outcome};
 use crate::error::{qdrant_error_response, Error};
-use crate::plan::text::text_at;
-use crate::plan::{query_text, Decision, RerankStatus};
-use body::{apply, marker, points_mut, prepare, Endpoint, PrepareError};
+use crate::plan::query_text::{self, Directive};
+use crate::plan::{Decision, RerankStatus};
+use body::{apply, candidates, marker, prepare, Endpoint, PrepareError};
 
 pub const QUERY_HEADER: &str = "x-rerank-query";
 pub const STATUS_HEADER: &str = "x-rerank-status";
@@ -35,25 +35,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .fallback(forward)
     };
-    Router::new()
-        .route(
-            "/collections/{name}/points/search",
-            intercept(Endpoint::Search),
-        )
-        .route(
-            "/collections/{name}/points/search/batch",
-            intercept(Endpoint::SearchBatch),
-        )
-        .route(
-            "/collections/{name}/points/query",
-            intercept(Endpoint::Query),
-        )
-        .route(
-            "/collections/{name}/points/query/batch",
-            intercept(Endpoint::QueryBatch),
-        )
-        .fallback(forward)
-        .with_state(state)
+    let mut router = Router::new();
+    for (ep, suffix) in Endpoint::ALL {
+        router = router.route(
+            &format!("/collections/{{name}}/points/{suffix}"),
+            intercept(ep),
+        );
+    }
+    router.fallback(forward).with_state(state)
 }
 
 /// Everything that is not an intercepted search: straight through.
@@ -95,16 +84,20 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
         return resp;
     }
     let (mut parts, body) = req.into_parts();
-    let header_query = match parts.headers.get(QUERY_HEADER) {
-        None => None,
-        Some(v) => match query_text::decode_header(v.as_bytes()) {
-            Ok(q) => Some(q),
-            Err(why) => {
-                let resp = error_response(Error::BadRequest(why), started);
-                state.record(route, &label, "error", &resp, started);
-                return resp;
-            }
-        },
+    let headers = &parts.headers;
+    let from_headers = parts
+        .headers
+        .get(QUERY_HEADER)
+        .map(|v| query_text::decode_header(v.as_bytes()))
+        .transpose()
+        .and_then(|q| Ok((q, Directive::from_headers(|n| headers.get(n).map(|v| v.as_bytes()))?)));
+    let (header_query, header_directive) = match from_headers {
+        Ok(found) => found,
+        Err(why) => {
+            let resp = error_response(Error::BadRequest(why), started);
+            state.record(route, &label, "error", &resp, started);
+            return resp;
+        }
     };
     let max = state.config.server.max_body_bytes;
     let encoded = parts
@@ -142,7 +135,13 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
     let prepared = match serde_json::from_slice::<Value>(&bytes) {
         // Malformed JSON: Qdrant's own error message is the right answer.
         Err(_) => Err(PrepareError::NotOurs),
-        Ok(v) => prepare(v, ep, &settings, header_query.as_deref()),
+        Ok(v) => prepare(
+            v,
+            ep,
+            &settings,
+            header_query.as_deref(),
+            header_directive.as_ref(),
+        ),
     };
     let prepared = match prepared {
         Ok(p) => p,
@@ -160,7 +159,14 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
             return resp;
         }
     };
-    parts.headers.remove(QUERY_HEADER);
+    for h in [
+        QUERY_HEADER,
+        query_text::ENABLED_HEADER,
+        query_text::POOL_HEADER,
+        query_text::THRESHOLD_HEADER,
+    ] {
+        parts.headers.remove(h);
+    }
     parts.headers.remove(header::CONTENT_LENGTH);
     let all_disabled = prepared
         .searches
@@ -256,15 +262,13 @@ impl Rewrite<'_> {
             .ok_or_else(|| Error::UpstreamInvalid("no `result` in Qdrant's answer".into()))?;
         let field = &self.settings.text_field;
         let mut jobs = Vec::new();
+        let mut group_sizes = Vec::new();
         for (i, planned) in prepared.searches.iter().enumerate() {
             if let Decision::Rerank(plan) = &planned.decision {
-                let points = points_mut(result, self.ep, i).ok_or_else(|| {
-                    Error::UpstreamInvalid(format!("answer for search {i} is not a list of points"))
+                let (texts, sizes) = candidates(result, self.ep, i, field).ok_or_else(|| {
+                    Error::UpstreamInvalid(format!("answer for search {i} is not in the expected shape"))
                 })?;
-                let texts = points
-                    .iter()
-                    .map(|p| p.get("payload").and_then(|pl| text_at(pl, field)))
-                    .collect();
+                group_sizes.push(sizes);
                 jobs.push(self.state.engine.rerank(Job {
                     collection: self.collection,
                     settings: self.settings,
@@ -274,7 +278,7 @@ impl Rewrite<'_> {
             }
         }
         let rerank_started = Instant::now();
-        let mut reranked = join_all(jobs).await.into_iter();
+        let mut reranked = join_all(jobs).await.into_iter().zip(group_sizes);
         let rerank_time = rerank_started.elapsed().as_secs_f64();
         let mut outcomes = Vec::with_capacity(prepared.searches.len());
         for (i, planned) in prepared.searches.iter().enumerate() {
@@ -283,10 +287,11 @@ impl Rewrite<'_> {
                 Decision::Skip(reason) => {
                     Outcome::not_applied(RerankStatus::Skipped, Some(reason.clone()))
                 }
-                Decision::Rerank(_) => {
-                    let outcome = reranked.next().expect("one outcome per job")?;
-                    let points = points_mut(result, self.ep, i).expect("checked above");
-                    apply(points, &outcome, &planned.restore);
+                Decision::Rerank(plan) => {
+                    let (outcome, sizes) = reranked.next().expect("one outcome per job");
+                    let outcome = outcome?;
+                    apply(result, self.ep, i, plan, &outcome, &planned.restore, &sizes)
+                        .expect("shape checked above");
                     outcome
                 }
             };
