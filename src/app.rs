@@ -13,12 +13,14 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::rerank::{Registry, RerankError};
-use crate::transport::{admin, rest, upstream::Upstream};
+use crate::transport::upstream::{Protocol, Upstream};
+use crate::transport::{admin, grpc, rest};
 
 /// Shared by every request.
 pub struct AppState {
     pub config: Arc<Config>,
     pub upstream: Upstream,
+    pub grpc_upstream: Upstream,
     pub engine: Engine,
     pub metrics: Arc<Metrics>,
     /// Set once shutdown begins: `/readyz` answers 503.
@@ -27,25 +29,26 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the state with the given rerankers (already loaded).
-    pub fn new(config: Config, registry: Registry) -> AppState {
+    pub fn new(config: Config, registry: Registry) -> Result<AppState, crate::error::Error> {
         let metrics = Arc::new(Metrics::new(&config.named_collections()));
         metrics.model_loaded.set(1);
-        AppState {
-            upstream: Upstream::new(&config.upstream, metrics.clone()),
+        Ok(AppState {
+            upstream: Upstream::new(&config.upstream, Protocol::Rest, metrics.clone())?,
+            grpc_upstream: Upstream::new(&config.upstream, Protocol::Grpc, metrics.clone())?,
             engine: Engine::new(registry, metrics.clone()),
             metrics,
             config: Arc::new(config),
             draining: AtomicBool::new(false),
-        }
+        })
     }
 
     /// Loads every configured reranker (blocking work off the runtime) and builds the state.
-    pub async fn load(config: Config) -> Result<AppState, RerankError> {
+    pub async fn load(config: Config) -> Result<AppState, crate::error::Error> {
         let cfg = config.clone();
         let registry = tokio::task::spawn_blocking(move || Registry::load(&cfg))
             .await
             .map_err(|e| RerankError::Unavailable(format!("model loading panicked: {e}")))??;
-        Ok(AppState::new(config, registry))
+        AppState::new(config, registry)
     }
 
     /// Counts one finished request.
@@ -73,6 +76,7 @@ impl AppState {
 /// A running server: its bound addresses and a handle to stop it.
 pub struct Server {
     pub rest_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub state: Arc<AppState>,
     stop: watch::Sender<bool>,
@@ -85,8 +89,10 @@ impl Server {
     pub async fn start(state: AppState) -> std::io::Result<Server> {
         let state = Arc::new(state);
         let rest_listener = TcpListener::bind(state.config.rest_addr()).await?;
+        let grpc_listener = TcpListener::bind(state.config.grpc_addr()).await?;
         let admin_listener = TcpListener::bind(state.config.admin_addr()).await?;
         let rest_addr = rest_listener.local_addr()?;
+        let grpc_addr = grpc_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
         let grace = Duration::from_millis(state.config.server.shutdown_grace_ms);
@@ -95,12 +101,14 @@ impl Server {
         };
         let rest = axum::serve(rest_listener, rest::router(state.clone()))
             .with_graceful_shutdown(wait(stopped.clone()));
+        let grpc = axum::serve(grpc_listener, grpc::router(state.clone()))
+            .with_graceful_shutdown(wait(stopped.clone()));
         let admin = axum::serve(admin_listener, admin::router(state.clone()))
             .with_graceful_shutdown(wait(stopped.clone()));
         let task = tokio::spawn(async move {
             let both = async {
-                let (r, a) = tokio::join!(rest, admin);
-                if let Err(e) = r.and(a) {
+                let (r, g, a) = tokio::join!(rest, grpc, admin);
+                if let Err(e) = r.and(g).and(a) {
                     tracing::error!(error = %e, "listener failed");
                 }
             };
@@ -117,9 +125,11 @@ impl Server {
                 );
             }
         });
-        tracing::info!(%rest_addr, %admin_addr, upstream = state.upstream.base(), "secondpass listening");
+        tracing::info!(%rest_addr, %grpc_addr, %admin_addr, upstream = state.upstream.base(),
+            grpc_upstream = state.grpc_upstream.base(), "secondpass listening");
         Ok(Server {
             rest_addr,
+            grpc_addr,
             admin_addr,
             state,
             stop,

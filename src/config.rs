@@ -53,6 +53,8 @@ pub struct Config {
 pub struct ServerConfig {
     /// Where the Qdrant-compatible REST API listens.
     pub rest_listen: String,
+    /// Where the Qdrant-compatible gRPC API listens.
+    pub grpc_listen: String,
     /// Where `/metrics`, `/healthz` and `/readyz` listen (kept off the REST port so that
     /// Qdrant's own `/healthz` and `/readyz` pass through unchanged).
     pub admin_listen: String,
@@ -66,6 +68,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             rest_listen: "0.0.0.0:7333".into(),
+            grpc_listen: "0.0.0.0:7334".into(),
             admin_listen: "0.0.0.0:7335".into(),
             max_body_bytes: 32 * 1024 * 1024,
             shutdown_grace_ms: 30_000,
@@ -76,8 +79,12 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
-    /// Qdrant's REST URL.
+    /// Qdrant's REST URL (`http://` or `https://`).
     pub url: String,
+    /// Qdrant's gRPC URL (`http://` for h2c, `https://` for TLS).
+    pub grpc_url: String,
+    /// Extra PEM CA certificates to trust for `https://` upstreams (besides the system's).
+    pub ca_file: Option<PathBuf>,
     /// Whole-request timeout for calls to Qdrant (504 when exceeded).
     pub timeout_ms: u64,
     pub connect_timeout_ms: u64,
@@ -87,6 +94,8 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
             url: "http://localhost:6333".into(),
+            grpc_url: "http://localhost:6334".into(),
+            ca_file: None,
             timeout_ms: 30_000,
             connect_timeout_ms: 3_000,
         }
@@ -322,6 +331,10 @@ impl Config {
         self.server.rest_listen.parse().expect("validated")
     }
 
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.server.grpc_listen.parse().expect("validated")
+    }
+
     pub fn admin_addr(&self) -> SocketAddr {
         self.server.admin_listen.parse().expect("validated")
     }
@@ -334,6 +347,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (key, v) in [
             ("server.rest_listen", &self.server.rest_listen),
+            ("server.grpc_listen", &self.server.grpc_listen),
             ("server.admin_listen", &self.server.admin_listen),
         ] {
             v.parse::<SocketAddr>()

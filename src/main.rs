@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         let state = match AppState::load(cfg).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %e, "cannot load rerankers");
+                tracing::error!(error = %e, "cannot start");
                 return ExitCode::FAILURE;
             }
         };
@@ -81,8 +81,8 @@ fn main() -> ExitCode {
         };
         // One machine-readable line for scripts and tests that start us on port 0.
         println!(
-            "secondpass listening rest={} admin={}",
-            server.rest_addr, server.admin_addr
+            "secondpass listening rest={} grpc={} admin={}",
+            server.rest_addr, server.grpc_addr, server.admin_addr
         );
         app::shutdown_signal().await;
         tracing::info!("shutdown signal received; draining");

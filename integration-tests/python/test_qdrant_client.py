@@ -73,6 +73,7 @@ def proxy(upstream, collection, tmp_path_factory):
         f"""
 [server]
 rest_listen = "127.0.0.1:0"
+grpc_listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 [upstream]
 url = "{upstream}"

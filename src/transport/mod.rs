@@ -1,5 +1,6 @@
 //! Transport adapters. They decode and encode; planning and reranking live elsewhere.
 
 pub mod admin;
+pub mod grpc;
 pub mod rest;
 pub mod upstream;

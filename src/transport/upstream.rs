@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -45,9 +46,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Which protocol an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Qdrant's REST API: HTTP/1.1 (or HTTP/2 over TLS when offered).
+    Rest,
+    /// Qdrant's gRPC API: HTTP/2 only (h2c over http://).
+    Grpc,
+}
+
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    protocol: Protocol,
     /// `scheme://authority` plus any path prefix, without a trailing slash.
     base: String,
     timeout: Duration,
@@ -59,23 +70,45 @@ pub struct Buffered {
     pub status: http::StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// HTTP trailers (gRPC's `grpc-status` lives here).
+    pub trailers: Option<HeaderMap>,
     pub elapsed: Duration,
 }
 
 impl Upstream {
-    pub fn new(cfg: &UpstreamConfig, metrics: std::sync::Arc<Metrics>) -> Upstream {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)));
-        connector.set_nodelay(true);
+    /// A client for Qdrant's REST (`cfg.url`) or gRPC (`cfg.grpc_url`) endpoint.
+    pub fn new(
+        cfg: &UpstreamConfig,
+        protocol: Protocol,
+        metrics: std::sync::Arc<Metrics>,
+    ) -> Result<Upstream, Error> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let tls = tls_config(cfg.ca_file.as_deref())?;
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let connector = match protocol {
+            Protocol::Rest => builder.enable_http1().enable_http2().wrap_connector(http),
+            Protocol::Grpc => builder.enable_http2().wrap_connector(http),
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
+            .http2_only(protocol == Protocol::Grpc)
             .build(connector);
-        Upstream {
+        let url = match protocol {
+            Protocol::Rest => &cfg.url,
+            Protocol::Grpc => &cfg.grpc_url,
+        };
+        Ok(Upstream {
             client,
-            base: cfg.url.trim_end_matches('/').to_string(),
+            protocol,
+            base: url.trim_end_matches('/').to_string(),
             timeout: Duration::from_millis(cfg.timeout_ms),
             metrics,
-        }
+        })
     }
 
     pub fn base(&self) -> &str {
@@ -99,8 +132,7 @@ impl Upstream {
             .unwrap_or("/")
             .to_string();
         parts.uri = self.uri(&pq)?;
-        strip_hop_by_hop(&mut parts.headers);
-        parts.headers.remove(header::HOST);
+        self.prepare_headers(&mut parts.headers);
         let (resp, _) = self.send(Request::from_parts(parts, body)).await?;
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
@@ -118,22 +150,34 @@ impl Upstream {
             .unwrap_or("/")
             .to_string();
         parts.uri = self.uri(&pq)?;
-        strip_hop_by_hop(&mut parts.headers);
-        parts.headers.remove(header::HOST);
+        self.prepare_headers(&mut parts.headers);
         let (resp, deadline) = self.send(Request::from_parts(parts, body)).await?;
         let (mut parts, body) = resp.into_parts();
-        let body = tokio::time::timeout_at(deadline, body.collect())
+        let collected = tokio::time::timeout_at(deadline, body.collect())
             .await
             .map_err(|_| Error::UpstreamTimeout(self.timeout.as_millis() as u64))?
-            .map_err(|e| Error::UpstreamUnreachable(format!("reading the response: {e}")))?
-            .to_bytes();
+            .map_err(|e| Error::UpstreamUnreachable(format!("reading the response: {e}")))?;
+        let trailers = collected.trailers().cloned();
         strip_hop_by_hop(&mut parts.headers);
         Ok(Buffered {
             status: parts.status,
             headers: parts.headers,
-            body,
+            body: collected.to_bytes(),
+            trailers,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Connection-level headers go; gRPC keeps `te: trailers`, which it requires.
+    fn prepare_headers(&self, headers: &mut HeaderMap) {
+        let te = headers.get(header::TE).cloned();
+        strip_hop_by_hop(headers);
+        headers.remove(header::HOST);
+        if self.protocol == Protocol::Grpc {
+            if let Some(te) = te.filter(|v| v.as_bytes() == b"trailers") {
+                headers.insert(header::TE, te);
+            }
+        }
     }
 
     async fn send(
@@ -168,7 +212,11 @@ impl Upstream {
 
     /// Whether Qdrant answers at all (any HTTP status counts).
     pub async fn probe(&self) -> bool {
-        let Ok(uri) = self.uri("/readyz") else {
+        let path = match self.protocol {
+            Protocol::Rest => "/readyz",
+            Protocol::Grpc => "/qdrant.Qdrant/HealthCheck",
+        };
+        let Ok(uri) = self.uri(path) else {
             return false;
         };
         let req = Request::get(uri)
@@ -180,6 +228,34 @@ impl Upstream {
             Ok(Ok(_))
         )
     }
+}
+
+/// The system's root certificates plus those in `ca_file`.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, Error> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert); // skip the system's unparsable ones
+    }
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| Error::Internal(format!("upstream.ca_file {}: {e}", path.display())))?;
+        for cert in certs {
+            let cert = cert
+                .map_err(|e| Error::Internal(format!("upstream.ca_file {}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| Error::Internal(format!("upstream.ca_file {}: {e}", path.display())))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Internal(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = Vec::new(); // the connector builder sets h2 / http/1.1
+    Ok(cfg)
 }
 
 fn describe(e: &hyper_util::client::legacy::Error) -> String {

@@ -57,6 +57,12 @@ app.kubernetes.io/component: {{ ternary "reranker-with-qdrant" "reranker" (eq .V
 {{- if and (eq .Values.mode "pod-with-qdrant") .Values.autoscaling.enabled }}
 {{- fail "autoscaling is for mode standalone only: scaling the pod-with-qdrant StatefulSet would start unclustered Qdrant replicas" }}
 {{- end }}
+{{- if and (eq .Values.mode "pod-with-qdrant") .Values.qdrant.exposePorts }}
+{{- $mine := list (int .Values.service.ports.rest) (int .Values.service.ports.grpc) (int .Values.service.ports.admin) }}
+{{- if or (has (int .Values.qdrant.ports.http) $mine) (has (int .Values.qdrant.ports.grpc) $mine) }}
+{{- fail "qdrant.exposePorts: Qdrant's ports collide with service.ports; give secondpass other Service ports (e.g. 7333/7334/7335)" }}
+{{- end }}
+{{- end }}
 {{- if and .Values.secrets.create .Values.secrets.existingSecret }}
 {{- fail "set either secrets.create or secrets.existingSecret, not both" }}
 {{- end }}
@@ -168,13 +174,12 @@ numbers as integers. Scalars and lists of scalars become `key = value`, maps bec
 {{- end }}
 {{- end }}
 {{- if and $path (or $scalars (not $tables)) }}
-[{{ trimSuffix "." $path }}]
+{{ printf "\n[%s]" (trimSuffix "." $path) }}
 {{- end }}
 {{- range $scalars }}
 {{ include "secondpass.toml.key" . }} = {{ include "secondpass.toml.value" (get $m .) }}
 {{- end }}
 {{- range $tables }}
-{{- if or $path $scalars }}{{ printf "\n" }}{{ end }}
 {{- include "secondpass.toml.table" (dict "path" (printf "%s%s." $path (include "secondpass.toml.key" .)) "map" (get $m .) "secretKeys" $secretKeys) }}
 {{- end }}
 {{- end }}
@@ -187,7 +192,8 @@ numbers as integers. Scalars and lists of scalars become `key = value`, maps bec
 {{- if .Values.configToml }}
 {{ .Values.configToml }}
 {{- else }}
-{{ include "secondpass.toml.table" (dict "path" "" "map" .Values.config "secretKeys" .Values.secretConfigKeys) }}
+
+{{ include "secondpass.toml.table" (dict "path" "" "map" .Values.config "secretKeys" .Values.secretConfigKeys) | trim }}
 {{- end }}
 {{- end }}
 
@@ -521,20 +527,24 @@ spec:
       configMap:
         name: {{ include "secondpass.fullname" . }}
     - name: tmp
+      {{- if .Values.tmpVolume.sizeLimit }}
       emptyDir:
-        {{- with .Values.tmpVolume.sizeLimit }}
-        sizeLimit: {{ . }}
-        {{- end }}
+        sizeLimit: {{ .Values.tmpVolume.sizeLimit }}
+      {{- else }}
+      emptyDir: {}
+      {{- end }}
     {{- if .Values.model.persistence.enabled }}
     - name: model
       persistentVolumeClaim:
         claimName: {{ include "secondpass.modelClaimName" . }}
     {{- else if .Values.model.download.enabled }}
     - name: model
+      {{- if .Values.model.download.sizeLimit }}
       emptyDir:
-        {{- with .Values.model.download.sizeLimit }}
-        sizeLimit: {{ . }}
-        {{- end }}
+        sizeLimit: {{ .Values.model.download.sizeLimit }}
+      {{- else }}
+      emptyDir: {}
+      {{- end }}
     {{- end }}
     {{- if eq .Values.mode "pod-with-qdrant" }}
     - name: qdrant-snapshots

@@ -132,8 +132,20 @@ impl DoubleState {
         *lock(&self.inner.delay) = d;
     }
 
-    fn delay(&self) -> Option<Duration> {
+    pub(crate) fn delay(&self) -> Option<Duration> {
         *lock(&self.inner.delay)
+    }
+
+    /// Runs one REST call on this state in-process (no request-log entry, no delay): `Ok` is the
+    /// `result` of Qdrant's envelope. The seam the gRPC double answers through.
+    pub(crate) fn rest_call(
+        &self,
+        method: &http::Method,
+        path: &str,
+        query: Option<&str>,
+        body: &[u8],
+    ) -> Result<Value, ApiError> {
+        server::call(self, method, path, query, body)
     }
 
     fn record(&self, r: RecordedRequest) {

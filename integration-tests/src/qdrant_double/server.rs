@@ -86,6 +86,24 @@ pub async fn handle(State(state): State<DoubleState>, req: Request) -> Response 
     render(reply, accepts_gzip(&parts.headers), start)
 }
 
+/// One REST call run directly on the state, without HTTP: no request-log entry, no delay, no
+/// envelope. `Ok` is the `result` (or the raw JSON of `GET /`); a path the double does not know is
+/// a 404 error with an empty message. The gRPC double answers through this.
+pub(crate) fn call(
+    state: &DoubleState,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> ApiResult<Value> {
+    match route(state, method, path, query, body) {
+        Reply::Ok(v) | Reply::Raw(v) => Ok(v),
+        Reply::Text(t) => Ok(Value::String(t.to_string())),
+        Reply::Err(e) => Err(e),
+        Reply::NotFound => Err(ApiError::new(StatusCode::NOT_FOUND, "")),
+    }
+}
+
 fn decode_request_body(headers: &HeaderMap, raw: Bytes) -> ApiResult<Bytes> {
     let gz = headers
         .get(header::CONTENT_ENCODING)

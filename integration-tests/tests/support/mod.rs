@@ -174,14 +174,21 @@ pub fn runtime_path() -> PathBuf {
 /// appended (TOML; a `[collections.X]` section there gets `enabled = true` added when X
 /// is in `collections`).
 pub fn config(upstream: &str, collections: &[&str], extra: &str) -> Config {
+    config_with_grpc(upstream, "http://127.0.0.1:1", collections, extra)
+}
+
+/// [`config`] with a gRPC upstream too.
+pub fn config_with_grpc(upstream: &str, grpc_upstream: &str, collections: &[&str], extra: &str) -> Config {
     let mut text = format!(
         r#"
 [server]
 rest_listen = "127.0.0.1:0"
+grpc_listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 shutdown_grace_ms = 5000
 [upstream]
 url = "{upstream}"
+grpc_url = "{grpc_upstream}"
 timeout_ms = 5000
 connect_timeout_ms = 1000
 [rerankers.local]
@@ -216,7 +223,7 @@ impl Proxy {
 
     pub async fn start_with(cfg: Config, registry: Registry) -> Proxy {
         let upstream = cfg.upstream.url.clone();
-        let server = Server::start(AppState::new(cfg, registry))
+        let server = Server::start(AppState::new(cfg, registry).expect("state"))
             .await
             .expect("start secondpass");
         Proxy {

@@ -31,7 +31,7 @@ enabled = true
 "#
     ))
     .unwrap();
-    router(Arc::new(AppState::new(cfg, Registry::default())))
+    router(Arc::new(AppState::new(cfg, Registry::default()).unwrap()))
 }
 
 async fn send(app: axum::Router, req: Request<Body>) -> (StatusCode, Value) {
