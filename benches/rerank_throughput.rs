@@ -93,6 +93,7 @@ async fn measure(label: &str, file: Option<&str>, a: &Args) {
         query: query.clone(),
         documents: docs.clone(),
         max_length: None,
+        deadline: None,
     };
     for _ in 0..2 {
         r.rerank(req()).await.unwrap(); // warm-up

@@ -35,7 +35,10 @@ impl AppState {
         Ok(AppState {
             upstream: Upstream::new(&config.upstream, Protocol::Rest, metrics.clone())?,
             grpc_upstream: Upstream::new(&config.upstream, Protocol::Grpc, metrics.clone())?,
-            engine: Engine::new(registry, metrics.clone()),
+            engine: Engine::new(
+                crate::rerank::chain::Chain::new(registry, &config, metrics.clone()),
+                metrics.clone(),
+            ),
             metrics,
             config: Arc::new(config),
             draining: AtomicBool::new(false),

@@ -46,6 +46,37 @@ pub struct Config {
     /// Per-collection settings; `default` covers collections not named.
     #[serde(default)]
     pub collections: BTreeMap<String, CollectionOverrides>,
+    /// secondpass's own rerank API (Cohere and TEI shapes) on the REST listener.
+    #[serde(default)]
+    pub rerank_api: RerankApiConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RerankApiConfig {
+    /// Serve `POST /v1/rerank`, `/v2/rerank` (Cohere) and `/rerank` (TEI).
+    pub enabled: bool,
+    /// Rerankers behind it, tried in order (a fallback chain).
+    pub rerankers: Vec<String>,
+    /// Budget for one rerank call.
+    pub timeout_ms: u64,
+    /// Most documents in one request (Cohere recommends at most 1000).
+    pub max_documents: usize,
+    /// When set, requests need `Authorization: Bearer <token>`, read from this
+    /// environment variable.
+    pub token_env: Option<String>,
+}
+
+impl Default for RerankApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rerankers: vec![DEFAULT_RERANKER.into()],
+            timeout_ms: 30_000,
+            max_documents: 1000,
+            token_env: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,6 +162,135 @@ impl Default for LogConfig {
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum RerankerConfig {
     Onnx(OnnxConfig),
+    Cohere(HostedConfig),
+    Voyage(HostedConfig),
+    Jina(HostedConfig),
+    Pinecone(HostedConfig),
+    Mixedbread(HostedConfig),
+    Zeroentropy(HostedConfig),
+    Tei(HostedConfig),
+    Llamacpp(HostedConfig),
+    Infinity(HostedConfig),
+}
+
+/// The hosted rerank APIs secondpass speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Cohere,
+    Voyage,
+    Jina,
+    Pinecone,
+    Mixedbread,
+    ZeroEntropy,
+    Tei,
+    LlamaCpp,
+    Infinity,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Cohere => "cohere",
+            Provider::Voyage => "voyage",
+            Provider::Jina => "jina",
+            Provider::Pinecone => "pinecone",
+            Provider::Mixedbread => "mixedbread",
+            Provider::ZeroEntropy => "zeroentropy",
+            Provider::Tei => "tei",
+            Provider::LlamaCpp => "llamacpp",
+            Provider::Infinity => "infinity",
+        }
+    }
+
+    /// The provider's public endpoint; self-hosted servers (TEI, llama.cpp, Infinity)
+    /// have no default and need `base_url`.
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            Provider::Cohere => Some("https://api.cohere.com"),
+            Provider::Voyage => Some("https://api.voyageai.com"),
+            Provider::Jina => Some("https://api.jina.ai"),
+            Provider::Pinecone => Some("https://api.pinecone.io"),
+            Provider::Mixedbread => Some("https://api.mixedbread.com"),
+            Provider::ZeroEntropy => Some("https://api.zeroentropy.dev"),
+            Provider::Tei | Provider::LlamaCpp | Provider::Infinity => None,
+        }
+    }
+
+    /// Whether the provider requires an API key.
+    pub fn needs_key(self) -> bool {
+        !matches!(self, Provider::Tei | Provider::LlamaCpp | Provider::Infinity)
+    }
+}
+
+impl RerankerConfig {
+    /// The hosted provider and its settings (`None` for the local model).
+    pub fn hosted(&self) -> Option<(Provider, &HostedConfig)> {
+        Some(match self {
+            RerankerConfig::Onnx(_) => return None,
+            RerankerConfig::Cohere(h) => (Provider::Cohere, h),
+            RerankerConfig::Voyage(h) => (Provider::Voyage, h),
+            RerankerConfig::Jina(h) => (Provider::Jina, h),
+            RerankerConfig::Pinecone(h) => (Provider::Pinecone, h),
+            RerankerConfig::Mixedbread(h) => (Provider::Mixedbread, h),
+            RerankerConfig::Zeroentropy(h) => (Provider::ZeroEntropy, h),
+            RerankerConfig::Tei(h) => (Provider::Tei, h),
+            RerankerConfig::Llamacpp(h) => (Provider::LlamaCpp, h),
+            RerankerConfig::Infinity(h) => (Provider::Infinity, h),
+        })
+    }
+}
+
+/// A hosted rerank API. The API key is never in the file: it is read from the
+/// environment variable `api_key_env` or the file `api_key_file`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostedConfig {
+    /// Provider's model name (optional for TEI, llama.cpp and Infinity).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Overrides the provider's endpoint (self-hosting, gateways, tests).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// File holding the API key (e.g. a mounted Kubernetes Secret).
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// Per-call timeout (the collection's `timeout_ms` bounds the whole rerank step).
+    #[serde(default = "default_hosted_timeout")]
+    pub timeout_ms: u64,
+    /// Documents per call; larger requests are split into concurrent calls.
+    #[serde(default = "default_max_documents")]
+    pub max_documents: usize,
+    /// Retries of 429 and 5xx answers (with jittered backoff, honouring Retry-After).
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// Cohere only: `v2` (default) or `v1`.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// Consecutive failures that open the circuit breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open breaker skips this reranker before a probe.
+    #[serde(default = "default_breaker_open_ms")]
+    pub breaker_open_ms: u64,
+}
+
+fn default_hosted_timeout() -> u64 {
+    5_000
+}
+fn default_max_documents() -> usize {
+    100
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_open_ms() -> u64 {
+    30_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -207,6 +367,7 @@ pub struct CollectionOverrides {
     pub pool: Option<usize>,
     pub max_pool: Option<usize>,
     pub reranker: Option<String>,
+    pub rerankers: Option<Vec<String>>,
     pub max_length: Option<usize>,
     pub score_mode: Option<ScoreMode>,
     pub score_threshold: Option<f32>,
@@ -225,6 +386,8 @@ pub struct CollectionSettings {
     /// Upper bound for any pool, requested or configured.
     pub max_pool: usize,
     pub reranker: String,
+    /// Fallback chain, tried in order within `timeout`; empty: just `reranker`.
+    pub rerankers: Vec<String>,
     /// Overrides the reranker's max sequence length when set.
     pub max_length: Option<usize>,
     pub score_mode: ScoreMode,
@@ -242,6 +405,7 @@ impl Default for CollectionSettings {
             pool: 100,
             max_pool: 200,
             reranker: DEFAULT_RERANKER.into(),
+            rerankers: Vec::new(),
             max_length: None,
             score_mode: ScoreMode::Sigmoid,
             score_threshold: None,
@@ -252,11 +416,20 @@ impl Default for CollectionSettings {
 }
 
 impl CollectionSettings {
+    /// The rerankers to try, in order.
+    pub fn chain(&self) -> Vec<&str> {
+        if self.rerankers.is_empty() {
+            vec![self.reranker.as_str()]
+        } else {
+            self.rerankers.iter().map(String::as_str).collect()
+        }
+    }
+
     fn apply(mut self, o: &CollectionOverrides) -> Self {
         macro_rules! take {
             ($($f:ident),*) => { $( if let Some(v) = &o.$f { self.$f = v.clone(); } )* };
         }
-        take!(enabled, text_field, pool, max_pool, reranker, score_mode, on_failure);
+        take!(enabled, text_field, pool, max_pool, reranker, rerankers, score_mode, on_failure);
         if o.max_length.is_some() {
             self.max_length = o.max_length;
         }
@@ -382,8 +555,17 @@ impl Config {
             ));
         }
         for (name, r) in &self.rerankers {
-            let RerankerConfig::Onnx(o) = r;
             let key = |k: &str| format!("rerankers.{name}.{k}");
+            let o = match r.hosted() {
+                Some((provider, h)) => {
+                    validate_hosted(provider, h, &key)?;
+                    continue;
+                }
+                None => match r {
+                    RerankerConfig::Onnx(o) => o,
+                    _ => unreachable!("hosted() covers every other kind"),
+                },
+            };
             if o.max_length < 8 {
                 return Err(invalid(key("max_length"), "must be at least 8"));
             }
@@ -395,6 +577,31 @@ impl Config {
             }
             if o.queue_capacity == 0 {
                 return Err(invalid(key("queue_capacity"), "must be greater than 0"));
+            }
+        }
+        let api = &self.rerank_api;
+        if api.enabled && !self.rerankers.is_empty() {
+            for r in &api.rerankers {
+                if !self.rerankers.contains_key(r) {
+                    return Err(invalid(
+                        "rerank_api.rerankers",
+                        format!("names reranker `{r}`, which is not configured"),
+                    ));
+                }
+            }
+            if api.timeout_ms == 0 || api.max_documents == 0 {
+                return Err(invalid(
+                    "rerank_api",
+                    "timeout_ms and max_documents must be greater than 0",
+                ));
+            }
+        }
+        if let Some(var) = &api.token_env {
+            if api.enabled && std::env::var(var).map_or(true, |v| v.trim().is_empty()) {
+                return Err(invalid(
+                    "rerank_api.token_env",
+                    format!("environment variable {var} is not set"),
+                ));
             }
         }
         for (name, over) in &self.collections {
@@ -430,19 +637,37 @@ impl Config {
                 }
             }
             // A reranker only has to exist where it will be used.
-            if s.enabled && !self.rerankers.contains_key(&s.reranker) {
-                let known: Vec<&str> = self.rerankers.keys().map(String::as_str).collect();
-                return Err(invalid(
-                    key("reranker"),
-                    format!(
-                        "names reranker `{}`, which is not configured (configured: [{}])",
-                        s.reranker,
-                        known.join(", ")
-                    ),
-                ));
+            let which = if s.rerankers.is_empty() { "reranker" } else { "rerankers" };
+            for r in s.chain() {
+                if s.enabled && !self.rerankers.contains_key(r) {
+                    let known: Vec<&str> = self.rerankers.keys().map(String::as_str).collect();
+                    return Err(invalid(
+                        key(which),
+                        format!(
+                            "names reranker `{r}`, which is not configured (configured: [{}])",
+                            known.join(", ")
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
+    }
+
+    /// The API key of a hosted reranker: from its environment variable or file.
+    pub fn api_key(h: &HostedConfig) -> Result<Option<String>, String> {
+        if let Some(var) = &h.api_key_env {
+            return match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim().to_string())),
+                _ => Err(format!("environment variable {var} is not set")),
+            };
+        }
+        if let Some(path) = &h.api_key_file {
+            return std::fs::read_to_string(path)
+                .map(|v| Some(v.trim().to_string()))
+                .map_err(|e| format!("cannot read {}: {e}", path.display()));
+        }
+        Ok(None)
     }
 
     /// Collections whose name may appear as a metric label value.
@@ -453,6 +678,57 @@ impl Config {
             .cloned()
             .collect()
     }
+}
+
+fn validate_hosted(
+    provider: Provider,
+    h: &HostedConfig,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    match (&h.base_url, provider.default_base_url()) {
+        (Some(u), _) => {
+            let uri: http::Uri = u
+                .parse()
+                .map_err(|e| invalid(key("base_url"), format!("`{u}` is not a URL: {e}")))?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                return Err(invalid(key("base_url"), "must be an http:// or https:// URL"));
+            }
+        }
+        (None, Some(_)) => {}
+        (None, None) => {
+            return Err(invalid(
+                key("base_url"),
+                format!("{} is self-hosted: set its base_url", provider.name()),
+            ))
+        }
+    }
+    if h.api_key_env.is_some() && h.api_key_file.is_some() {
+        return Err(invalid(key("api_key_env"), "set api_key_env or api_key_file, not both"));
+    }
+    if provider.needs_key() && h.api_key_env.is_none() && h.api_key_file.is_none() {
+        return Err(invalid(
+            key("api_key_env"),
+            format!("{} needs an API key: set api_key_env or api_key_file", provider.name()),
+        ));
+    }
+    if provider.needs_key() && h.model.is_none() {
+        return Err(invalid(key("model"), format!("{} needs a model name", provider.name())));
+    }
+    if h.timeout_ms == 0 {
+        return Err(invalid(key("timeout_ms"), "must be greater than 0"));
+    }
+    if h.max_documents == 0 {
+        return Err(invalid(key("max_documents"), "must be greater than 0"));
+    }
+    if h.breaker_failures == 0 {
+        return Err(invalid(key("breaker_failures"), "must be greater than 0"));
+    }
+    if let Some(v) = &h.api_version {
+        if provider != Provider::Cohere || !matches!(v.as_str(), "v1" | "v2") {
+            return Err(invalid(key("api_version"), "only cohere takes api_version, \"v1\" or \"v2\""));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -526,6 +802,35 @@ model_dir = "/models/x"
     fn bad_enum_value_is_refused() {
         let e = Config::from_toml("[collections.docs]\nscore_mode = \"softmax\"\n").unwrap_err();
         assert!(e.to_string().contains("softmax"), "{e}");
+    }
+
+    #[test]
+    fn hosted_rerankers_are_validated() {
+        let ok = Config::from_toml(
+            "[rerankers.co]\nkind = \"cohere\"\nmodel = \"rerank-v3.5\"\napi_key_env = \"CO_KEY\"\n\
+             [rerankers.tei]\nkind = \"tei\"\nbase_url = \"http://tei:8080\"\n\
+             [collections.docs]\nenabled = true\nrerankers = [\"tei\", \"co\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.collection("docs").chain(), vec!["tei", "co"]);
+        let e = Config::from_toml("[rerankers.co]\nkind = \"cohere\"\nmodel = \"m\"\n").unwrap_err();
+        assert!(e.to_string().contains("rerankers.co.api_key_env"), "{e}");
+        let e = Config::from_toml("[rerankers.t]\nkind = \"tei\"\n").unwrap_err();
+        assert!(e.to_string().contains("rerankers.t.base_url"), "{e}");
+        let e = Config::from_toml("[rerankers.x]\nkind = \"nope\"\n").unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+        // the key itself is never a config key
+        let e = Config::from_toml(
+            "[rerankers.co]\nkind = \"cohere\"\nmodel = \"m\"\napi_key = \"sk-123\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("api_key"), "{e}");
+        assert!(!e.to_string().contains("sk-123"), "a secret must not be echoed: {e}");
+        let e = Config::from_toml(
+            "[rerankers.t]\nkind = \"tei\"\nbase_url = \"http://t\"\n[collections.docs]\nenabled = true\nrerankers = [\"t\", \"ghost\"]\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("collections.docs.rerankers") && e.to_string().contains("ghost"), "{e}");
     }
 
     #[test]

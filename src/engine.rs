@@ -8,7 +8,8 @@ use crate::config::{CollectionSettings, OnFailure};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::plan::{RerankPlan, RerankStatus};
-use crate::rerank::{apply_score_mode, Registry, RerankError, RerankRequest};
+use crate::rerank::chain::Chain;
+use crate::rerank::{apply_score_mode, RerankRequest};
 
 /// One search to rerank.
 pub struct Job<'a> {
@@ -25,6 +26,10 @@ pub struct Outcome {
     pub status: RerankStatus,
     pub reason: Option<String>,
     pub model: Option<String>,
+    /// Configured name of the reranker that answered.
+    pub reranker: Option<String>,
+    /// Rerankers of the chain that failed first, with their errors.
+    pub fallback: Vec<(String, String)>,
     /// Candidates sent to the reranker.
     pub candidates: usize,
     /// Seconds spent in the rerank step.
@@ -41,6 +46,8 @@ impl Outcome {
             status,
             reason,
             model: None,
+            reranker: None,
+            fallback: Vec::new(),
             candidates: 0,
             time: 0.0,
             scores: None,
@@ -49,17 +56,18 @@ impl Outcome {
 }
 
 pub struct Engine {
-    pub registry: Registry,
+    pub chain: Chain,
     pub metrics: Arc<Metrics>,
 }
 
 impl Engine {
-    pub fn new(registry: Registry, metrics: Arc<Metrics>) -> Engine {
-        Engine { registry, metrics }
+    pub fn new(chain: Chain, metrics: Arc<Metrics>) -> Engine {
+        Engine { chain, metrics }
     }
 
-    /// Scores the candidates and orders them. A failing reranker fails open (Qdrant's
-    /// order, status `failed_open`) or errors, as the collection says.
+    /// Scores the candidates with the collection's chain of rerankers. When every one
+    /// fails, the search fails open (Qdrant's order, status `failed_open`) or errors, as
+    /// the collection says.
     pub async fn rerank(&self, job: Job<'_>) -> Result<Outcome, Error> {
         let started = Instant::now();
         let label = self.metrics.collection_label(job.collection);
@@ -88,76 +96,54 @@ impl Engine {
                 Some(reason.into()),
             ));
         }
-        let name = job.settings.reranker.as_str();
-        let result = match self.registry.get(name) {
-            None => Err(RerankError::Unavailable(format!(
-                "reranker `{name}` is not loaded"
-            ))),
-            Some(reranker) => {
-                let request = RerankRequest {
-                    query: job.plan.query.clone(),
-                    documents,
-                    max_length: job.settings.max_length,
-                };
-                let timeout = job.settings.timeout;
-                match tokio::time::timeout(timeout, reranker.rerank(request)).await {
-                    Ok(r) => r.map(|raw| (raw, reranker.clone())),
-                    Err(_) => Err(RerankError::Timeout(timeout.as_millis() as u64)),
-                }
-            }
+        let request = RerankRequest {
+            query: job.plan.query.clone(),
+            documents,
+            max_length: job.settings.max_length,
+            deadline: None,
         };
+        let chain = job.settings.chain();
+        let result = self.chain.run(&chain, request, job.settings.timeout).await;
         let time = started.elapsed().as_secs_f64();
-        self.metrics
-            .rerank_duration
-            .with_label_values(&[name])
-            .observe(time);
         match result {
-            Ok((raw, reranker)) => {
+            Ok(answer) => {
                 self.metrics
                     .rerank_candidates
                     .with_label_values(&[label])
                     .observe(positions.len() as f64);
                 let mut scores = vec![None; total];
-                for (&pos, &r) in positions.iter().zip(&raw) {
-                    scores[pos] = Some(apply_score_mode(
-                        r,
-                        reranker.score_kind(),
-                        job.settings.score_mode,
-                    ));
+                for (&pos, &r) in positions.iter().zip(&answer.raw) {
+                    scores[pos] = Some(apply_score_mode(r, answer.kind, job.settings.score_mode));
                 }
                 Ok(Outcome {
                     status: RerankStatus::Applied,
                     reason: None,
-                    model: Some(reranker.model().to_string()),
+                    model: Some(answer.model),
+                    reranker: Some(answer.reranker),
+                    fallback: answer.failed.iter().map(|a| (a.reranker.clone(), a.error.to_string())).collect(),
                     candidates: positions.len(),
                     time,
                     scores: Some(scores),
                 })
             }
-            Err(e) => {
-                self.metrics
-                    .rerank_errors
-                    .with_label_values(&[name, e.kind()])
-                    .inc();
-                match job.settings.on_failure {
-                    OnFailure::Error => {
-                        tracing::error!(collection = job.collection, reranker = name, error = %e, "rerank failed; answering 502 (on_failure = error)");
-                        Err(Error::Rerank(e))
-                    }
-                    OnFailure::FailOpen => {
-                        self.metrics.fail_open.with_label_values(&[label]).inc();
-                        tracing::warn!(collection = job.collection, reranker = name, error = %e, "rerank failed; failing open with Qdrant's order");
-                        Ok(Outcome {
-                            status: RerankStatus::FailedOpen,
-                            reason: Some(e.to_string()),
-                            model: None,
-                            candidates: positions.len(),
-                            time,
-                            scores: None,
-                        })
-                    }
+            Err(exhausted) => match job.settings.on_failure {
+                OnFailure::Error => {
+                    tracing::error!(collection = job.collection, errors = %exhausted.describe(), "rerank failed; answering with an error (on_failure = error)");
+                    Err(Error::Rerank(exhausted.error()))
                 }
-            }
+                OnFailure::FailOpen => {
+                    self.metrics.fail_open.with_label_values(&[label]).inc();
+                    tracing::warn!(collection = job.collection, errors = %exhausted.describe(), "rerank failed; failing open with Qdrant's order");
+                    Ok(Outcome {
+                        status: RerankStatus::FailedOpen,
+                        reason: Some(exhausted.describe()),
+                        fallback: exhausted.failed.iter().map(|a| (a.reranker.clone(), a.error.to_string())).collect(),
+                        candidates: positions.len(),
+                        time,
+                        ..Outcome::not_applied(RerankStatus::FailedOpen, None)
+                    })
+                }
+            },
         }
     }
 }
@@ -167,7 +153,7 @@ mod tests {
     use super::*;
     use crate::config::ScoreMode;
     use crate::plan::{Cut, Window};
-    use crate::rerank::{RerankFuture, Reranker, ScoreKind};
+    use crate::rerank::{RerankError, RerankFuture, Reranker, ScoreKind};
     use std::time::Duration;
 
     /// Scores a document by its length; fails or stalls on request.
@@ -198,9 +184,11 @@ mod tests {
     }
 
     fn engine(fail: bool, stall: bool) -> Engine {
-        let mut reg = Registry::default();
+        let mut reg = crate::rerank::Registry::default();
         reg.insert("local", Arc::new(Fake { fail, stall }));
-        Engine::new(reg, Arc::new(Metrics::new(&["docs".into()])))
+        let metrics = Arc::new(Metrics::new(&["docs".into()]));
+        let cfg = crate::config::Config::from_toml("").unwrap();
+        Engine::new(Chain::new(reg, &cfg, metrics.clone()), metrics)
     }
 
     fn settings() -> CollectionSettings {

@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Label value for collections that are not named in the configuration.
@@ -29,6 +30,8 @@ pub struct Metrics {
     pub candidates_without_text: IntCounterVec,
     pub rerank_errors: IntCounterVec,
     pub fail_open: IntCounterVec,
+    pub fallback: IntCounterVec,
+    pub breaker_state: IntGaugeVec,
     pub model_loaded: IntGauge,
 }
 
@@ -53,6 +56,17 @@ impl Metrics {
                 .expect("unique metric");
             h
         };
+        let breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "secondpass_breaker_state",
+                "Circuit breaker per reranker: 0 closed, 1 open, 2 half-open",
+            ),
+            &["reranker"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(breaker_state.clone()))
+            .expect("unique metric");
         let model_loaded = IntGauge::new(
             "secondpass_model_loaded",
             "1 when every configured reranker is loaded",
@@ -122,6 +136,12 @@ impl Metrics {
                 "Searches answered in Qdrant's order because reranking failed",
                 &["collection"],
             ),
+            fallback: counter(
+                "secondpass_fallback_total",
+                "Reranker failures by the reranker that failed and the next one tried (none: chain exhausted)",
+                &["from", "to"],
+            ),
+            breaker_state,
             model_loaded,
             registry,
         }

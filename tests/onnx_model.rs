@@ -64,6 +64,7 @@ async fn score(r: &OnnxReranker, query: &str, docs: Vec<String>) -> Vec<f32> {
         query: query.into(),
         documents: docs,
         max_length: None,
+        deadline: None,
     })
     .await
     .unwrap()

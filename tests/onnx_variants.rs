@@ -58,6 +58,7 @@ async fn check(dir: PathBuf, expected: PathBuf) {
                 query: p["query"].as_str().unwrap().into(),
                 documents: vec![p["document"].as_str().unwrap().into()],
                 max_length: None,
+                deadline: None,
             })
             .await
             .unwrap()[0];

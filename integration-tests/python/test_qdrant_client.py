@@ -8,24 +8,16 @@ onnxruntime and Hugging Face tokenizers.
 """
 
 import json
-import math
 import os
-import subprocess
 import uuid
-from pathlib import Path
 from urllib.parse import quote
 
-import numpy as np
-import onnxruntime
 import pytest
 from qdrant_client import QdrantClient, models
 from qdrant_client.context_headers import headers
-from tokenizers import Tokenizer
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("SECONDPASS_SHARED_DIR", ROOT.parent / "shared"))
-MODEL = SHARED / "models" / "cranfield-minilm-l6-ce"
-TARGET = ROOT / "target" / "debug"
+from support import SHARED, TARGET, base_config, model_scores, start, start_secondpass
+
 QUERY = "capital of Germany"
 VECTOR = [0.2, 0.1, 0.9, 0.7]
 
@@ -37,16 +29,6 @@ def recorded(name):
             if r["name"] == name:
                 return r["request"]
     raise KeyError(name)
-
-
-def start(cmd, prefix):
-    """Starts a server that prints one line starting with `prefix` once bound."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if line.startswith(prefix):
-            return proc, line.strip()
-    proc.kill()
-    raise RuntimeError(f"{cmd[0]} exited before it was listening (code {proc.wait()})")
 
 
 @pytest.fixture(scope="module")
@@ -69,26 +51,9 @@ def collection():
 @pytest.fixture(scope="module")
 def proxy(upstream, collection, tmp_path_factory):
     cfg = tmp_path_factory.mktemp("cfg") / "secondpass.toml"
-    cfg.write_text(
-        f"""
-[server]
-rest_listen = "127.0.0.1:0"
-grpc_listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[upstream]
-url = "{upstream}"
-[rerankers.local]
-kind = "onnx"
-model_dir = "{MODEL}"
-runtime_path = "{ROOT / '.local/onnxruntime/lib/libonnxruntime.so'}"
-max_length = 128
-[collections.{collection}]
-enabled = true
-"""
-    )
-    proc, line = start([str(TARGET / "secondpass"), "serve", "--config", str(cfg)], "secondpass listening")
-    fields = dict(kv.split("=", 1) for kv in line.split()[2:])
-    yield fields["rest"]
+    cfg.write_text(base_config(upstream) + f"[collections.{collection}]\nenabled = true\n")
+    proc, addrs = start_secondpass(cfg)
+    yield addrs["rest"]
     proc.terminate()
     assert proc.wait(timeout=30) == 0, "secondpass must exit cleanly on SIGTERM"
 
@@ -117,25 +82,6 @@ def text_of(payload):
     if isinstance(t, list):
         return "\n".join(x for x in t if isinstance(x, str)) or None
     return t or None
-
-
-def model_scores(query, docs):
-    """sigmoid(logit) for each (query, doc), independently of secondpass."""
-    tok = Tokenizer.from_file(str(MODEL / "tokenizer.json"))
-    session = onnxruntime.InferenceSession(str(MODEL / "model.onnx"), providers=["CPUExecutionProvider"])
-    encs = [tok.encode(query, d) for d in docs]  # the file's own only_second truncation at 128
-    width = max(len(e.ids) for e in encs)
-
-    def pad(rows):
-        return np.array([r + [0] * (width - len(r)) for r in rows], dtype=np.int64)
-
-    feeds = {
-        "input_ids": pad([e.ids for e in encs]),
-        "attention_mask": pad([e.attention_mask for e in encs]),
-        "token_type_ids": pad([e.type_ids for e in encs]),
-    }
-    logits = session.run(None, feeds)[0][:, 0]
-    return [1 / (1 + math.exp(-x)) for x in logits]
 
 
 def expected_order(points):

@@ -1,3 +1,5 @@
-//! Test support for secondpass: an in-process Qdrant REST double ([`qdrant_double`]).
+//! Test support for secondpass: in-process Qdrant test doubles, REST ([`qdrant_double`]) and
+//! gRPC ([`grpc_double`], on the same store).
 
+pub mod grpc_double;
 pub mod qdrant_double;

@@ -1,6 +1,9 @@
 //! Rerankers: query + documents → one score per document. The engine knows nothing
 //! of Qdrant or HTTP.
 
+pub mod breaker;
+pub mod chain;
+pub mod hosted;
 pub mod onnx;
 
 use std::collections::BTreeMap;
@@ -25,6 +28,8 @@ pub struct RerankRequest {
     pub documents: Vec<String>,
     /// Per-collection override of the reranker's max sequence length.
     pub max_length: Option<usize>,
+    /// When the caller stops waiting (retries and backoff must end before it).
+    pub deadline: Option<std::time::Instant>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -41,6 +46,20 @@ pub enum RerankError {
     Unavailable(String),
     #[error("reranker returned {got} scores for {expected} documents")]
     WrongCount { expected: usize, got: usize },
+    /// A hosted rerank API answered with an error status (not 429).
+    #[error("rerank API answered HTTP {status}: {message}")]
+    Provider { status: u16, message: String },
+    /// A hosted rerank API answered 429 (after any retries).
+    #[error("rerank API rate limit: {0}")]
+    RateLimited(String),
+    /// A hosted rerank API could not be reached (DNS, connect, TLS, connection reset).
+    #[error("rerank API unreachable: {0}")]
+    Transport(String),
+    /// A hosted rerank API answered 2xx with a body that is not the documented shape.
+    #[error("rerank API answered an unexpected body: {0}")]
+    BadResponse(String),
+    #[error("circuit breaker open")]
+    CircuitOpen,
 }
 
 impl RerankError {
@@ -53,6 +72,15 @@ impl RerankError {
             RerankError::Inference(_) => "inference",
             RerankError::Unavailable(_) => "unavailable",
             RerankError::WrongCount { .. } => "wrong_count",
+            RerankError::Provider { status, .. } => match status {
+                400..=499 => "http_4xx",
+                500..=599 => "http_5xx",
+                _ => "http_other",
+            },
+            RerankError::RateLimited(_) => "rate_limited",
+            RerankError::Transport(_) => "connect",
+            RerankError::BadResponse(_) => "bad_response",
+            RerankError::CircuitOpen => "circuit_open",
         }
     }
 }
@@ -78,11 +106,15 @@ impl Registry {
     pub fn load(cfg: &Config) -> Result<Registry, RerankError> {
         let mut rerankers: BTreeMap<String, Arc<dyn Reranker>> = BTreeMap::new();
         for (name, rc) in &cfg.rerankers {
-            let r: Arc<dyn Reranker> = match rc {
-                RerankerConfig::Onnx(o) => Arc::new(
-                    onnx::OnnxReranker::load(o)
-                        .map_err(|e| RerankError::Unavailable(format!("reranker `{name}`: {e}")))?,
-                ),
+            let unavailable = |e: String| RerankError::Unavailable(format!("reranker `{name}`: {e}"));
+            let r: Arc<dyn Reranker> = match (rc, rc.hosted()) {
+                (_, Some((provider, h))) => {
+                    Arc::new(hosted::HostedReranker::new(name, provider, h).map_err(unavailable)?)
+                }
+                (RerankerConfig::Onnx(o), None) => {
+                    Arc::new(onnx::OnnxReranker::load(o).map_err(unavailable)?)
+                }
+                (_, None) => unreachable!("every other kind is hosted"),
             };
             rerankers.insert(name.clone(), r);
         }

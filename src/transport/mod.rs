@@ -2,5 +2,6 @@
 
 pub mod admin;
 pub mod grpc;
+pub mod rerank_api;
 pub mod rest;
 pub mod upstream;

@@ -66,7 +66,7 @@ app.kubernetes.io/component: {{ ternary "reranker-with-qdrant" "reranker" (eq .V
 {{- if and .Values.secrets.create .Values.secrets.existingSecret }}
 {{- fail "set either secrets.create or secrets.existingSecret, not both" }}
 {{- end }}
-{{- if and .Values.configToml (gt (len .Values.config) 0) }}
+{{- if and .Values.configToml .Values.config }}
 {{- fail "set either config (a map rendered to TOML) or configToml (a raw TOML string), not both; set config: {} to use configToml" }}
 {{- end }}
 {{- if and .Values.model.download.enabled (not .Values.model.download.repo) }}

@@ -67,6 +67,7 @@ pub async fn expected_scores(query: &str, docs: &[String]) -> Vec<f32> {
             query: query.into(),
             documents: docs.to_vec(),
             max_length: None,
+            deadline: None,
         })
         .await
         .unwrap()

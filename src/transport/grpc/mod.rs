@@ -402,6 +402,9 @@ fn marker(headers: &mut HeaderMap, outcomes: &[Outcome], status: RerankStatus, t
     if let Some(m) = outcomes.iter().find_map(|o| o.model.clone()) {
         set("x-rerank-model", m);
     }
+    if let Some(r) = outcomes.iter().find_map(|o| o.reranker.clone()) {
+        set("x-rerank-reranker", r);
+    }
     set(
         "x-rerank-candidates",
         outcomes.iter().map(|o| o.candidates).sum::<usize>().to_string(),

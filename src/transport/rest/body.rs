@@ -311,6 +311,17 @@ fn outcome_json(o: &Outcome) -> Map<String, Value> {
     if let Some(model) = &o.model {
         m.insert("model".into(), json!(model));
     }
+    if let Some(r) = &o.reranker {
+        m.insert("reranker".into(), json!(r));
+    }
+    if !o.fallback.is_empty() {
+        let tried: Vec<Value> = o
+            .fallback
+            .iter()
+            .map(|(r, e)| json!({"reranker": r, "error": e}))
+            .collect();
+        m.insert("fallback".into(), Value::Array(tried));
+    }
     m.insert("candidates".into(), json!(o.candidates));
     m.insert("time".into(), json!(o.time));
     m

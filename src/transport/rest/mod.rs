@@ -25,6 +25,9 @@ use body::{apply, candidates, marker, prepare, Endpoint, PrepareError};
 pub const QUERY_HEADER: &str = "x-rerank-query";
 pub const STATUS_HEADER: &str = "x-rerank-status";
 pub const MODEL_HEADER: &str = "x-rerank-model";
+/// Configured name of the reranker that answered (differs from the first of the
+/// chain after a fallback).
+pub const RERANKER_HEADER: &str = "x-rerank-reranker";
 
 pub fn router(state: Arc<AppState>) -> Router {
     let intercept = |ep: Endpoint| {
@@ -41,6 +44,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             &format!("/collections/{{name}}/points/{suffix}"),
             intercept(ep),
         );
+    }
+    if state.config.rerank_api.enabled {
+        router = router.merge(crate::transport::rerank_api::routes());
     }
     router.fallback(forward).with_state(state)
 }
@@ -318,6 +324,10 @@ impl Rewrite<'_> {
         headers.insert(STATUS_HEADER, HeaderValue::from_static(status.as_str()));
         if let Some(m) = model.and_then(|m| HeaderValue::from_str(&m).ok()) {
             headers.insert(MODEL_HEADER, m);
+        }
+        let reranker = outcomes.iter().find_map(|o| o.reranker.clone());
+        if let Some(r) = reranker.and_then(|r| HeaderValue::from_str(&r).ok()) {
+            headers.insert(RERANKER_HEADER, r);
         }
         let mut resp = (StatusCode::OK, body).into_response();
         *resp.headers_mut() = headers;

@@ -1,0 +1,256 @@
+//! The fallback chain: rerankers tried in order within one budget, each behind its
+//! circuit breaker. Every fallback shows in a metric and the log.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::breaker::{Breaker, State};
+use super::{Registry, RerankError, RerankRequest, ScoreKind};
+use crate::config::{Config, RerankerConfig};
+use crate::metrics::Metrics;
+
+/// A reranker that did not answer, and why.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub reranker: String,
+    pub error: RerankError,
+}
+
+/// The scores of the first reranker in the chain that answered.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Configured name of the reranker that answered.
+    pub reranker: String,
+    pub model: String,
+    pub kind: ScoreKind,
+    /// One raw score per document, in the documents' order.
+    pub raw: Vec<f32>,
+    /// Rerankers tried before it.
+    pub failed: Vec<Attempt>,
+}
+
+/// Every reranker of the chain failed; `failed` is not empty.
+#[derive(Debug, Clone)]
+pub struct Exhausted {
+    pub failed: Vec<Attempt>,
+}
+
+impl Exhausted {
+    /// The last error, as the one to report.
+    pub fn error(&self) -> RerankError {
+        self.failed
+            .last()
+            .map(|a| a.error.clone())
+            .unwrap_or_else(|| RerankError::Unavailable("no reranker configured".into()))
+    }
+
+    /// `name: error; name: error` for the response's reason.
+    pub fn describe(&self) -> String {
+        self.failed
+            .iter()
+            .map(|a| format!("{}: {}", a.reranker, a.error))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+pub struct Chain {
+    pub registry: Registry,
+    breakers: BTreeMap<String, Breaker>,
+    metrics: Arc<Metrics>,
+}
+
+/// Breaker settings of the local model (hosted rerankers set their own).
+const LOCAL_BREAKER: (u32, u64) = (5, 30_000);
+
+impl Chain {
+    pub fn new(registry: Registry, config: &Config, metrics: Arc<Metrics>) -> Chain {
+        let breakers = registry
+            .names()
+            .map(|name| {
+                let (threshold, open_ms) = match config.rerankers.get(name).and_then(RerankerConfig::hosted) {
+                    Some((_, h)) => (h.breaker_failures, h.breaker_open_ms),
+                    None => LOCAL_BREAKER,
+                };
+                (
+                    name.to_string(),
+                    Breaker::new(threshold, Duration::from_millis(open_ms)),
+                )
+            })
+            .collect();
+        Chain {
+            registry,
+            breakers,
+            metrics,
+        }
+    }
+
+    /// Each reranker's breaker state.
+    pub fn breaker_states(&self) -> Vec<(String, State)> {
+        let now = Instant::now();
+        self.breakers
+            .iter()
+            .map(|(n, b)| (n.clone(), b.state(now)))
+            .collect()
+    }
+
+    fn record_state(&self, name: &str, breaker: &Breaker) {
+        let v = match breaker.state(Instant::now()) {
+            State::Closed => 0,
+            State::Open => 1,
+            State::HalfOpen => 2,
+        };
+        self.metrics.breaker_state.with_label_values(&[name]).set(v);
+    }
+
+    /// Tries `names` in order until one answers, all within `budget`.
+    pub async fn run(
+        &self,
+        names: &[&str],
+        request: RerankRequest,
+        budget: Duration,
+    ) -> Result<Answer, Exhausted> {
+        let deadline = Instant::now() + budget;
+        let mut failed: Vec<Attempt> = Vec::new();
+        for (i, &name) in names.iter().enumerate() {
+            let now = Instant::now();
+            let error = match (self.registry.get(name), self.breakers.get(name)) {
+                _ if now >= deadline => RerankError::Timeout(budget.as_millis() as u64),
+                (None, _) => RerankError::Unavailable(format!("reranker `{name}` is not loaded")),
+                (Some(_), Some(b)) if !b.allow(now) => RerankError::CircuitOpen,
+                (Some(reranker), breaker) => {
+                    let mut req = request.clone();
+                    req.deadline = Some(deadline);
+                    let started = Instant::now();
+                    let result = tokio::time::timeout_at(deadline.into(), reranker.rerank(req)).await;
+                    self.metrics
+                        .rerank_duration
+                        .with_label_values(&[name])
+                        .observe(started.elapsed().as_secs_f64());
+                    let result = result.unwrap_or(Err(RerankError::Timeout(budget.as_millis() as u64)));
+                    match result {
+                        Ok(raw) => {
+                            if let Some(b) = breaker {
+                                b.success();
+                                self.record_state(name, b);
+                            }
+                            return Ok(Answer {
+                                reranker: name.to_string(),
+                                model: reranker.model().to_string(),
+                                kind: reranker.score_kind(),
+                                raw,
+                                failed,
+                            });
+                        }
+                        Err(e) => {
+                            if let Some(b) = breaker {
+                                b.failure(Instant::now());
+                                self.record_state(name, b);
+                            }
+                            e
+                        }
+                    }
+                }
+            };
+            self.metrics
+                .rerank_errors
+                .with_label_values(&[name, error.kind()])
+                .inc();
+            let to = names.get(i + 1).copied().unwrap_or("none");
+            self.metrics.fallback.with_label_values(&[name, to]).inc();
+            if to != "none" {
+                tracing::warn!(from = name, to, error = %error, "reranker failed; falling back");
+            }
+            failed.push(Attempt {
+                reranker: name.to_string(),
+                error,
+            });
+        }
+        Err(Exhausted { failed })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rerank::{RerankFuture, Reranker};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Fake {
+        fail: bool,
+        calls: AtomicUsize,
+    }
+
+    impl Reranker for Fake {
+        fn model(&self) -> &str {
+            "fake"
+        }
+        fn score_kind(&self) -> ScoreKind {
+            ScoreKind::Probability
+        }
+        fn rerank(&self, r: RerankRequest) -> RerankFuture {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let fail = self.fail;
+            Box::pin(async move {
+                if fail {
+                    Err(RerankError::Inference("down".into()))
+                } else {
+                    Ok(vec![0.5; r.documents.len()])
+                }
+            })
+        }
+    }
+
+    fn chain(threshold: u32) -> (Chain, Arc<Fake>, Arc<Fake>) {
+        let bad = Arc::new(Fake { fail: true, calls: AtomicUsize::new(0) });
+        let good = Arc::new(Fake { fail: false, calls: AtomicUsize::new(0) });
+        let mut reg = Registry::default();
+        reg.insert("bad", bad.clone());
+        reg.insert("good", good.clone());
+        let metrics = Arc::new(Metrics::new(&[]));
+        let cfg = Config::from_toml("").unwrap();
+        let mut c = Chain::new(reg, &cfg, metrics);
+        for b in c.breakers.values_mut() {
+            *b = Breaker::new(threshold, Duration::from_secs(60));
+        }
+        (c, bad, good)
+    }
+
+    fn req() -> RerankRequest {
+        RerankRequest { query: "q".into(), documents: vec!["a".into(), "b".into()], max_length: None, deadline: None }
+    }
+
+    #[tokio::test]
+    async fn falls_back_and_reports_it() {
+        let (c, _, _) = chain(5);
+        let a = c.run(&["bad", "good"], req(), Duration::from_secs(1)).await.unwrap();
+        assert_eq!(a.reranker, "good");
+        assert_eq!(a.failed.len(), 1);
+        assert_eq!(a.failed[0].reranker, "bad");
+        let m = c.metrics.render();
+        assert!(m.contains("secondpass_fallback_total{from=\"bad\",to=\"good\"} 1"), "{m}");
+    }
+
+    #[tokio::test]
+    async fn exhausted_chain_lists_every_failure() {
+        let (c, _, _) = chain(5);
+        let e = c.run(&["bad", "ghost"], req(), Duration::from_secs(1)).await.unwrap_err();
+        assert_eq!(e.failed.len(), 2);
+        assert!(e.describe().contains("ghost"));
+        assert!(c.metrics.render().contains("secondpass_fallback_total{from=\"ghost\",to=\"none\"} 1"));
+    }
+
+    #[tokio::test]
+    async fn open_breaker_skips_the_reranker() {
+        let (c, bad, _) = chain(2);
+        for _ in 0..4 {
+            c.run(&["bad", "good"], req(), Duration::from_secs(1)).await.unwrap();
+        }
+        assert_eq!(bad.calls.load(Ordering::SeqCst), 2, "skipped once open");
+        let states = c.breaker_states();
+        assert!(states.contains(&("bad".to_string(), State::Open)));
+        assert!(c.metrics.render().contains("secondpass_breaker_state{reranker=\"bad\"} 1"));
+        assert!(c.metrics.render().contains("kind=\"circuit_open\""));
+    }
+}
