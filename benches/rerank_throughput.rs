@@ -86,6 +86,8 @@ async fn measure(label: &str, file: Option<&str>, a: &Args) {
         workers: 1,
         queue_capacity: 4,
         runtime_path: None,
+        max_batch_tokens: 8192,
+        device: "cpu".into(),
     })
     .expect("load model (run scripts/setup first)");
     let (query, docs) = corpus(a.pairs);

@@ -31,6 +31,15 @@ impl AppState {
     /// Builds the state with the given rerankers (already loaded).
     pub fn new(config: Config, registry: Registry) -> Result<AppState, crate::error::Error> {
         let metrics = Arc::new(Metrics::new(&config.named_collections()));
+        Self::with_metrics(config, registry, metrics)
+    }
+
+    /// [`AppState::new`] with metrics the rerankers already report to.
+    pub fn with_metrics(
+        config: Config,
+        registry: Registry,
+        metrics: Arc<Metrics>,
+    ) -> Result<AppState, crate::error::Error> {
         metrics.model_loaded.set(1);
         Ok(AppState {
             upstream: Upstream::new(&config.upstream, Protocol::Rest, metrics.clone())?,
@@ -48,10 +57,12 @@ impl AppState {
     /// Loads every configured reranker (blocking work off the runtime) and builds the state.
     pub async fn load(config: Config) -> Result<AppState, crate::error::Error> {
         let cfg = config.clone();
-        let registry = tokio::task::spawn_blocking(move || Registry::load(&cfg))
+        let metrics = Arc::new(Metrics::new(&config.named_collections()));
+        let m = metrics.clone();
+        let registry = tokio::task::spawn_blocking(move || Registry::load(&cfg, &m))
             .await
             .map_err(|e| RerankError::Unavailable(format!("model loading panicked: {e}")))??;
-        AppState::new(config, registry)
+        AppState::with_metrics(config, registry, metrics)
     }
 
     /// Counts one finished request.

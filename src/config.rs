@@ -49,6 +49,8 @@ pub struct Config {
     /// secondpass's own rerank API (Cohere and TEI shapes) on the REST listener.
     #[serde(default)]
     pub rerank_api: RerankApiConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -321,6 +323,58 @@ pub struct OnnxConfig {
     /// `.local/onnxruntime/lib/libonnxruntime.so`, then the system library.
     #[serde(default)]
     pub runtime_path: Option<PathBuf>,
+    /// Token budget of one inference batch (padded rows × width), across requests.
+    #[serde(default = "default_batch_tokens")]
+    pub max_batch_tokens: usize,
+    /// `cpu`, or `cuda` / `cuda:N` (the CUDA execution provider; startup fails when
+    /// it cannot be loaded: no silent CPU fallback).
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+
+impl OnnxConfig {
+    /// Defaults for a model directory (what an `[rerankers.x] kind = "onnx"` section
+    /// with only `model_dir` gives).
+    pub fn new(model_dir: impl Into<PathBuf>) -> OnnxConfig {
+        OnnxConfig {
+            model_dir: model_dir.into(),
+            model_file: None,
+            max_length: default_max_length(),
+            batch_size: default_batch_size(),
+            intra_threads: 0,
+            workers: 1,
+            queue_capacity: default_queue(),
+            runtime_path: None,
+            max_batch_tokens: default_batch_tokens(),
+            device: default_device(),
+        }
+    }
+}
+
+fn default_batch_tokens() -> usize {
+    8192
+}
+fn default_device() -> String {
+    "cpu".into()
+}
+
+/// The score cache shared by every reranker: (model, query, document) → score.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Entries kept (least recently used go first); 0 turns the cache off.
+    pub max_entries: usize,
+    /// How long a score stays valid.
+    pub ttl_ms: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            max_entries: 0,
+            ttl_ms: 3_600_000,
+        }
+    }
 }
 
 fn default_max_length() -> usize {
@@ -373,6 +427,7 @@ pub struct CollectionOverrides {
     pub score_threshold: Option<f32>,
     pub on_failure: Option<OnFailure>,
     pub timeout_ms: Option<u64>,
+    pub cache: Option<bool>,
 }
 
 /// A collection's effective settings.
@@ -395,6 +450,8 @@ pub struct CollectionSettings {
     pub on_failure: OnFailure,
     /// Budget for the rerank step alone.
     pub timeout: Duration,
+    /// Use the score cache (when `[cache]` has room for entries).
+    pub cache: bool,
 }
 
 impl Default for CollectionSettings {
@@ -411,6 +468,7 @@ impl Default for CollectionSettings {
             score_threshold: None,
             on_failure: OnFailure::FailOpen,
             timeout: Duration::from_secs(10),
+            cache: true,
         }
     }
 }
@@ -429,7 +487,9 @@ impl CollectionSettings {
         macro_rules! take {
             ($($f:ident),*) => { $( if let Some(v) = &o.$f { self.$f = v.clone(); } )* };
         }
-        take!(enabled, text_field, pool, max_pool, reranker, rerankers, score_mode, on_failure);
+        take!(
+            enabled, text_field, pool, max_pool, reranker, rerankers, score_mode, on_failure, cache
+        );
         if o.max_length.is_some() {
             self.max_length = o.max_length;
         }
@@ -577,6 +637,18 @@ impl Config {
             }
             if o.queue_capacity == 0 {
                 return Err(invalid(key("queue_capacity"), "must be greater than 0"));
+            }
+            if o.max_batch_tokens < o.max_length {
+                return Err(invalid(
+                    key("max_batch_tokens"),
+                    format!("must hold at least one pair of max_length ({}) tokens", o.max_length),
+                ));
+            }
+            let device_ok = o.device == "cpu"
+                || o.device == "cuda"
+                || o.device.strip_prefix("cuda:").is_some_and(|n| n.parse::<u32>().is_ok());
+            if !device_ok {
+                return Err(invalid(key("device"), format!("`{}`: use cpu, cuda or cuda:N", o.device)));
             }
         }
         let api = &self.rerank_api;

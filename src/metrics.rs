@@ -15,6 +15,8 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 const CANDIDATE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+const SHARE_BUCKETS: &[f64] = &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 
 pub struct Metrics {
     registry: Registry,
@@ -32,6 +34,13 @@ pub struct Metrics {
     pub fail_open: IntCounterVec,
     pub fallback: IntCounterVec,
     pub breaker_state: IntGaugeVec,
+    pub queue_wait: HistogramVec,
+    pub tokenization: HistogramVec,
+    pub inference: HistogramVec,
+    pub batch_size: HistogramVec,
+    pub cache_lookups: IntCounterVec,
+    pub rank_displacement: HistogramVec,
+    pub config_reloads: IntCounterVec,
     pub model_loaded: IntGauge,
 }
 
@@ -142,6 +151,46 @@ impl Metrics {
                 &["from", "to"],
             ),
             breaker_state,
+            queue_wait: histogram(
+                "secondpass_queue_wait_seconds",
+                "Time a rerank job waited for an inference worker",
+                &["reranker"],
+                LATENCY_BUCKETS,
+            ),
+            tokenization: histogram(
+                "secondpass_tokenization_seconds",
+                "Time tokenizing one rerank job's pairs",
+                &["reranker"],
+                LATENCY_BUCKETS,
+            ),
+            inference: histogram(
+                "secondpass_inference_seconds",
+                "Time of one inference batch",
+                &["reranker"],
+                LATENCY_BUCKETS,
+            ),
+            batch_size: histogram(
+                "secondpass_batch_size",
+                "Pairs per inference batch (across requests)",
+                &["reranker"],
+                BATCH_BUCKETS,
+            ),
+            cache_lookups: counter(
+                "secondpass_cache_lookups_total",
+                "Score cache lookups by result (hit, miss)",
+                &["result"],
+            ),
+            rank_displacement: histogram(
+                "secondpass_rank_displacement",
+                "Share of the returned page that was not in Qdrant's own page (0: reranking changed nothing, 1: all new)",
+                &["collection"],
+                SHARE_BUCKETS,
+            ),
+            config_reloads: counter(
+                "secondpass_config_reloads_total",
+                "Configuration reloads by result (ok, invalid)",
+                &["result"],
+            ),
             model_loaded,
             registry,
         }

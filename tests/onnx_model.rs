@@ -34,6 +34,8 @@ fn config(dir: PathBuf, file: Option<&str>, batch_size: usize) -> OnnxConfig {
         workers: 1,
         queue_capacity: 16,
         runtime_path: None,
+        max_batch_tokens: 8192,
+        device: "cpu".into(),
     }
 }
 

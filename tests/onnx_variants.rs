@@ -48,6 +48,8 @@ async fn check(dir: PathBuf, expected: PathBuf) {
         workers: 1,
         queue_capacity: 4,
         runtime_path: None,
+        max_batch_tokens: 8192,
+        device: "cpu".into(),
     })
     .unwrap_or_else(|e| panic!("load {}: {e}", dir.display()));
     let text = std::fs::read_to_string(expected).unwrap();

@@ -578,3 +578,10 @@ def test_dockerfiles_agree_with_the_project():
     assert "libonnxruntime_providers_cuda.so" in cuda
     # the chart's default model path is where the image puts the model
     assert helm.Chart.load(chart_check.CHART).values["model"]["imagePath"] == "/models/default"
+
+
+def test_admin_token_env_can_be_left_out():
+    docs = render({"secrets": {"existingSecret": "s", "adminTokenEnv": "", "apiKeyEnvs": ["COHERE_API_KEY"]}})
+    env = env_of(container(docs))
+    assert "SECONDPASS__SERVER__ADMIN_TOKEN" not in env
+    assert env["COHERE_API_KEY"] == {"secretKeyRef": {"name": "s", "key": "COHERE_API_KEY"}}

@@ -2,4 +2,5 @@
 //! gRPC ([`grpc_double`], on the same store).
 
 pub mod grpc_double;
+pub mod provider_stubs;
 pub mod qdrant_double;

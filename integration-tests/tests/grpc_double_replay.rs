@@ -61,7 +61,10 @@ async fn rest(base: &str, method: &str, path: &str, body: &Value) -> (u16, Value
     let resp = c.request(req).await.unwrap();
     let status = resp.status().as_u16();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// Seeds the store over REST with the four recorded bodies, in recorded order.

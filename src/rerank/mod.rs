@@ -103,7 +103,7 @@ pub struct Registry {
 
 impl Registry {
     /// Loads every configured reranker (blocking: model files are read here).
-    pub fn load(cfg: &Config) -> Result<Registry, RerankError> {
+    pub fn load(cfg: &Config, metrics: &Arc<crate::metrics::Metrics>) -> Result<Registry, RerankError> {
         let mut rerankers: BTreeMap<String, Arc<dyn Reranker>> = BTreeMap::new();
         for (name, rc) in &cfg.rerankers {
             let unavailable = |e: String| RerankError::Unavailable(format!("reranker `{name}`: {e}"));
@@ -112,7 +112,7 @@ impl Registry {
                     Arc::new(hosted::HostedReranker::new(name, provider, h).map_err(unavailable)?)
                 }
                 (RerankerConfig::Onnx(o), None) => {
-                    Arc::new(onnx::OnnxReranker::load(o).map_err(unavailable)?)
+                    Arc::new(onnx::OnnxReranker::load_with(o, name, Some(metrics.clone())).map_err(unavailable)?)
                 }
                 (_, None) => unreachable!("every other kind is hosted"),
             };

@@ -231,7 +231,7 @@ numbers as integers. Scalars and lists of scalars become `key = value`, maps bec
 {{- end }}
 {{- $secret := include "secondpass.secretName" . }}
 {{- if $secret }}
-{{- if or .Values.secrets.existingSecret .Values.secrets.adminToken }}
+{{- if and .Values.secrets.adminTokenEnv (or .Values.secrets.existingSecret .Values.secrets.adminToken) }}
 - name: {{ .Values.secrets.adminTokenEnv }}
   valueFrom:
     secretKeyRef:

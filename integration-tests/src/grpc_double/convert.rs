@@ -62,11 +62,15 @@ pub fn f32j(x: f32) -> Value {
         return Value::Null;
     }
     let f: f64 = x.to_string().parse().unwrap_or(f64::from(x));
-    Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+    Number::from_f64(f)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 fn f64j(x: f64) -> Value {
-    Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
+    Number::from_f64(x)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 fn floats(v: &[f32]) -> Value {
@@ -287,9 +291,7 @@ fn field_condition_json(f: &pb::FieldCondition) -> CResult<Value> {
         );
     }
     if let Some(p) = &f.geo_polygon {
-        let line = |l: &pb::GeoLineString| {
-            json!({"points": l.points.iter().map(|p| geo(Some(p))).collect::<Vec<_>>()})
-        };
+        let line = |l: &pb::GeoLineString| json!({"points": l.points.iter().map(|p| geo(Some(p))).collect::<Vec<_>>()});
         let ext = p
             .exterior
             .as_ref()
@@ -447,13 +449,13 @@ pub fn vector_json(v: &pb::Vector) -> CResult<Value> {
             (Some(ix), _) => sparse_json(&v.data, &ix.data),
             (None, Some(n)) if n > 1 => {
                 let n = n as usize;
-                if v.data.len() % n != 0 {
+                let dim = v.data.len() / n;
+                if dim * n != v.data.len() {
                     return Err(bad(format!(
                         "Data length is not divisible by vectors count. Data length: {}, vectors count: {n}",
                         v.data.len()
                     )));
                 }
-                let dim = v.data.len() / n;
                 Value::Array(v.data.chunks(dim.max(1)).map(floats).collect())
             }
             _ => floats(&v.data),
@@ -625,7 +627,11 @@ fn prefetches_json(ps: &[pb::PrefetchQuery]) -> CResult<Value> {
 // ---------------------------------------------------------------- request bodies
 
 /// The legacy `vector` of search requests: plain, named, or named sparse.
-fn named_vector(vector: &[f32], name: Option<&String>, sparse: Option<&pb::SparseIndices>) -> Value {
+fn named_vector(
+    vector: &[f32],
+    name: Option<&String>,
+    sparse: Option<&pb::SparseIndices>,
+) -> Value {
     match (name, sparse) {
         (Some(n), Some(ix)) => json!({"name": n, "vector": sparse_json(vector, &ix.data)}),
         (None, Some(ix)) => json!({"name": "", "vector": sparse_json(vector, &ix.data)}),
@@ -828,7 +834,10 @@ pub fn upsert_body(r: &pb::UpsertPoints) -> CResult<Value> {
         .points
         .iter()
         .map(|p| {
-            let id = id_json(p.id.as_ref().ok_or_else(|| bad("Empty ID is not allowed"))?)?;
+            let id = id_json(
+                p.id.as_ref()
+                    .ok_or_else(|| bad("Empty ID is not allowed"))?,
+            )?;
             let vector = vectors_json(
                 p.vectors
                     .as_ref()
@@ -980,22 +989,27 @@ fn vector_output(v: &Value) -> Option<pb::VectorOutput> {
                 vectors: a
                     .iter()
                     .map(|d| pb::DenseVector {
-                        data: d.as_array().map(|x| x.iter().map(as_f32).collect()).unwrap_or_default(),
+                        data: d
+                            .as_array()
+                            .map(|x| x.iter().map(as_f32).collect())
+                            .unwrap_or_default(),
                     })
                     .collect(),
             })
         }
-        Value::Array(a) => {
-            qdrant_client::qdrant::vector_output::Vector::Dense(pb::DenseVector {
-                data: a.iter().map(as_f32).collect(),
-            })
-        }
+        Value::Array(a) => qdrant_client::qdrant::vector_output::Vector::Dense(pb::DenseVector {
+            data: a.iter().map(as_f32).collect(),
+        }),
         Value::Object(o) => {
             qdrant_client::qdrant::vector_output::Vector::Sparse(pb::SparseVector {
                 indices: o
                     .get("indices")
                     .and_then(Value::as_array)
-                    .map(|x| x.iter().filter_map(|i| i.as_u64().map(|i| i as u32)).collect())
+                    .map(|x| {
+                        x.iter()
+                            .filter_map(|i| i.as_u64().map(|i| i as u32))
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 values: o
                     .get("values")
@@ -1162,7 +1176,9 @@ pub fn collection_info(v: &Value) -> pb::CollectionInfo {
     let cfg = &v["config"];
     let params = &cfg["params"];
     let vectors_config = match params.get("vectors") {
-        Some(vs) if vs.get("size").is_some() => Some(VectorsConfigKind::Params(vector_params_of(vs))),
+        Some(vs) if vs.get("size").is_some() => {
+            Some(VectorsConfigKind::Params(vector_params_of(vs)))
+        }
         Some(Value::Object(m)) => Some(VectorsConfigKind::ParamsMap(pb::VectorParamsMap {
             map: m
                 .iter()
@@ -1172,8 +1188,10 @@ pub fn collection_info(v: &Value) -> pb::CollectionInfo {
         _ => None,
     }
     .map(|c| pb::VectorsConfig { config: Some(c) });
-    let sparse_vectors_config = params.get("sparse_vectors").and_then(Value::as_object).map(|m| {
-        pb::SparseVectorConfig {
+    let sparse_vectors_config = params
+        .get("sparse_vectors")
+        .and_then(Value::as_object)
+        .map(|m| pb::SparseVectorConfig {
             map: m
                 .iter()
                 .map(|(k, p)| {
@@ -1192,8 +1210,7 @@ pub fn collection_info(v: &Value) -> pb::CollectionInfo {
                     (k.clone(), pb::SparseVectorParams { index, modifier })
                 })
                 .collect(),
-        }
-    });
+        });
     let status = match v.get("status").and_then(Value::as_str) {
         Some("green") => pb::CollectionStatus::Green,
         Some("yellow") => pb::CollectionStatus::Yellow,

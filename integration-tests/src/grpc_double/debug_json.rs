@@ -251,7 +251,9 @@ impl Parser<'_> {
         }
         let f: f64 = t.parse().map_err(|_| ())?;
         Ok(Item::Plain(
-            Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null),
+            Number::from_f64(f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
         ))
     }
 
@@ -277,7 +279,8 @@ impl Parser<'_> {
                             while self.s.get(self.i).is_some_and(|b| *b != b'}') {
                                 self.i += 1;
                             }
-                            let hex = std::str::from_utf8(&self.s[start..self.i]).map_err(|_| ())?;
+                            let hex =
+                                std::str::from_utf8(&self.s[start..self.i]).map_err(|_| ())?;
                             self.i += 1;
                             let ch = u32::from_str_radix(hex, 16)
                                 .ok()

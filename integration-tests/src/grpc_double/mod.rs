@@ -27,6 +27,7 @@ mod convert;
 mod debug_json;
 mod services;
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -42,14 +43,37 @@ use crate::qdrant_double::{ApiError, DoubleState, QdrantDouble};
 
 pub use debug_json::message_json;
 
+/// A payload `Value` as JSON, faithfully: an `integer_value` stays a JSON integer, a
+/// `double_value` a float, structs and lists recursively; an unset kind is `null`.
+pub fn value_to_json(v: &qdrant_client::qdrant::Value) -> Value {
+    convert::value_json(v)
+}
+
+/// JSON as a payload `Value`, as Qdrant converts payloads: a number that fits `i64` is an
+/// `integer_value`, any other number a `double_value`.
+pub fn value_from_json(v: &Value) -> qdrant_client::qdrant::Value {
+    convert::json_value(v)
+}
+
+/// A protobuf payload map as a JSON object (keys sorted).
+pub fn payload_to_json(p: &HashMap<String, qdrant_client::qdrant::Value>) -> Value {
+    convert::map_json(p)
+}
+
+/// A JSON object as a protobuf payload map (anything but an object gives an empty map); it
+/// converts into `qdrant_client::Payload` with `.into()`.
+pub fn payload_from_json(v: &Value) -> HashMap<String, qdrant_client::qdrant::Value> {
+    v.as_object().map(convert::json_map).unwrap_or_default()
+}
+
 /// One gRPC call as the double received it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GrpcRecorded {
     /// the method path, e.g. `/qdrant.Points/Search`
     pub method: String,
-    /// the request metadata with ASCII values (`api-key`, `grpc-timeout`, custom headers...),
-    /// names lowercase, in the order received; tonic keeps `content-type`, `te`, `user-agent`
-    /// and the `grpc-status`/`grpc-message` headers out of it
+    /// the request metadata with ASCII values (`api-key`, `user-agent`, `grpc-timeout`,
+    /// `grpc-accept-encoding`, custom headers...), names lowercase, in the order received;
+    /// tonic keeps `te`, `content-type` and `grpc-status`/`grpc-message` out of it
     pub metadata: Vec<(String, String)>,
     /// the decoded request as JSON ([`message_json`]): `.proto` field names, oneofs flattened
     /// (`"with_payload": {"enable": true}`), unset optional fields left out, 64-bit integers as

