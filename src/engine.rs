@@ -120,7 +120,11 @@ impl Engine {
                     reason: None,
                     model: Some(answer.model),
                     reranker: Some(answer.reranker),
-                    fallback: answer.failed.iter().map(|a| (a.reranker.clone(), a.error.to_string())).collect(),
+                    fallback: answer
+                        .failed
+                        .iter()
+                        .map(|a| (a.reranker.clone(), a.error.to_string()))
+                        .collect(),
                     candidates: positions.len(),
                     time,
                     scores: Some(scores),
@@ -137,7 +141,11 @@ impl Engine {
                     Ok(Outcome {
                         status: RerankStatus::FailedOpen,
                         reason: Some(exhausted.describe()),
-                        fallback: exhausted.failed.iter().map(|a| (a.reranker.clone(), a.error.to_string())).collect(),
+                        fallback: exhausted
+                            .failed
+                            .iter()
+                            .map(|a| (a.reranker.clone(), a.error.to_string()))
+                            .collect(),
                         candidates: positions.len(),
                         time,
                         ..Outcome::not_applied(RerankStatus::FailedOpen, None)
@@ -237,7 +245,10 @@ mod tests {
             .unwrap();
         assert_eq!(out.status, RerankStatus::Applied);
         assert_eq!(out.candidates, 3);
-        assert_eq!(out.scores.unwrap(), vec![Some(1.0), None, Some(3.0), Some(2.0)]);
+        assert_eq!(
+            out.scores.unwrap(),
+            vec![Some(1.0), None, Some(3.0), Some(2.0)]
+        );
         assert!(e
             .metrics
             .render()

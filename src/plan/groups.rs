@@ -54,7 +54,11 @@ pub struct RankedGroup {
 /// Orders each group's hits by score (ties and unscored hits keep Qdrant's order),
 /// drops scored hits under `threshold` (and groups left empty), orders groups by their
 /// best score (groups without a scored hit after, in Qdrant's order), and cuts.
-pub fn rank_groups(scores: &[Vec<Option<f32>>], threshold: Option<f32>, w: GroupWindow) -> Vec<RankedGroup> {
+pub fn rank_groups(
+    scores: &[Vec<Option<f32>>],
+    threshold: Option<f32>,
+    w: GroupWindow,
+) -> Vec<RankedGroup> {
     let mut groups: Vec<(Option<f32>, RankedGroup)> = Vec::new();
     for (index, hits) in scores.iter().enumerate() {
         let window = super::Window {
@@ -67,7 +71,13 @@ pub fn rank_groups(scores: &[Vec<Option<f32>>], threshold: Option<f32>, w: Group
             continue; // every hit fell under the threshold
         }
         let best = ranked.first().and_then(|r| r.score);
-        groups.push((best, RankedGroup { index, hits: ranked }));
+        groups.push((
+            best,
+            RankedGroup {
+                index,
+                hits: ranked,
+            },
+        ));
     }
     // Stable: equal best scores keep Qdrant's group order; unscored groups go last.
     groups.sort_by(|a, b| match (a.0, b.0) {
@@ -88,7 +98,10 @@ pub fn passthrough_groups(sizes: &[usize], w: GroupWindow) -> Vec<RankedGroup> {
         .map(|(index, &n)| RankedGroup {
             index,
             hits: (0..n.min(w.group_size))
-                .map(|i| Ranked { index: i, score: None })
+                .map(|i| Ranked {
+                    index: i,
+                    score: None,
+                })
                 .collect(),
         })
         .collect()
@@ -111,10 +124,18 @@ mod tests {
         let w = GroupWindow::plan(3, 2, None, 100, 200).unwrap();
         assert_eq!((w.limit, w.group_size, w.fetch), (3, 2, 50));
         // at least the client's limit
-        assert_eq!(GroupWindow::plan(5, 10, Some(20), 100, 200).unwrap().fetch, 5);
+        assert_eq!(
+            GroupWindow::plan(5, 10, Some(20), 100, 200).unwrap().fetch,
+            5
+        );
         // never more hits than max_pool
-        assert_eq!(GroupWindow::plan(1, 3, Some(1000), 100, 200).unwrap().fetch, 66);
-        assert!(GroupWindow::plan(50, 10, None, 100, 200).unwrap_err().contains("500"));
+        assert_eq!(
+            GroupWindow::plan(1, 3, Some(1000), 100, 200).unwrap().fetch,
+            66
+        );
+        assert!(GroupWindow::plan(50, 10, None, 100, 200)
+            .unwrap_err()
+            .contains("500"));
     }
 
     #[test]

@@ -27,9 +27,15 @@ pub struct SearchInput<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
     /// A list of points: `offset` (absent: 0) and `limit`.
-    Page { offset: Option<u64>, limit: Option<u64> },
+    Page {
+        offset: Option<u64>,
+        limit: Option<u64>,
+    },
     /// Groups of points: `limit` groups of `group_size` hits.
-    Groups { limit: Option<u64>, group_size: Option<u64> },
+    Groups {
+        limit: Option<u64>,
+        group_size: Option<u64>,
+    },
 }
 
 /// How a reranked search is widened and cut back.
@@ -262,11 +268,20 @@ mod tests {
         i.query = None;
         assert_eq!(decide(i), Decision::Skip(NO_QUERY_TEXT.into()));
         let mut i = input(&s, None);
-        i.shape = Shape::Page { offset: None, limit: None };
+        i.shape = Shape::Page {
+            offset: None,
+            limit: None,
+        };
         assert!(matches!(decide(i), Decision::Skip(r) if r.contains("limit")));
-        i.shape = Shape::Page { offset: Some(500), limit: Some(10) };
+        i.shape = Shape::Page {
+            offset: Some(500),
+            limit: Some(10),
+        };
         assert!(matches!(decide(i), Decision::Skip(r) if r.contains("max_pool")));
-        i.shape = Shape::Groups { limit: Some(3), group_size: None };
+        i.shape = Shape::Groups {
+            limit: Some(3),
+            group_size: None,
+        };
         assert!(matches!(decide(i), Decision::Skip(r) if r.contains("group_size")));
     }
 

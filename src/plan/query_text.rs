@@ -21,8 +21,13 @@ pub const THRESHOLD_HEADER: &str = "x-rerank-score-threshold";
 impl Directive {
     /// Options sent as headers / gRPC metadata (`x-rerank-enabled`, `x-rerank-pool`,
     /// `x-rerank-score-threshold`); `get` looks a header up by name.
-    pub fn from_headers<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> Result<Option<Directive>, String> {
-        fn parse<T: std::str::FromStr>(name: &str, raw: Option<&[u8]>) -> Result<Option<T>, String> {
+    pub fn from_headers<'a>(
+        get: impl Fn(&str) -> Option<&'a [u8]>,
+    ) -> Result<Option<Directive>, String> {
+        fn parse<T: std::str::FromStr>(
+            name: &str,
+            raw: Option<&[u8]>,
+        ) -> Result<Option<T>, String> {
             raw.map(|v| {
                 std::str::from_utf8(v)
                     .ok()
@@ -162,16 +167,26 @@ mod tests {
     #[test]
     fn header_directives_parse_and_merge() {
         let headers = [("x-rerank-enabled", "false"), ("x-rerank-pool", "40")];
-        let get = |n: &str| headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_bytes());
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.as_bytes())
+        };
         let h = Directive::from_headers(get).unwrap().unwrap();
         assert_eq!(h.enabled, Some(false));
         assert_eq!(h.pool, Some(40));
-        let body = Directive { enabled: Some(true), ..Default::default() };
+        let body = Directive {
+            enabled: Some(true),
+            ..Default::default()
+        };
         let m = Directive::merge(Some(&h), Some(body)).unwrap();
         assert_eq!((m.enabled, m.pool), (Some(true), Some(40)));
         assert_eq!(Directive::from_headers(|_| None).unwrap(), None);
         let bad = |n: &str| (n == "x-rerank-pool").then_some(&b"lots"[..]);
-        assert!(Directive::from_headers(bad).unwrap_err().contains("x-rerank-pool"));
+        assert!(Directive::from_headers(bad)
+            .unwrap_err()
+            .contains("x-rerank-pool"));
     }
 
     #[test]

@@ -69,10 +69,11 @@ impl Chain {
         let breakers = registry
             .names()
             .map(|name| {
-                let (threshold, open_ms) = match config.rerankers.get(name).and_then(RerankerConfig::hosted) {
-                    Some((_, h)) => (h.breaker_failures, h.breaker_open_ms),
-                    None => LOCAL_BREAKER,
-                };
+                let (threshold, open_ms) =
+                    match config.rerankers.get(name).and_then(RerankerConfig::hosted) {
+                        Some((_, h)) => (h.breaker_failures, h.breaker_open_ms),
+                        None => LOCAL_BREAKER,
+                    };
                 (
                     name.to_string(),
                     Breaker::new(threshold, Duration::from_millis(open_ms)),
@@ -123,12 +124,14 @@ impl Chain {
                     let mut req = request.clone();
                     req.deadline = Some(deadline);
                     let started = Instant::now();
-                    let result = tokio::time::timeout_at(deadline.into(), reranker.rerank(req)).await;
+                    let result =
+                        tokio::time::timeout_at(deadline.into(), reranker.rerank(req)).await;
                     self.metrics
                         .rerank_duration
                         .with_label_values(&[name])
                         .observe(started.elapsed().as_secs_f64());
-                    let result = result.unwrap_or(Err(RerankError::Timeout(budget.as_millis() as u64)));
+                    let result =
+                        result.unwrap_or(Err(RerankError::Timeout(budget.as_millis() as u64)));
                     match result {
                         Ok(raw) => {
                             if let Some(b) = breaker {
@@ -203,8 +206,14 @@ mod tests {
     }
 
     fn chain(threshold: u32) -> (Chain, Arc<Fake>, Arc<Fake>) {
-        let bad = Arc::new(Fake { fail: true, calls: AtomicUsize::new(0) });
-        let good = Arc::new(Fake { fail: false, calls: AtomicUsize::new(0) });
+        let bad = Arc::new(Fake {
+            fail: true,
+            calls: AtomicUsize::new(0),
+        });
+        let good = Arc::new(Fake {
+            fail: false,
+            calls: AtomicUsize::new(0),
+        });
         let mut reg = Registry::default();
         reg.insert("bad", bad.clone());
         reg.insert("good", good.clone());
@@ -218,39 +227,61 @@ mod tests {
     }
 
     fn req() -> RerankRequest {
-        RerankRequest { query: "q".into(), documents: vec!["a".into(), "b".into()], max_length: None, deadline: None }
+        RerankRequest {
+            query: "q".into(),
+            documents: vec!["a".into(), "b".into()],
+            max_length: None,
+            deadline: None,
+        }
     }
 
     #[tokio::test]
     async fn falls_back_and_reports_it() {
         let (c, _, _) = chain(5);
-        let a = c.run(&["bad", "good"], req(), Duration::from_secs(1)).await.unwrap();
+        let a = c
+            .run(&["bad", "good"], req(), Duration::from_secs(1))
+            .await
+            .unwrap();
         assert_eq!(a.reranker, "good");
         assert_eq!(a.failed.len(), 1);
         assert_eq!(a.failed[0].reranker, "bad");
         let m = c.metrics.render();
-        assert!(m.contains("secondpass_fallback_total{from=\"bad\",to=\"good\"} 1"), "{m}");
+        assert!(
+            m.contains("secondpass_fallback_total{from=\"bad\",to=\"good\"} 1"),
+            "{m}"
+        );
     }
 
     #[tokio::test]
     async fn exhausted_chain_lists_every_failure() {
         let (c, _, _) = chain(5);
-        let e = c.run(&["bad", "ghost"], req(), Duration::from_secs(1)).await.unwrap_err();
+        let e = c
+            .run(&["bad", "ghost"], req(), Duration::from_secs(1))
+            .await
+            .unwrap_err();
         assert_eq!(e.failed.len(), 2);
         assert!(e.describe().contains("ghost"));
-        assert!(c.metrics.render().contains("secondpass_fallback_total{from=\"ghost\",to=\"none\"} 1"));
+        assert!(c
+            .metrics
+            .render()
+            .contains("secondpass_fallback_total{from=\"ghost\",to=\"none\"} 1"));
     }
 
     #[tokio::test]
     async fn open_breaker_skips_the_reranker() {
         let (c, bad, _) = chain(2);
         for _ in 0..4 {
-            c.run(&["bad", "good"], req(), Duration::from_secs(1)).await.unwrap();
+            c.run(&["bad", "good"], req(), Duration::from_secs(1))
+                .await
+                .unwrap();
         }
         assert_eq!(bad.calls.load(Ordering::SeqCst), 2, "skipped once open");
         let states = c.breaker_states();
         assert!(states.contains(&("bad".to_string(), State::Open)));
-        assert!(c.metrics.render().contains("secondpass_breaker_state{reranker=\"bad\"} 1"));
+        assert!(c
+            .metrics
+            .render()
+            .contains("secondpass_breaker_state{reranker=\"bad\"} 1"));
         assert!(c.metrics.render().contains("kind=\"circuit_open\""));
     }
 }

@@ -103,17 +103,22 @@ pub struct Registry {
 
 impl Registry {
     /// Loads every configured reranker (blocking: model files are read here).
-    pub fn load(cfg: &Config, metrics: &Arc<crate::metrics::Metrics>) -> Result<Registry, RerankError> {
+    pub fn load(
+        cfg: &Config,
+        metrics: &Arc<crate::metrics::Metrics>,
+    ) -> Result<Registry, RerankError> {
         let mut rerankers: BTreeMap<String, Arc<dyn Reranker>> = BTreeMap::new();
         for (name, rc) in &cfg.rerankers {
-            let unavailable = |e: String| RerankError::Unavailable(format!("reranker `{name}`: {e}"));
+            let unavailable =
+                |e: String| RerankError::Unavailable(format!("reranker `{name}`: {e}"));
             let r: Arc<dyn Reranker> = match (rc, rc.hosted()) {
                 (_, Some((provider, h))) => {
                     Arc::new(hosted::HostedReranker::new(name, provider, h).map_err(unavailable)?)
                 }
-                (RerankerConfig::Onnx(o), None) => {
-                    Arc::new(onnx::OnnxReranker::load_with(o, name, Some(metrics.clone())).map_err(unavailable)?)
-                }
+                (RerankerConfig::Onnx(o), None) => Arc::new(
+                    onnx::OnnxReranker::load_with(o, name, Some(metrics.clone()))
+                        .map_err(unavailable)?,
+                ),
                 (_, None) => unreachable!("every other kind is hosted"),
             };
             rerankers.insert(name.clone(), r);

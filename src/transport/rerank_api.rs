@@ -22,8 +22,14 @@ use crate::rerank::{apply_score_mode, RerankError, RerankRequest};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/v2/rerank", post(|s: State<Arc<AppState>>, h: HeaderMap, b: Bytes| cohere(s, h, b, Version::V2)))
-        .route("/v1/rerank", post(|s: State<Arc<AppState>>, h: HeaderMap, b: Bytes| cohere(s, h, b, Version::V1)))
+        .route(
+            "/v2/rerank",
+            post(|s: State<Arc<AppState>>, h: HeaderMap, b: Bytes| cohere(s, h, b, Version::V2)),
+        )
+        .route(
+            "/v1/rerank",
+            post(|s: State<Arc<AppState>>, h: HeaderMap, b: Bytes| cohere(s, h, b, Version::V1)),
+        )
         .route("/rerank", post(tei))
 }
 
@@ -81,7 +87,7 @@ async fn score(
     documents: Vec<String>,
 ) -> Result<(Vec<f32>, crate::rerank::ScoreKind), Response> {
     let api = &state.config.rerank_api;
-    let names: Vec<&str> = api.rerankers.iter().map(String::as_str).collect();
+    let names = api.chain();
     let request = RerankRequest {
         query,
         documents,
@@ -143,7 +149,12 @@ struct CohereRequest {
     max_tokens_per_doc: Option<i64>,
 }
 
-async fn cohere(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes, v: Version) -> Response {
+async fn cohere(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+    v: Version,
+) -> Response {
     let d = Dialect::Cohere;
     if !authorized(&state, &headers) {
         return fail(d, StatusCode::UNAUTHORIZED, "invalid api token");
@@ -153,21 +164,36 @@ async fn cohere(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
         Err(e) => return fail(d, StatusCode::BAD_REQUEST, &format!("invalid request: {e}")),
     };
     if req.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
-        return fail(d, StatusCode::BAD_REQUEST, "invalid request: model must be specified");
+        return fail(
+            d,
+            StatusCode::BAD_REQUEST,
+            "invalid request: model must be specified",
+        );
     }
     let Some(query) = req.query.filter(|q| !q.trim().is_empty()) else {
-        return fail(d, StatusCode::BAD_REQUEST, "invalid request: query must not be empty");
+        return fail(
+            d,
+            StatusCode::BAD_REQUEST,
+            "invalid request: query must not be empty",
+        );
     };
     let docs = req.documents.unwrap_or_default();
     if docs.is_empty() {
-        return fail(d, StatusCode::BAD_REQUEST, "invalid request: list of documents must not be empty");
+        return fail(
+            d,
+            StatusCode::BAD_REQUEST,
+            "invalid request: list of documents must not be empty",
+        );
     }
     let max = state.config.rerank_api.max_documents;
     if docs.len() > max {
         return fail(
             d,
             StatusCode::BAD_REQUEST,
-            &format!("invalid request: too many documents, got {}, max is {max}", docs.len()),
+            &format!(
+                "invalid request: too many documents, got {}, max is {max}",
+                docs.len()
+            ),
         );
     }
     // v2 takes strings; v1 also objects with a "text" field.
@@ -178,22 +204,41 @@ async fn cohere(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
             (Value::Object(o), Version::V1) => match o.get("text").and_then(Value::as_str) {
                 Some(t) => texts.push(t.to_string()),
                 None => {
-                    return fail(d, StatusCode::BAD_REQUEST, &format!("invalid request: document {i} has no text field"))
+                    return fail(
+                        d,
+                        StatusCode::BAD_REQUEST,
+                        &format!("invalid request: document {i} has no text field"),
+                    )
                 }
             },
-            _ => return fail(d, StatusCode::BAD_REQUEST, &format!("invalid request: document {i} must be a string")),
+            _ => {
+                return fail(
+                    d,
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid request: document {i} must be a string"),
+                )
+            }
         }
     }
     let top_n = match req.top_n {
         None => texts.len(),
         Some(n) if n >= 1 => (n as usize).min(texts.len()),
-        Some(_) => return fail(d, StatusCode::BAD_REQUEST, "invalid request: top_n must be at least 1"),
+        Some(_) => {
+            return fail(
+                d,
+                StatusCode::BAD_REQUEST,
+                "invalid request: top_n must be at least 1",
+            )
+        }
     };
     let (raw, kind) = match score(&state, d, query, texts.clone()).await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    let relevance: Vec<f32> = raw.iter().map(|&r| apply_score_mode(r, kind, ScoreMode::Sigmoid)).collect();
+    let relevance: Vec<f32> = raw
+        .iter()
+        .map(|&r| apply_score_mode(r, kind, ScoreMode::Sigmoid))
+        .collect();
     let results: Vec<Value> = ranking(&relevance)
         .into_iter()
         .take(top_n)
@@ -235,29 +280,49 @@ async fn tei(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes
     }
     let req: TeiRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return fail(d, StatusCode::UNPROCESSABLE_ENTITY, &format!("Failed to deserialize the JSON body: {e}")),
+        Err(e) => {
+            return fail(
+                d,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("Failed to deserialize the JSON body: {e}"),
+            )
+        }
     };
     let Some(query) = req.query else {
         return fail(d, StatusCode::UNPROCESSABLE_ENTITY, "missing field `query`");
     };
     let texts = req.texts.unwrap_or_default();
     if texts.is_empty() {
-        return fail(d, StatusCode::UNPROCESSABLE_ENTITY, "`texts` cannot be empty");
+        return fail(
+            d,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`texts` cannot be empty",
+        );
     }
     let max = state.config.rerank_api.max_documents;
     if texts.len() > max {
         return fail(
             d,
             StatusCode::UNPROCESSABLE_ENTITY,
-            &format!("batch size {} > maximum allowed batch size {max}", texts.len()),
+            &format!(
+                "batch size {} > maximum allowed batch size {max}",
+                texts.len()
+            ),
         );
     }
     let (raw, kind) = match score(&state, d, query, texts.clone()).await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    let mode = if req.raw_scores { ScoreMode::Raw } else { ScoreMode::Sigmoid };
-    let scores: Vec<f32> = raw.iter().map(|&r| apply_score_mode(r, kind, mode)).collect();
+    let mode = if req.raw_scores {
+        ScoreMode::Raw
+    } else {
+        ScoreMode::Sigmoid
+    };
+    let scores: Vec<f32> = raw
+        .iter()
+        .map(|&r| apply_score_mode(r, kind, mode))
+        .collect();
     let out: Vec<Value> = ranking(&scores)
         .into_iter()
         .map(|i| {
@@ -310,7 +375,10 @@ mod tests {
         if let Some(a) = auth {
             req = req.header("authorization", a);
         }
-        let resp = app.oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+        let resp = app
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
         let bytes = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
         (status, serde_json::from_slice(&bytes).unwrap())
@@ -326,7 +394,12 @@ mod tests {
         )
         .await;
         assert_eq!(s, StatusCode::OK);
-        let idx: Vec<u64> = v["results"].as_array().unwrap().iter().map(|r| r["index"].as_u64().unwrap()).collect();
+        let idx: Vec<u64> = v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["index"].as_u64().unwrap())
+            .collect();
         assert_eq!(idx, vec![1, 2]);
         let top = v["results"][0]["relevance_score"].as_f64().unwrap();
         assert!((top - 1.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-6);
@@ -351,12 +424,24 @@ mod tests {
     #[tokio::test]
     async fn cohere_errors() {
         for (body, needle) in [
-            (json!({"model": "m", "query": "q", "documents": []}), "documents must not be empty"),
+            (
+                json!({"model": "m", "query": "q", "documents": []}),
+                "documents must not be empty",
+            ),
             (json!({"model": "m", "documents": ["a"]}), "query"),
             (json!({"query": "q", "documents": ["a"]}), "model"),
-            (json!({"model": "m", "query": "q", "documents": ["a", "b", "c", "d"]}), "too many documents"),
-            (json!({"model": "m", "query": "q", "documents": ["a"], "top_n": 0}), "top_n"),
-            (json!({"model": "m", "query": "q", "documents": [{"text": "a"}]}), "must be a string"),
+            (
+                json!({"model": "m", "query": "q", "documents": ["a", "b", "c", "d"]}),
+                "too many documents",
+            ),
+            (
+                json!({"model": "m", "query": "q", "documents": ["a"], "top_n": 0}),
+                "top_n",
+            ),
+            (
+                json!({"model": "m", "query": "q", "documents": [{"text": "a"}]}),
+                "must be a string",
+            ),
         ] {
             let (s, v) = post(app(""), "/v2/rerank", body, None).await;
             assert_eq!(s, StatusCode::BAD_REQUEST);
@@ -375,9 +460,18 @@ mod tests {
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(v["error_type"], "Validation");
         assert_eq!(v["error"], "`texts` cannot be empty");
-        let (s, v) = post(app(""), "/rerank", json!({"query": "q", "texts": ["a", "b", "c", "d"]}), None).await;
+        let (s, v) = post(
+            app(""),
+            "/rerank",
+            json!({"query": "q", "texts": ["a", "b", "c", "d"]}),
+            None,
+        )
+        .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(v["error"].as_str().unwrap().contains("maximum allowed batch size 3"));
+        assert!(v["error"]
+            .as_str()
+            .unwrap()
+            .contains("maximum allowed batch size 3"));
     }
 
     #[tokio::test]
@@ -391,7 +485,13 @@ mod tests {
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         let (s, _) = post(app(extra), "/v2/rerank", body, Some("Bearer s3cret")).await;
         assert_eq!(s, StatusCode::OK);
-        let (s, v) = post(app(extra), "/rerank", json!({"query": "q", "texts": ["a"]}), None).await;
+        let (s, v) = post(
+            app(extra),
+            "/rerank",
+            json!({"query": "q", "texts": ["a"]}),
+            None,
+        )
+        .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         assert_eq!(v["error_type"], "Unauthorized");
     }

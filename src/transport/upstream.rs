@@ -241,11 +241,12 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig,
         let certs = CertificateDer::pem_file_iter(path)
             .map_err(|e| Error::Internal(format!("upstream.ca_file {}: {e}", path.display())))?;
         for cert in certs {
-            let cert = cert
-                .map_err(|e| Error::Internal(format!("upstream.ca_file {}: {e}", path.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| Error::Internal(format!("upstream.ca_file {}: {e}", path.display())))?;
+            let cert = cert.map_err(|e| {
+                Error::Internal(format!("upstream.ca_file {}: {e}", path.display()))
+            })?;
+            roots.add(cert).map_err(|e| {
+                Error::Internal(format!("upstream.ca_file {}: {e}", path.display()))
+            })?;
         }
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());

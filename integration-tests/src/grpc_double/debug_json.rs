@@ -360,4 +360,44 @@ mod tests {
         );
         assert_eq!(message_json(&HealthCheckRequest {}), json!({}));
     }
+
+    #[test]
+    fn enumerations_maps_and_nested_oneofs() {
+        use qdrant_client::qdrant::{
+            CreateCollectionBuilder, Distance, Fusion, Modifier, PrefetchQueryBuilder, Query,
+            QueryPointsBuilder, SparseVectorParamsBuilder, SparseVectorsConfigBuilder,
+            VectorParamsBuilder,
+        };
+        let mut sparse = SparseVectorsConfigBuilder::default();
+        sparse.add_named_vector_params(
+            "bm25",
+            SparseVectorParamsBuilder::default().modifier(Modifier::Idf),
+        );
+        let create = CreateCollectionBuilder::new("c")
+            .vectors_config(VectorParamsBuilder::new(4, Distance::Cosine))
+            .sparse_vectors_config(sparse)
+            .build();
+        let v = message_json(&create);
+        assert_eq!(v["vectors_config"]["params"]["distance"], json!("Cosine"));
+        assert_eq!(v["vectors_config"]["params"]["size"], json!(4));
+        assert_eq!(
+            v["sparse_vectors_config"]["map"]["bm25"]["modifier"],
+            json!("Idf")
+        );
+        let q = QueryPointsBuilder::new("c")
+            .add_prefetch(
+                PrefetchQueryBuilder::default()
+                    .query(Query::new_nearest(vec![1.0, 0.5]))
+                    .limit(7u64),
+            )
+            .query(Query::new_fusion(Fusion::Rrf))
+            .build();
+        let v = message_json(&q);
+        assert_eq!(v["query"], json!({"fusion": "Rrf"}));
+        assert_eq!(
+            v["prefetch"][0]["query"],
+            json!({"nearest": {"dense": {"data": [1.0, 0.5]}}})
+        );
+        assert_eq!(v["prefetch"][0]["limit"], json!(7));
+    }
 }

@@ -338,7 +338,10 @@ impl Answer {
         }
         match self.body {
             Some(v) => b
-                .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .header(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )
                 .body(Body::from(v.to_string())),
             None => b.body(Body::empty()),
         }
@@ -348,14 +351,21 @@ impl Answer {
 
 async fn handle(State(state): State<Arc<StubState>>, req: Request) -> Result<Response, Infallible> {
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
     let json: Option<Value> = serde_json::from_slice(&bytes).ok();
     let full_path = parts.uri.path().to_string();
     let path = full_path
         .strip_prefix(state.options.path_prefix.as_str())
         .filter(|p| p.starts_with('/'))
         .map(str::to_string);
-    let answer = state.answer(&parts.method, path.as_deref(), &parts.headers, json.as_ref());
+    let answer = state.answer(
+        &parts.method,
+        path.as_deref(),
+        &parts.headers,
+        json.as_ref(),
+    );
     state.log.lock().unwrap().push(LoggedRequest {
         method: parts.method.to_string(),
         path: path.unwrap_or(full_path),
@@ -371,18 +381,34 @@ async fn handle(State(state): State<Arc<StubState>>, req: Request) -> Result<Res
 }
 
 impl StubState {
-    fn answer(&self, method: &Method, path: Option<&str>, headers: &HeaderMap, body: Option<&Value>) -> Answer {
+    fn answer(
+        &self,
+        method: &Method,
+        path: Option<&str>,
+        headers: &HeaderMap,
+        body: Option<&Value>,
+    ) -> Answer {
         let api = self.api;
         // 1. route
         let ep: &Endpoint = match path.and_then(|p| api.endpoints().iter().find(|e| e.path == p)) {
             Some(ep) => ep,
             None => {
-                return Answer::error(api, Failure::NotFound, &format!("no route {}", path.unwrap_or("(outside the prefix)")), None)
+                return Answer::error(
+                    api,
+                    Failure::NotFound,
+                    &format!("no route {}", path.unwrap_or("(outside the prefix)")),
+                    None,
+                )
             }
         };
         if method != Method::POST {
-            return Answer::error(api, Failure::NotFound, &format!("method {method} not allowed"), None)
-                .with_status(405);
+            return Answer::error(
+                api,
+                Failure::NotFound,
+                &format!("method {method} not allowed"),
+                None,
+            )
+            .with_status(405);
         }
         // 2. authenticate
         if let Some(a) = self.authenticate(headers) {
@@ -394,12 +420,24 @@ impl StubState {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if !ct.to_ascii_lowercase().starts_with("application/json") {
-            return Answer::error(api, Failure::Invalid, &format!("unsupported content type `{ct}`"), None)
-                .with_status(415);
+            return Answer::error(
+                api,
+                Failure::Invalid,
+                &format!("unsupported content type `{ct}`"),
+                None,
+            )
+            .with_status(415);
         }
         let body = match body {
             Some(b) => b,
-            None => return Answer::error(api, Failure::Invalid, "the body is not valid JSON", Some("body")),
+            None => {
+                return Answer::error(
+                    api,
+                    Failure::Invalid,
+                    "the body is not valid JSON",
+                    Some("body"),
+                )
+            }
         };
         // 4. the documented fields only
         if let Err((field, msg)) = spec::validate(ep, body) {
@@ -411,8 +449,13 @@ impl StubState {
         match &self.options.behaviour {
             Behaviour::Normal => {}
             Behaviour::Reject422 => {
-                return Answer::error(api, Failure::Invalid, "the stub rejects this request", Some("query"))
-                    .with_status(422)
+                return Answer::error(
+                    api,
+                    Failure::Invalid,
+                    "the stub rejects this request",
+                    Some("query"),
+                )
+                .with_status(422)
             }
             Behaviour::RateLimitedThenOk(ra) if n == 0 => {
                 let value = match *ra {
@@ -421,7 +464,12 @@ impl StubState {
                         http_date(SystemTime::now() + Duration::from_secs(secs_from_now))
                     }
                 };
-                let mut a = Answer::error(api, Failure::RateLimited, "rate limit exceeded, slow down", None);
+                let mut a = Answer::error(
+                    api,
+                    Failure::RateLimited,
+                    "rate limit exceeded, slow down",
+                    None,
+                );
                 a.headers.push((header::RETRY_AFTER, value));
                 return a;
             }
@@ -507,11 +555,16 @@ impl StubState {
         if let Some(top) = body.get(ep.top).and_then(Value::as_u64) {
             ranked.truncate(top as usize);
         }
-        let echo = ep
-            .echo
-            .is_some_and(|f| body.get(f).and_then(Value::as_bool).unwrap_or(default_echo(api)));
+        let echo = ep.echo.is_some_and(|f| {
+            body.get(f)
+                .and_then(Value::as_bool)
+                .unwrap_or(default_echo(api))
+        });
         let model = body["model"].as_str().unwrap_or("stub-model");
-        let tokens = texts.iter().map(|t| t.split_whitespace().count()).sum::<usize>()
+        let tokens = texts
+            .iter()
+            .map(|t| t.split_whitespace().count())
+            .sum::<usize>()
             + query.split_whitespace().count();
         spec::success_body(ep.shape, model, &ranked, echo, tokens)
     }

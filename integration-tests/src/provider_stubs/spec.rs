@@ -143,7 +143,10 @@ const TEI: &[Field] = &[
     req("query", Ty::Str),
     req("texts", Ty::StrList),
     opt("truncate", Ty::Bool),
-    opt("truncation_direction", Ty::OneOf(&["Left", "Right", "left", "right"])),
+    opt(
+        "truncation_direction",
+        Ty::OneOf(&["Left", "Right", "left", "right"]),
+    ),
     opt("raw_scores", Ty::Bool),
     opt("return_text", Ty::Bool),
 ];
@@ -186,17 +189,97 @@ impl Api {
     /// The endpoints the API serves (Cohere: v2 and v1).
     pub(super) fn endpoints(self) -> &'static [Endpoint] {
         const COHERE: &[Endpoint] = &[
-            ep("/v2/rerank", COHERE_V2, "documents", "top_n", None, None, Shape::CohereV2),
-            ep("/v1/rerank", COHERE_V1, "documents", "top_n", Some("return_documents"), None, Shape::CohereV1),
+            ep(
+                "/v2/rerank",
+                COHERE_V2,
+                "documents",
+                "top_n",
+                None,
+                None,
+                Shape::CohereV2,
+            ),
+            ep(
+                "/v1/rerank",
+                COHERE_V1,
+                "documents",
+                "top_n",
+                Some("return_documents"),
+                None,
+                Shape::CohereV1,
+            ),
         ];
-        const VOYAGE_EP: &[Endpoint] = &[ep("/v1/rerank", VOYAGE, "documents", "top_k", Some("return_documents"), None, Shape::Voyage)];
-        const JINA_EP: &[Endpoint] = &[ep("/v1/rerank", JINA, "documents", "top_n", Some("return_documents"), None, Shape::Jina)];
-        const PINECONE_EP: &[Endpoint] = &[ep("/rerank", PINECONE, "documents", "top_n", Some("return_documents"), None, Shape::Pinecone)];
-        const MIXEDBREAD_EP: &[Endpoint] = &[ep("/v1/reranking", MIXEDBREAD, "input", "top_k", Some("return_input"), None, Shape::Mixedbread)];
-        const ZEROENTROPY_EP: &[Endpoint] = &[ep("/v1/models/rerank", ZEROENTROPY, "documents", "top_n", None, None, Shape::ZeroEntropy)];
-        const TEI_EP: &[Endpoint] = &[ep("/rerank", TEI, "texts", "", Some("return_text"), Some("raw_scores"), Shape::Tei)];
-        const LLAMACPP_EP: &[Endpoint] = &[ep("/v1/rerank", LLAMACPP, "documents", "top_n", None, None, Shape::LlamaCpp)];
-        const INFINITY_EP: &[Endpoint] = &[ep("/rerank", INFINITY, "documents", "top_n", Some("return_documents"), Some("raw_scores"), Shape::Infinity)];
+        const VOYAGE_EP: &[Endpoint] = &[ep(
+            "/v1/rerank",
+            VOYAGE,
+            "documents",
+            "top_k",
+            Some("return_documents"),
+            None,
+            Shape::Voyage,
+        )];
+        const JINA_EP: &[Endpoint] = &[ep(
+            "/v1/rerank",
+            JINA,
+            "documents",
+            "top_n",
+            Some("return_documents"),
+            None,
+            Shape::Jina,
+        )];
+        const PINECONE_EP: &[Endpoint] = &[ep(
+            "/rerank",
+            PINECONE,
+            "documents",
+            "top_n",
+            Some("return_documents"),
+            None,
+            Shape::Pinecone,
+        )];
+        const MIXEDBREAD_EP: &[Endpoint] = &[ep(
+            "/v1/reranking",
+            MIXEDBREAD,
+            "input",
+            "top_k",
+            Some("return_input"),
+            None,
+            Shape::Mixedbread,
+        )];
+        const ZEROENTROPY_EP: &[Endpoint] = &[ep(
+            "/v1/models/rerank",
+            ZEROENTROPY,
+            "documents",
+            "top_n",
+            None,
+            None,
+            Shape::ZeroEntropy,
+        )];
+        const TEI_EP: &[Endpoint] = &[ep(
+            "/rerank",
+            TEI,
+            "texts",
+            "",
+            Some("return_text"),
+            Some("raw_scores"),
+            Shape::Tei,
+        )];
+        const LLAMACPP_EP: &[Endpoint] = &[ep(
+            "/v1/rerank",
+            LLAMACPP,
+            "documents",
+            "top_n",
+            None,
+            None,
+            Shape::LlamaCpp,
+        )];
+        const INFINITY_EP: &[Endpoint] = &[ep(
+            "/rerank",
+            INFINITY,
+            "documents",
+            "top_n",
+            Some("return_documents"),
+            Some("raw_scores"),
+            Shape::Infinity,
+        )];
         match self {
             Api::Cohere => COHERE,
             Api::Voyage => VOYAGE_EP,
@@ -229,9 +312,12 @@ impl Api {
 /// Checks a request body against the endpoint's fields: an object, no unknown fields,
 /// required ones present, each of its documented type. `Err((field, message))`.
 pub(super) fn validate(ep: &Endpoint, body: &Value) -> Result<(), (String, String)> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| ("body".to_string(), "the body must be a JSON object".to_string()))?;
+    let obj = body.as_object().ok_or_else(|| {
+        (
+            "body".to_string(),
+            "the body must be a JSON object".to_string(),
+        )
+    })?;
     for key in obj.keys() {
         if !ep.fields.iter().any(|f| f.name == key) {
             return Err((key.clone(), format!("unknown field `{key}`")));
@@ -242,17 +328,21 @@ pub(super) fn validate(ep: &Endpoint, body: &Value) -> Result<(), (String, Strin
             None if f.required => {
                 return Err((f.name.into(), format!("field `{}` is required", f.name)))
             }
-            None => {}
-            Some(v) => {
-                if !type_ok(f.ty, v) {
-                    return Err((f.name.into(), format!("field `{}` has the wrong type: {v}", f.name)));
-                }
+            Some(v) if !type_ok(f.ty, v) => {
+                return Err((
+                    f.name.into(),
+                    format!("field `{}` has the wrong type: {v}", f.name),
+                ))
             }
+            _ => {}
         }
     }
     let docs = obj[ep.documents].as_array().map_or(0, Vec::len);
     if docs == 0 {
-        return Err((ep.documents.into(), format!("`{}` must not be empty", ep.documents)));
+        return Err((
+            ep.documents.into(),
+            format!("`{}` must not be empty", ep.documents),
+        ));
     }
     if let Some(top) = obj.get(ep.top).and_then(Value::as_i64) {
         if top < 1 {
@@ -303,7 +393,13 @@ pub(super) struct Ranked {
 }
 
 /// The success body, results in `ranked` order (best first).
-pub(super) fn success_body(shape: Shape, model: &str, ranked: &[Ranked], echo: bool, tokens: usize) -> Value {
+pub(super) fn success_body(
+    shape: Shape,
+    model: &str,
+    ranked: &[Ranked],
+    echo: bool,
+    tokens: usize,
+) -> Value {
     let result = |r: &Ranked, score_key: &str, doc: Option<Value>| {
         let mut m = Map::new();
         m.insert("index".into(), json!(r.index));
@@ -403,7 +499,12 @@ pub(super) enum Failure {
 
 /// An error body in the API's style; `None`: an empty body (TEI's 401). `field` names the
 /// offending request field for validation errors.
-pub(super) fn error_body(api: Api, failure: Failure, message: &str, field: Option<&str>) -> Option<Value> {
+pub(super) fn error_body(
+    api: Api,
+    failure: Failure,
+    message: &str,
+    field: Option<&str>,
+) -> Option<Value> {
     let status = failure_status(api, failure);
     Some(match api {
         Api::Cohere => json!({"id": "5f0ae4a2-8d3e-4e4f-9a35-0e7d2a4b1c77", "message": message}),

@@ -181,7 +181,12 @@ pub fn config(upstream: &str, collections: &[&str], extra: &str) -> Config {
 }
 
 /// [`config`] with a gRPC upstream too.
-pub fn config_with_grpc(upstream: &str, grpc_upstream: &str, collections: &[&str], extra: &str) -> Config {
+pub fn config_with_grpc(
+    upstream: &str,
+    grpc_upstream: &str,
+    collections: &[&str],
+    extra: &str,
+) -> Config {
     let mut text = format!(
         r#"
 [server]

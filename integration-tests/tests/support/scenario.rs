@@ -213,16 +213,29 @@ pub async fn run(p: &Proxy, coll: &str) {
 
     // Recommend and discover: the same reranking over their candidates.
     for (path, body) in [
-        ("recommend", json!({"positive": [1], "negative": [4], "limit": 3})),
-        ("discover", json!({"target": query_vector(), "context": [{"positive": 1, "negative": 4}], "limit": 3})),
+        (
+            "recommend",
+            json!({"positive": [1], "negative": [4], "limit": 3}),
+        ),
+        (
+            "discover",
+            json!({"target": query_vector(), "context": [{"positive": 1, "negative": 4}], "limit": 3}),
+        ),
     ] {
         let mut wide = body.clone();
         wide["limit"] = json!(100);
-        let direct = p.post_direct(&format!("/collections/{coll}/points/{path}"), &wide).await.json();
+        let direct = p
+            .post_direct(&format!("/collections/{coll}/points/{path}"), &wide)
+            .await
+            .json();
         let order = model_order(QUERY, &ids(&direct["result"])).await;
         let want: Vec<Value> = order.iter().take(3).map(|(id, _)| id.clone()).collect();
         let r = p
-            .post(&format!("/collections/{coll}/points/{path}"), &[("x-rerank-query", QUERY)], &body)
+            .post(
+                &format!("/collections/{coll}/points/{path}"),
+                &[("x-rerank-query", QUERY)],
+                &body,
+            )
             .await;
         let got = r.json();
         assert_eq!(ids(&got["result"]), want, "{path}: {got}");
@@ -242,13 +255,20 @@ pub async fn run(p: &Proxy, coll: &str) {
     // Groups: hits reranked inside each group, groups ordered by their best hit.
     for path in ["search/groups", "query/groups", "recommend/groups"] {
         let body = match path {
-            "search/groups" => json!({"vector": query_vector(), "group_by": "group", "limit": 2, "group_size": 2}),
-            "query/groups" => json!({"query": query_vector(), "group_by": "group", "limit": 2, "group_size": 2}),
+            "search/groups" => {
+                json!({"vector": query_vector(), "group_by": "group", "limit": 2, "group_size": 2})
+            }
+            "query/groups" => {
+                json!({"query": query_vector(), "group_by": "group", "limit": 2, "group_size": 2})
+            }
             _ => json!({"positive": [1], "group_by": "group", "limit": 2, "group_size": 2}),
         };
         let mut all = body.clone();
         all["limit"] = json!(100);
-        let direct = p.post_direct(&format!("/collections/{coll}/points/{path}"), &all).await.json();
+        let direct = p
+            .post_direct(&format!("/collections/{coll}/points/{path}"), &all)
+            .await
+            .json();
         let mut expected_groups: Vec<(Value, Vec<(Value, Option<f32>)>)> = Vec::new();
         for g in direct["result"]["groups"].as_array().unwrap() {
             expected_groups.push((g["id"].clone(), model_order(QUERY, &ids(&g["hits"])).await));
@@ -259,7 +279,11 @@ pub async fn run(p: &Proxy, coll: &str) {
             best(&b.1).total_cmp(&best(&a.1))
         });
         let r = p
-            .post(&format!("/collections/{coll}/points/{path}"), &[("x-rerank-query", QUERY)], &body)
+            .post(
+                &format!("/collections/{coll}/points/{path}"),
+                &[("x-rerank-query", QUERY)],
+                &body,
+            )
             .await;
         let got = r.json();
         assert_eq!(got["rerank"]["status"], "applied", "{path}: {got}");

@@ -112,7 +112,11 @@ impl std::fmt::Debug for HostedReranker {
 impl HostedReranker {
     /// Reads the API key (once, from `api_key_env` or `api_key_file`) and prepares the
     /// client. Errors name the variable or file, never the key.
-    pub fn new(name: &str, provider: Provider, cfg: &HostedConfig) -> Result<HostedReranker, String> {
+    pub fn new(
+        name: &str,
+        provider: Provider,
+        cfg: &HostedConfig,
+    ) -> Result<HostedReranker, String> {
         let dialect = Dialect::of(provider, cfg.api_version.as_deref());
         let base = cfg
             .base_url
@@ -259,13 +263,16 @@ impl Inner {
         let body = self
             .dialect
             .request_body(self.send_model.as_deref(), query, documents);
-        let body = Bytes::from(serde_json::to_vec(&body).map_err(|e| {
-            RerankError::BadResponse(format!("cannot encode the request: {e}"))
-        })?);
+        let body =
+            Bytes::from(serde_json::to_vec(&body).map_err(|e| {
+                RerankError::BadResponse(format!("cannot encode the request: {e}"))
+            })?);
         let mut attempt = 0u32;
         loop {
             let budget = match deadline {
-                Some(d) => self.timeout.min(d.saturating_duration_since(Instant::now())),
+                Some(d) => self
+                    .timeout
+                    .min(d.saturating_duration_since(Instant::now())),
                 None => self.timeout,
             };
             if budget.is_zero() {
@@ -297,7 +304,9 @@ impl Inner {
                         let retry_after = retry::retry_after(&headers, SystemTime::now());
                         match status.as_u16() {
                             429 => (RerankError::RateLimited(message), retry_after),
-                            s @ 500..=599 => (RerankError::Provider { status: s, message }, retry_after),
+                            s @ 500..=599 => {
+                                (RerankError::Provider { status: s, message }, retry_after)
+                            }
                             s => return Err(RerankError::Provider { status: s, message }),
                         }
                     }
@@ -331,7 +340,10 @@ impl Inner {
             .uri(self.url.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json")
-            .header(USER_AGENT, concat!("secondpass/", env!("CARGO_PKG_VERSION")));
+            .header(
+                USER_AGENT,
+                concat!("secondpass/", env!("CARGO_PKG_VERSION")),
+            );
         for (k, v) in &self.auth {
             req = req.header(k, v.clone());
         }
@@ -375,7 +387,9 @@ fn join_url(base: &str, path: &str) -> Result<Uri, String> {
         .parse()
         .map_err(|e| format!("base_url `{base}` is not a URL: {e}"))?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-        return Err(format!("base_url `{base}` must be an http:// or https:// URL"));
+        return Err(format!(
+            "base_url `{base}` must be an http:// or https:// URL"
+        ));
     }
     Ok(uri)
 }
@@ -426,10 +440,8 @@ mod tests {
     }
 
     fn key_file(name: &str, key: &str) -> std::path::PathBuf {
-        let p = std::env::temp_dir().join(format!(
-            "secondpass-hosted-{}-{name}",
-            std::process::id()
-        ));
+        let p =
+            std::env::temp_dir().join(format!("secondpass-hosted-{}-{name}", std::process::id()));
         std::fs::write(&p, format!("{key}\n")).unwrap();
         p
     }
@@ -466,7 +478,10 @@ mod tests {
         assert_eq!(r.score_kind(), ScoreKind::Probability);
         assert_eq!(r.provider(), Provider::Cohere);
         let dbg = format!("{r:?}");
-        assert!(!dbg.contains("sk-secret-123") && dbg.contains("<redacted>"), "{dbg}");
+        assert!(
+            !dbg.contains("sk-secret-123") && dbg.contains("<redacted>"),
+            "{dbg}"
+        );
 
         let v1 = HostedReranker::new(
             "co",
@@ -524,11 +539,18 @@ mod tests {
             &cfg(serde_json::json!({"model": "m", "api_key_file": path})),
         )
         .unwrap_err();
-        assert!(err.contains("not allowed") && !err.contains("sk-with"), "{err}");
+        assert!(
+            err.contains("not allowed") && !err.contains("sk-with"),
+            "{err}"
+        );
         std::fs::remove_file(path).unwrap();
 
-        let err = HostedReranker::new("co", Provider::Cohere, &cfg(serde_json::json!({"model": "m"})))
-            .unwrap_err();
+        let err = HostedReranker::new(
+            "co",
+            Provider::Cohere,
+            &cfg(serde_json::json!({"model": "m"})),
+        )
+        .unwrap_err();
         assert!(err.contains("needs an API key"), "{err}");
         let err = HostedReranker::new("t", Provider::Tei, &cfg(serde_json::json!({}))).unwrap_err();
         assert!(err.contains("base_url"), "{err}");
@@ -548,7 +570,10 @@ mod tests {
             max_length: None,
             deadline,
         };
-        assert_eq!(r.rerank(req(vec![], None)).await.unwrap(), Vec::<f32>::new());
+        assert_eq!(
+            r.rerank(req(vec![], None)).await.unwrap(),
+            Vec::<f32>::new()
+        );
         let past = Instant::now() - Duration::from_millis(1);
         assert!(matches!(
             r.rerank(req(vec!["d".into()], Some(past))).await,

@@ -39,7 +39,11 @@ fn unit_jitter() -> f64 {
 /// The wait a `Retry-After` header asks for, measured from `now`: delta-seconds, or an
 /// HTTP date (a date in the past means "now"). `None` when absent or unparsable.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let v = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -55,10 +59,7 @@ const MONTHS: [&str; 12] = [
 /// the two obsolete forms recipients must also accept, RFC 850
 /// (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime (`Sun Nov  6 08:49:37 1994`).
 pub fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let tokens: Vec<&str> = s
-        .split([' ', ',', '-'])
-        .filter(|t| !t.is_empty())
-        .collect();
+    let tokens: Vec<&str> = s.split([' ', ',', '-']).filter(|t| !t.is_empty()).collect();
     let (day, month, year, time) = match tokens.as_slice() {
         // IMF-fixdate and RFC 850: weekday, day, month, year, time, GMT
         [_, day, month, year, time, "GMT"] => {
@@ -91,7 +92,11 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), for dates
 /// from 1970 on.
 fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
-    let y = if month <= 2 { year.checked_sub(1)? } else { year };
+    let y = if month <= 2 {
+        year.checked_sub(1)?
+    } else {
+        year
+    };
     let era = y / 400;
     let yoe = y - era * 400;
     let mp = (month + 9) % 12;
@@ -108,7 +113,10 @@ mod tests {
     fn http_dates_in_all_three_forms() {
         let want = UNIX_EPOCH + Duration::from_secs(784_111_777);
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(want));
-        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), Some(want));
+        assert_eq!(
+            parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"),
+            Some(want)
+        );
         assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), Some(want));
         assert_eq!(
             parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"),

@@ -228,13 +228,23 @@ impl Dialect {
                 .get("index")
                 .and_then(Value::as_u64)
                 .ok_or_else(|| bad(format!("a result without an integer `index`: {item}")))?;
-            let score = item.get(shape.score).and_then(Value::as_f64).ok_or_else(|| {
-                bad(format!("a result without a numeric `{}`: {item}", shape.score))
-            })?;
+            let score = item
+                .get(shape.score)
+                .and_then(Value::as_f64)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "a result without a numeric `{}`: {item}",
+                        shape.score
+                    ))
+                })?;
             let slot = usize::try_from(index)
                 .ok()
                 .and_then(|i| scores.get_mut(i))
-                .ok_or_else(|| bad(format!("result index {index} is out of range for {expected} documents")))?;
+                .ok_or_else(|| {
+                    bad(format!(
+                        "result index {index} is out of range for {expected} documents"
+                    ))
+                })?;
             if slot.replace(score as f32).is_some() {
                 return Err(bad(format!("result index {index} appears twice")));
             }
@@ -391,10 +401,7 @@ mod tests {
             body(Dialect::LlamaCpp, None),
             json!({"query": "q", "documents": ["a", "b"], "top_n": 2})
         );
-        assert_eq!(
-            body(Dialect::LlamaCpp, Some("m"))["model"],
-            json!("m")
-        );
+        assert_eq!(body(Dialect::LlamaCpp, Some("m"))["model"], json!("m"));
         assert_eq!(
             body(Dialect::Infinity, None),
             json!({"query": "q", "documents": ["a", "b"], "top_n": 2, "raw_scores": true, "return_documents": false})
@@ -404,17 +411,50 @@ mod tests {
     #[test]
     fn responses_are_mapped_back_by_index() {
         let cases = [
-            (Dialect::CohereV2, json!({"id": "x", "results": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}], "meta": {}})),
-            (Dialect::CohereV1, json!({"id": "x", "results": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}], "meta": {}})),
-            (Dialect::Voyage, json!({"object": "list", "data": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}], "model": "m", "usage": {}})),
-            (Dialect::Jina, json!({"model": "m", "usage": {}, "results": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}]})),
-            (Dialect::Pinecone, json!({"model": "m", "data": [{"index": 1, "score": 0.9}, {"index": 0, "score": 0.1}], "usage": {}})),
-            (Dialect::Mixedbread, json!({"object": "list", "data": [{"index": 1, "score": 0.9}, {"index": 0, "score": 0.1}], "usage": {}})),
-            (Dialect::ZeroEntropy, json!({"results": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}]})),
-            (Dialect::Tei, json!([{"index": 1, "score": 0.9}, {"index": 0, "score": 0.1}])),
-            (Dialect::LlamaCpp, json!({"results": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}]})),
-            (Dialect::Infinity, json!({"object": "rerank", "results": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}]})),
-            (Dialect::Infinity, json!({"object": "rerank", "data": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}]})),
+            (
+                Dialect::CohereV2,
+                json!({"id": "x", "results": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}], "meta": {}}),
+            ),
+            (
+                Dialect::CohereV1,
+                json!({"id": "x", "results": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}], "meta": {}}),
+            ),
+            (
+                Dialect::Voyage,
+                json!({"object": "list", "data": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}], "model": "m", "usage": {}}),
+            ),
+            (
+                Dialect::Jina,
+                json!({"model": "m", "usage": {}, "results": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}]}),
+            ),
+            (
+                Dialect::Pinecone,
+                json!({"model": "m", "data": [{"index": 1, "score": 0.9}, {"index": 0, "score": 0.1}], "usage": {}}),
+            ),
+            (
+                Dialect::Mixedbread,
+                json!({"object": "list", "data": [{"index": 1, "score": 0.9}, {"index": 0, "score": 0.1}], "usage": {}}),
+            ),
+            (
+                Dialect::ZeroEntropy,
+                json!({"results": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}]}),
+            ),
+            (
+                Dialect::Tei,
+                json!([{"index": 1, "score": 0.9}, {"index": 0, "score": 0.1}]),
+            ),
+            (
+                Dialect::LlamaCpp,
+                json!({"results": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}]}),
+            ),
+            (
+                Dialect::Infinity,
+                json!({"object": "rerank", "results": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}]}),
+            ),
+            (
+                Dialect::Infinity,
+                json!({"object": "rerank", "data": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}]}),
+            ),
         ];
         for (dialect, body) in cases {
             let got = dialect
@@ -431,14 +471,30 @@ mod tests {
         let r = |i: i64| json!({"index": i, "relevance_score": 0.5});
         assert!(matches!(
             parse(json!({"results": [r(0)]}), 2),
-            Err(RerankError::WrongCount { expected: 2, got: 1 })
+            Err(RerankError::WrongCount {
+                expected: 2,
+                got: 1
+            })
         ));
-        assert!(matches!(parse(json!({"results": [r(0), r(0)]}), 2), Err(RerankError::BadResponse(m)) if m.contains("twice")));
-        assert!(matches!(parse(json!({"results": [r(0), r(2)]}), 2), Err(RerankError::BadResponse(m)) if m.contains("out of range")));
-        assert!(matches!(parse(json!({"results": [r(0), r(-1)]}), 2), Err(RerankError::BadResponse(_))));
-        assert!(matches!(parse(json!({"results": [{"index": 0}]}), 1), Err(RerankError::BadResponse(m)) if m.contains("relevance_score")));
-        assert!(matches!(parse(json!({"data": [r(0)]}), 1), Err(RerankError::BadResponse(m)) if m.contains("`results`")));
-        assert!(matches!(d.parse_scores(b"<html>", 1), Err(RerankError::BadResponse(m)) if m.contains("not JSON")));
+        assert!(
+            matches!(parse(json!({"results": [r(0), r(0)]}), 2), Err(RerankError::BadResponse(m)) if m.contains("twice"))
+        );
+        assert!(
+            matches!(parse(json!({"results": [r(0), r(2)]}), 2), Err(RerankError::BadResponse(m)) if m.contains("out of range"))
+        );
+        assert!(matches!(
+            parse(json!({"results": [r(0), r(-1)]}), 2),
+            Err(RerankError::BadResponse(_))
+        ));
+        assert!(
+            matches!(parse(json!({"results": [{"index": 0}]}), 1), Err(RerankError::BadResponse(m)) if m.contains("relevance_score"))
+        );
+        assert!(
+            matches!(parse(json!({"data": [r(0)]}), 1), Err(RerankError::BadResponse(m)) if m.contains("`results`"))
+        );
+        assert!(
+            matches!(d.parse_scores(b"<html>", 1), Err(RerankError::BadResponse(m)) if m.contains("not JSON"))
+        );
         assert_eq!(parse(json!({"results": []}), 0).unwrap(), Vec::<f32>::new());
     }
 
@@ -459,18 +515,34 @@ mod tests {
     #[test]
     fn error_messages_from_every_style() {
         let m = |v: Value| error_message(v.to_string().as_bytes(), None, "Bad Request");
-        assert_eq!(m(json!({"message": "invalid api token"})), "invalid api token");
-        assert_eq!(m(json!({"detail": "Provided API key is invalid."})), "Provided API key is invalid.");
         assert_eq!(
-            m(json!({"error": {"code": "UNAUTHENTICATED", "message": "Invalid API key."}, "status": 401})),
+            m(json!({"message": "invalid api token"})),
+            "invalid api token"
+        );
+        assert_eq!(
+            m(json!({"detail": "Provided API key is invalid."})),
+            "Provided API key is invalid."
+        );
+        assert_eq!(
+            m(
+                json!({"error": {"code": "UNAUTHENTICATED", "message": "Invalid API key."}, "status": 401})
+            ),
             "Invalid API key."
         );
-        assert_eq!(m(json!({"error": "Input validation error", "error_type": "Validation"})), "Input validation error");
         assert_eq!(
-            m(json!({"detail": [{"loc": ["body", "top_n"], "msg": "value is not a valid integer", "type": "x"}]})),
+            m(json!({"error": "Input validation error", "error_type": "Validation"})),
+            "Input validation error"
+        );
+        assert_eq!(
+            m(
+                json!({"detail": [{"loc": ["body", "top_n"], "msg": "value is not a valid integer", "type": "x"}]})
+            ),
             "body.top_n: value is not a valid integer"
         );
-        assert_eq!(error_message(b"  upstream exploded ", None, "x"), "upstream exploded");
+        assert_eq!(
+            error_message(b"  upstream exploded ", None, "x"),
+            "upstream exploded"
+        );
         assert_eq!(error_message(b"", None, "Unauthorized"), "Unauthorized");
         assert_eq!(error_message(b"{}", None, "Unauthorized"), "{}");
     }

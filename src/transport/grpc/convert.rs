@@ -15,7 +15,9 @@ use crate::plan::text::text_at;
 pub fn to_json(v: &Value) -> Json {
     match &v.kind {
         None | Some(Kind::NullValue(_)) => Json::Null,
-        Some(Kind::DoubleValue(d)) => serde_json::Number::from_f64(*d).map_or(Json::Null, Json::Number),
+        Some(Kind::DoubleValue(d)) => {
+            serde_json::Number::from_f64(*d).map_or(Json::Null, Json::Number)
+        }
         Some(Kind::IntegerValue(i)) => Json::from(*i),
         Some(Kind::StringValue(s)) => Json::String(s.clone()),
         Some(Kind::BoolValue(b)) => Json::Bool(*b),
@@ -96,10 +98,16 @@ pub fn selector_from_json(v: &Json) -> Option<WithPayloadSelector> {
     };
     let opt = match v {
         Json::Bool(b) => SelectorOptions::Enable(*b),
-        Json::Array(_) => SelectorOptions::Include(PayloadIncludeSelector { fields: strings(v)? }),
+        Json::Array(_) => SelectorOptions::Include(PayloadIncludeSelector {
+            fields: strings(v)?,
+        }),
         Json::Object(o) => match (o.get("include"), o.get("exclude")) {
-            (Some(i), None) => SelectorOptions::Include(PayloadIncludeSelector { fields: strings(i)? }),
-            (None, Some(e)) => SelectorOptions::Exclude(PayloadExcludeSelector { fields: strings(e)? }),
+            (Some(i), None) => SelectorOptions::Include(PayloadIncludeSelector {
+                fields: strings(i)?,
+            }),
+            (None, Some(e)) => SelectorOptions::Exclude(PayloadExcludeSelector {
+                fields: strings(e)?,
+            }),
             _ => return None,
         },
         _ => return None,
@@ -119,12 +127,17 @@ mod tests {
         let v = json!({"a": 1, "b": 2.5, "c": 2.0, "d": [true, null, "x"], "e": {"f": -3}});
         let back = to_json(&from_json(v.clone()));
         assert_eq!(back, v);
-        assert!(matches!(from_json(json!(2.0)).kind, Some(Kind::DoubleValue(_))));
+        assert!(matches!(
+            from_json(json!(2.0)).kind,
+            Some(Kind::DoubleValue(_))
+        ));
     }
 
     #[test]
     fn text_and_restore_on_protobuf_payloads() {
-        let Json::Object(o) = json!({"text": "t", "meta": {"body": "b"}, "title": "x"}) else { panic!() };
+        let Json::Object(o) = json!({"text": "t", "meta": {"body": "b"}, "title": "x"}) else {
+            panic!()
+        };
         let mut p: HashMap<String, Value> = o.into_iter().map(|(k, v)| (k, from_json(v))).collect();
         assert_eq!(payload_text(&p, "text").as_deref(), Some("t"));
         assert_eq!(payload_text(&p, "meta.body").as_deref(), Some("b"));
@@ -136,13 +149,21 @@ mod tests {
 
     #[test]
     fn selectors_both_ways() {
-        for j in [json!(true), json!(false), json!({"include": ["a"]}), json!({"exclude": ["b"]})] {
+        for j in [
+            json!(true),
+            json!(false),
+            json!({"include": ["a"]}),
+            json!({"exclude": ["b"]}),
+        ] {
             let s = selector_from_json(&j).unwrap();
             assert_eq!(selector_to_json(Some(&s)).unwrap(), j);
         }
         // the planner's list form becomes an include selector
         let s = selector_from_json(&json!(["text"])).unwrap();
-        assert_eq!(selector_to_json(Some(&s)).unwrap(), json!({"include": ["text"]}));
+        assert_eq!(
+            selector_to_json(Some(&s)).unwrap(),
+            json!({"include": ["text"]})
+        );
         assert_eq!(selector_to_json(None), None);
     }
 }

@@ -39,7 +39,9 @@ pub fn decode_unary(body: &[u8], encoding: Option<&str>) -> Option<Vec<u8>> {
     match encoding {
         Some("gzip") => {
             let mut out = Vec::new();
-            flate2::read::GzDecoder::new(msg).read_to_end(&mut out).ok()?;
+            flate2::read::GzDecoder::new(msg)
+                .read_to_end(&mut out)
+                .ok()?;
             Some(out)
         }
         _ => None,
@@ -92,8 +94,7 @@ pub fn error(code: Code, message: &str) -> Response {
 }
 
 /// gRPC percent-encodes `grpc-message` outside printable ASCII and `%`.
-const GRPC_MESSAGE: &percent_encoding::AsciiSet =
-    &percent_encoding::CONTROLS.add(b'%').add(0x7f);
+const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%').add(0x7f);
 
 #[cfg(test)]
 mod tests {

@@ -98,7 +98,11 @@ fn metadata(headers: &HeaderMap) -> Result<(Option<String>, Option<Directive>), 
         (None, Some(v)) => {
             let raw = v.as_bytes();
             let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
-                .decode(raw.strip_suffix(b"==").or(raw.strip_suffix(b"=")).unwrap_or(raw))
+                .decode(
+                    raw.strip_suffix(b"==")
+                        .or(raw.strip_suffix(b"="))
+                        .unwrap_or(raw),
+                )
                 .map_err(|_| format!("{QUERY_BIN_HEADER} is not base64"))?;
             Some(String::from_utf8(bytes).map_err(|_| format!("{QUERY_BIN_HEADER} is not UTF-8"))?)
         }
@@ -128,17 +132,35 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         .get("grpc-encoding")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let decoded = frame::decode_unary(&bytes, encoding.as_deref())
-        .and_then(|m| M::Req::decode(&m[..]).ok());
+    let decoded =
+        frame::decode_unary(&bytes, encoding.as_deref()).and_then(|m| M::Req::decode(&m[..]).ok());
     let Some(mut request) = decoded else {
         // Not a message we can read: Qdrant answers it.
-        return forward_as_is(&state, route, "_none", parts, bytes, RerankStatus::Skipped, started).await;
+        return forward_as_is(
+            &state,
+            route,
+            "_none",
+            parts,
+            bytes,
+            RerankStatus::Skipped,
+            started,
+        )
+        .await;
     };
     let collection = M::collection(&request).to_string();
     let label = state.metrics.collection_label(&collection).to_string();
     let settings = state.config.collection(&collection);
     if !settings.enabled {
-        return forward_as_is(&state, route, &label, parts, bytes, RerankStatus::Disabled, started).await;
+        return forward_as_is(
+            &state,
+            route,
+            &label,
+            parts,
+            bytes,
+            RerankStatus::Disabled,
+            started,
+        )
+        .await;
     }
     let (header_query, directive) = match metadata(&parts.headers) {
         Ok(m) => m,
@@ -172,7 +194,10 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         }
         planned.push(Planned { decision, restore });
     }
-    if !planned.iter().any(|p| matches!(p.decision, Decision::Rerank(_))) {
+    if !planned
+        .iter()
+        .any(|p| matches!(p.decision, Decision::Rerank(_)))
+    {
         let status = RerankStatus::combine(planned.iter().map(|p| match p.decision {
             Decision::Disabled => RerankStatus::Disabled,
             _ => RerankStatus::Skipped,
@@ -275,7 +300,11 @@ fn hit_texts(points: &[qdrant_client::qdrant::ScoredPoint], field: &str) -> Vec<
 }
 
 /// Reorders `points` as `ranked` says, with new scores and the client's payload.
-fn reorder(points: &mut Vec<qdrant_client::qdrant::ScoredPoint>, ranked: &[Ranked], restore: &Restore) {
+fn reorder(
+    points: &mut Vec<qdrant_client::qdrant::ScoredPoint>,
+    ranked: &[Ranked],
+    restore: &Restore,
+) {
     let mut taken: Vec<Option<_>> = std::mem::take(points).into_iter().map(Some).collect();
     for r in ranked {
         if let Some(mut p) = taken.get_mut(r.index).and_then(Option::take) {
@@ -319,7 +348,10 @@ impl Rewrite<'_> {
             let (texts, group_sizes) = match hits {
                 Hits::Points(points) => (hit_texts(points, field), Vec::new()),
                 Hits::Groups(groups) => (
-                    groups.iter().flat_map(|g| hit_texts(&g.hits, field)).collect(),
+                    groups
+                        .iter()
+                        .flat_map(|g| hit_texts(&g.hits, field))
+                        .collect(),
                     groups.iter().map(|g| g.hits.len()).collect(),
                 ),
             };
@@ -364,7 +396,13 @@ impl Rewrite<'_> {
     }
 }
 
-fn apply(hits: &mut Hits<'_>, plan: &RerankPlan, outcome: &Outcome, restore: &Restore, sizes: &[usize]) {
+fn apply(
+    hits: &mut Hits<'_>,
+    plan: &RerankPlan,
+    outcome: &Outcome,
+    restore: &Restore,
+    sizes: &[usize],
+) {
     let scores = outcome.scores.as_deref();
     match (hits, plan.cut) {
         (Hits::Points(points), Cut::Page(w)) => {
@@ -392,7 +430,13 @@ fn marker(headers: &mut HeaderMap, outcomes: &[Outcome], status: RerankStatus, t
     let mut set = |name: &'static str, value: String| {
         let clean: String = value
             .chars()
-            .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
             .collect();
         if let Ok(v) = HeaderValue::from_str(&clean) {
             headers.insert(name, v);
@@ -407,7 +451,11 @@ fn marker(headers: &mut HeaderMap, outcomes: &[Outcome], status: RerankStatus, t
     }
     set(
         "x-rerank-candidates",
-        outcomes.iter().map(|o| o.candidates).sum::<usize>().to_string(),
+        outcomes
+            .iter()
+            .map(|o| o.candidates)
+            .sum::<usize>()
+            .to_string(),
     );
     set("x-rerank-time", format!("{time:.6}"));
     if let [one] = outcomes {

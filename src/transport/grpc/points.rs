@@ -5,9 +5,9 @@ use qdrant_client::qdrant::{
     query, vector_input, DiscoverBatchPoints, DiscoverBatchResponse, DiscoverPoints,
     DiscoverResponse, PointGroup, Query, QueryBatchPoints, QueryBatchResponse, QueryGroupsResponse,
     QueryPointGroups, QueryPoints, QueryResponse, RecommendBatchPoints, RecommendBatchResponse,
-    RecommendGroupsResponse, RecommendPointGroups, RecommendPoints, RecommendResponse,
-    ScoredPoint, SearchBatchPoints, SearchBatchResponse, SearchGroupsResponse, SearchPointGroups,
-    SearchPoints, SearchResponse, WithPayloadSelector,
+    RecommendGroupsResponse, RecommendPointGroups, RecommendPoints, RecommendResponse, ScoredPoint,
+    SearchBatchPoints, SearchBatchResponse, SearchGroupsResponse, SearchPointGroups, SearchPoints,
+    SearchResponse, WithPayloadSelector,
 };
 
 use crate::plan::Shape;
@@ -214,7 +214,9 @@ macro_rules! groups {
                 vec![req]
             }
             fn answers(resp: &mut Self::Resp) -> Vec<Hits<'_>> {
-                vec![Hits::Groups(&mut resp.result.get_or_insert_with(Default::default).groups)]
+                vec![Hits::Groups(
+                    &mut resp.result.get_or_insert_with(Default::default).groups,
+                )]
             }
             fn set_time(resp: &mut Self::Resp, seconds: f64) {
                 resp.time = seconds;
@@ -225,10 +227,29 @@ macro_rules! groups {
 
 single!(Search, SearchPoints, SearchResponse, "grpc_search");
 single!(Query_, QueryPoints, QueryResponse, "grpc_query");
-single!(Recommend, RecommendPoints, RecommendResponse, "grpc_recommend");
+single!(
+    Recommend,
+    RecommendPoints,
+    RecommendResponse,
+    "grpc_recommend"
+);
 single!(Discover, DiscoverPoints, DiscoverResponse, "grpc_discover");
-batch!(SearchBatch, SearchBatchPoints, SearchPoints, search_points, SearchBatchResponse, "grpc_search_batch");
-batch!(QueryBatch, QueryBatchPoints, QueryPoints, query_points, QueryBatchResponse, "grpc_query_batch");
+batch!(
+    SearchBatch,
+    SearchBatchPoints,
+    SearchPoints,
+    search_points,
+    SearchBatchResponse,
+    "grpc_search_batch"
+);
+batch!(
+    QueryBatch,
+    QueryBatchPoints,
+    QueryPoints,
+    query_points,
+    QueryBatchResponse,
+    "grpc_query_batch"
+);
 batch!(
     RecommendBatch,
     RecommendBatchPoints,
@@ -245,9 +266,24 @@ batch!(
     DiscoverBatchResponse,
     "grpc_discover_batch"
 );
-groups!(SearchGroups, SearchPointGroups, SearchGroupsResponse, "grpc_search_groups");
-groups!(QueryGroups, QueryPointGroups, QueryGroupsResponse, "grpc_query_groups");
-groups!(RecommendGroups, RecommendPointGroups, RecommendGroupsResponse, "grpc_recommend_groups");
+groups!(
+    SearchGroups,
+    SearchPointGroups,
+    SearchGroupsResponse,
+    "grpc_search_groups"
+);
+groups!(
+    QueryGroups,
+    QueryPointGroups,
+    QueryGroupsResponse,
+    "grpc_query_groups"
+);
+groups!(
+    RecommendGroups,
+    RecommendPointGroups,
+    RecommendGroupsResponse,
+    "grpc_recommend_groups"
+);
 
 #[cfg(test)]
 mod tests {
@@ -256,24 +292,70 @@ mod tests {
 
     #[test]
     fn shapes_and_defaults() {
-        let s = SearchPoints { limit: 5, offset: Some(2), ..Default::default() };
-        assert_eq!(s.shape(), Shape::Page { offset: Some(2), limit: Some(5) });
+        let s = SearchPoints {
+            limit: 5,
+            offset: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(
+            s.shape(),
+            Shape::Page {
+                offset: Some(2),
+                limit: Some(5)
+            }
+        );
         let s = SearchPoints::default();
-        assert_eq!(s.shape(), Shape::Page { offset: None, limit: None });
+        assert_eq!(
+            s.shape(),
+            Shape::Page {
+                offset: None,
+                limit: None
+            }
+        );
         let q = QueryPoints::default();
-        assert_eq!(q.shape(), Shape::Page { offset: None, limit: Some(10) });
+        assert_eq!(
+            q.shape(),
+            Shape::Page {
+                offset: None,
+                limit: Some(10)
+            }
+        );
         let g = QueryPointGroups::default();
-        assert_eq!(g.shape(), Shape::Groups { limit: Some(10), group_size: Some(3) });
-        let g = SearchPointGroups { limit: 2, group_size: 0, ..Default::default() };
-        assert_eq!(g.shape(), Shape::Groups { limit: Some(2), group_size: None });
+        assert_eq!(
+            g.shape(),
+            Shape::Groups {
+                limit: Some(10),
+                group_size: Some(3)
+            }
+        );
+        let g = SearchPointGroups {
+            limit: 2,
+            group_size: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            g.shape(),
+            Shape::Groups {
+                limit: Some(2),
+                group_size: None
+            }
+        );
     }
 
     #[test]
     fn widen_sets_limit_and_drops_offset() {
-        let mut s = RecommendPoints { limit: 3, offset: Some(4), ..Default::default() };
+        let mut s = RecommendPoints {
+            limit: 3,
+            offset: Some(4),
+            ..Default::default()
+        };
         s.widen(100, WithPayloadSelector::default());
         assert_eq!((s.limit, s.offset), (100, None));
-        let mut g = SearchPointGroups { limit: 3, group_size: 2, ..Default::default() };
+        let mut g = SearchPointGroups {
+            limit: 3,
+            group_size: 2,
+            ..Default::default()
+        };
         g.widen(50, WithPayloadSelector::default());
         assert_eq!((g.limit, g.group_size), (50, 2));
     }

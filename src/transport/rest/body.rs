@@ -8,7 +8,9 @@ use crate::engine::Outcome;
 use crate::plan::payload::{restore_point, rewrite, Restore};
 use crate::plan::query_text::{pick, take_directive, Directive};
 use crate::plan::text::text_at;
-use crate::plan::{decide, order_groups, order_page, Cut, Decision, RerankPlan, RerankStatus, SearchInput, Shape};
+use crate::plan::{
+    decide, order_groups, order_page, Cut, Decision, RerankPlan, RerankStatus, SearchInput, Shape,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -67,7 +69,10 @@ impl Endpoint {
 
     pub fn is_batch(self) -> bool {
         use Endpoint::*;
-        matches!(self, SearchBatch | QueryBatch | RecommendBatch | DiscoverBatch)
+        matches!(
+            self,
+            SearchBatch | QueryBatch | RecommendBatch | DiscoverBatch
+        )
     }
 
     pub fn is_groups(self) -> bool {
@@ -83,7 +88,10 @@ impl Endpoint {
     /// The client's paging, with Qdrant's defaults where the API has them (the Query
     /// API: limit 10, group_size 3; the others require a limit).
     fn shape(self, search: &Map<String, Value>) -> Shape {
-        let query_api = matches!(self, Endpoint::Query | Endpoint::QueryBatch | Endpoint::QueryGroups);
+        let query_api = matches!(
+            self,
+            Endpoint::Query | Endpoint::QueryBatch | Endpoint::QueryGroups
+        );
         let default = |n: u64| if query_api { Some(n) } else { None };
         let num = |key: &str, dflt: Option<u64>| match number(search, key) {
             Ok(v) => v.or(dflt),
@@ -277,7 +285,8 @@ pub fn apply(
         }
         Cut::Groups(window) => {
             let ranked = order_groups(scores, group_sizes, plan.threshold, window);
-            let mut taken: Vec<Option<Value>> = std::mem::take(list).into_iter().map(Some).collect();
+            let mut taken: Vec<Option<Value>> =
+                std::mem::take(list).into_iter().map(Some).collect();
             for g in ranked {
                 let Some(mut group) = taken.get_mut(g.index).and_then(Option::take) else {
                     continue;
@@ -407,7 +416,14 @@ mod tests {
         let Decision::Rerank(plan) = &p.searches[0].decision else {
             panic!()
         };
-        assert_eq!(plan.cut, Cut::Page(Window { offset: 0, limit: 10, fetch: 50 }));
+        assert_eq!(
+            plan.cut,
+            Cut::Page(Window {
+                offset: 0,
+                limit: 10,
+                fetch: 50
+            })
+        );
         assert_eq!(plan.query, "capital");
         assert_eq!(p.body["query"], json!({"text": "capital", "model": "m"}));
     }
@@ -463,7 +479,14 @@ mod tests {
             PrepareError::NotOurs
         );
         assert_eq!(
-            prepare(json!({"searches": 3}), Endpoint::QueryBatch, &on(), None, None).unwrap_err(),
+            prepare(
+                json!({"searches": 3}),
+                Endpoint::QueryBatch,
+                &on(),
+                None,
+                None
+            )
+            .unwrap_err(),
             PrepareError::NotOurs
         );
         assert!(matches!(
@@ -499,7 +522,11 @@ mod tests {
     }
 
     fn plan(cut: Cut) -> RerankPlan {
-        RerankPlan { query: "q".into(), cut, threshold: None }
+        RerankPlan {
+            query: "q".into(),
+            cut,
+            threshold: None,
+        }
     }
 
     #[test]
@@ -513,8 +540,21 @@ mod tests {
             scores: Some(vec![Some(0.5), Some(0.99), None]),
             ..Outcome::not_applied(RerankStatus::Applied, None)
         };
-        let p = plan(Cut::Page(Window { offset: 0, limit: 2, fetch: 3 }));
-        apply(&mut result, Endpoint::Search, 0, &p, &outcome, &Restore::DropPayload, &[]).unwrap();
+        let p = plan(Cut::Page(Window {
+            offset: 0,
+            limit: 2,
+            fetch: 3,
+        }));
+        apply(
+            &mut result,
+            Endpoint::Search,
+            0,
+            &p,
+            &outcome,
+            &Restore::DropPayload,
+            &[],
+        )
+        .unwrap();
         assert_eq!(
             result,
             json!([{"id": 2, "version": 1, "score": 0.99}, {"id": 1, "version": 1, "score": 0.5}])
@@ -528,14 +568,30 @@ mod tests {
             {"hits": [{"id": 3, "score": 0.7, "payload": {"text": "c"}}], "id": "y", "lookup": {"id": "y"}}
         ]});
         let (texts, sizes) = candidates(&mut result, Endpoint::SearchGroups, 0, "text").unwrap();
-        assert_eq!(texts, vec![Some("a".into()), Some("b".into()), Some("c".into())]);
+        assert_eq!(
+            texts,
+            vec![Some("a".into()), Some("b".into()), Some("c".into())]
+        );
         assert_eq!(sizes, vec![2, 1]);
         let outcome = Outcome {
             scores: Some(vec![Some(0.1), Some(0.3), Some(0.6)]),
             ..Outcome::not_applied(RerankStatus::Applied, None)
         };
-        let p = plan(Cut::Groups(GroupWindow { limit: 2, group_size: 1, fetch: 2 }));
-        apply(&mut result, Endpoint::SearchGroups, 0, &p, &outcome, &Restore::DropPayload, &sizes).unwrap();
+        let p = plan(Cut::Groups(GroupWindow {
+            limit: 2,
+            group_size: 1,
+            fetch: 2,
+        }));
+        apply(
+            &mut result,
+            Endpoint::SearchGroups,
+            0,
+            &p,
+            &outcome,
+            &Restore::DropPayload,
+            &sizes,
+        )
+        .unwrap();
         assert_eq!(
             result,
             json!({"groups": [
@@ -552,24 +608,53 @@ mod tests {
         assert_eq!(p.body["limit"], 25);
         assert_eq!(p.body["group_size"], 2);
         // the Query API defaults: limit 10 groups of 3
-        let p = prepare(json!({"group_by": "g"}), Endpoint::QueryGroups, &on(), Some("q"), None).unwrap();
-        let Decision::Rerank(plan) = &p.searches[0].decision else { panic!() };
-        assert_eq!(plan.cut, Cut::Groups(GroupWindow { limit: 10, group_size: 3, fetch: 16 }));
+        let p = prepare(
+            json!({"group_by": "g"}),
+            Endpoint::QueryGroups,
+            &on(),
+            Some("q"),
+            None,
+        )
+        .unwrap();
+        let Decision::Rerank(plan) = &p.searches[0].decision else {
+            panic!()
+        };
+        assert_eq!(
+            plan.cut,
+            Cut::Groups(GroupWindow {
+                limit: 10,
+                group_size: 3,
+                fetch: 16
+            })
+        );
         // the legacy search needs its group_size
-        let p = prepare(json!({"limit": 2}), Endpoint::SearchGroups, &on(), Some("q"), None).unwrap();
+        let p = prepare(
+            json!({"limit": 2}),
+            Endpoint::SearchGroups,
+            &on(),
+            Some("q"),
+            None,
+        )
+        .unwrap();
         assert!(matches!(&p.searches[0].decision, Decision::Skip(r) if r.contains("group_size")));
     }
 
     #[test]
     fn header_directive_applies_unless_the_body_says_otherwise() {
-        let h = Directive { pool: Some(7), enabled: Some(false), ..Default::default() };
+        let h = Directive {
+            pool: Some(7),
+            enabled: Some(false),
+            ..Default::default()
+        };
         let body = json!({"searches": [
             {"vector": [1.0], "limit": 2},
             {"vector": [1.0], "limit": 2, "rerank": {"enabled": true}}
         ]});
         let p = prepare(body, Endpoint::RecommendBatch, &on(), Some("q"), Some(&h)).unwrap();
         assert_eq!(p.searches[0].decision, Decision::Disabled);
-        let Decision::Rerank(plan) = &p.searches[1].decision else { panic!() };
+        let Decision::Rerank(plan) = &p.searches[1].decision else {
+            panic!()
+        };
         assert_eq!(plan.cut.fetch(), 7);
     }
 

@@ -96,7 +96,12 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
         .get(QUERY_HEADER)
         .map(|v| query_text::decode_header(v.as_bytes()))
         .transpose()
-        .and_then(|q| Ok((q, Directive::from_headers(|n| headers.get(n).map(|v| v.as_bytes()))?)));
+        .and_then(|q| {
+            Ok((
+                q,
+                Directive::from_headers(|n| headers.get(n).map(|v| v.as_bytes()))?,
+            ))
+        });
     let (header_query, header_directive) = match from_headers {
         Ok(found) => found,
         Err(why) => {
@@ -272,7 +277,9 @@ impl Rewrite<'_> {
         for (i, planned) in prepared.searches.iter().enumerate() {
             if let Decision::Rerank(plan) = &planned.decision {
                 let (texts, sizes) = candidates(result, self.ep, i, field).ok_or_else(|| {
-                    Error::UpstreamInvalid(format!("answer for search {i} is not in the expected shape"))
+                    Error::UpstreamInvalid(format!(
+                        "answer for search {i} is not in the expected shape"
+                    ))
                 })?;
                 group_sizes.push(sizes);
                 jobs.push(self.state.engine.rerank(Job {

@@ -1,0 +1,325 @@
+//! Typed configuration: a TOML file plus `SECONDPASS__...` environment variables,
+//! validated before any port is bound.
+//!
+//! Collections inherit every unset key from `[collections.default]`, so the raw
+//! (file) form keeps collection keys optional and [`Config::collection`] resolves them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+mod collections;
+mod rerankers;
+mod sections;
+#[cfg(test)]
+mod tests;
+
+pub use collections::*;
+pub use rerankers::*;
+pub use sections::*;
+
+/// Name of the collection section that covers every collection not named.
+pub const DEFAULT_COLLECTION: &str = "default";
+/// Name of the reranker used when a collection names none and none is configured.
+pub const DEFAULT_RERANKER: &str = "local";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot load configuration: {0}")]
+    Load(String),
+    #[error("invalid configuration: `{key}`: {why}")]
+    Invalid { key: String, why: String },
+}
+
+fn invalid(key: impl Into<String>, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        why: why.into(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Rerankers by name; collections refer to them by that name.
+    #[serde(default = "rerankers::default_rerankers")]
+    pub rerankers: BTreeMap<String, RerankerConfig>,
+    /// Per-collection settings; `default` covers collections not named.
+    #[serde(default)]
+    pub collections: BTreeMap<String, CollectionOverrides>,
+    /// secondpass's own rerank API (Cohere and TEI shapes) on the REST listener.
+    #[serde(default)]
+    pub rerank_api: RerankApiConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+impl Config {
+    /// Loads `file` (when given) and `SECONDPASS__SECTION__KEY` environment variables,
+    /// then validates. Env wins over the file.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("SECONDPASS")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let raw = builder
+            .build()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        let cfg: Config = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML string (no environment); used by tests and `check-config`.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let raw = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        let cfg: Config = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The effective settings of `collection`: built-ins, then `default`, then its own section.
+    pub fn collection(&self, collection: &str) -> CollectionSettings {
+        let mut s = CollectionSettings::default();
+        if let Some(d) = self.collections.get(DEFAULT_COLLECTION) {
+            s = s.apply(d);
+        }
+        if collection != DEFAULT_COLLECTION {
+            if let Some(c) = self.collections.get(collection) {
+                s = s.apply(c);
+            }
+        }
+        s
+    }
+
+    pub fn rest_addr(&self) -> SocketAddr {
+        self.server.rest_listen.parse().expect("validated")
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.server.grpc_listen.parse().expect("validated")
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.server.admin_listen.parse().expect("validated")
+    }
+
+    pub fn upstream_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream.timeout_ms)
+    }
+
+    /// Checks everything that can be checked without I/O; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, v) in [
+            ("server.rest_listen", &self.server.rest_listen),
+            ("server.grpc_listen", &self.server.grpc_listen),
+            ("server.admin_listen", &self.server.admin_listen),
+        ] {
+            v.parse::<SocketAddr>()
+                .map_err(|e| invalid(key, format!("`{v}` is not an IP:port address ({e})")))?;
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(invalid("server.max_body_bytes", "must be greater than 0"));
+        }
+        let url: http::Uri = self
+            .upstream
+            .url
+            .parse()
+            .map_err(|e| invalid("upstream.url", format!("not a URL: {e}")))?;
+        match url.scheme_str() {
+            Some("http") => {}
+            Some("https") => return Err(invalid(
+                "upstream.url",
+                "https upstreams are not supported yet; run secondpass next to Qdrant over http",
+            )),
+            _ => return Err(invalid("upstream.url", "must start with http://")),
+        }
+        if url.host().is_none() {
+            return Err(invalid("upstream.url", "has no host"));
+        }
+        if self.upstream.timeout_ms == 0 {
+            return Err(invalid("upstream.timeout_ms", "must be greater than 0"));
+        }
+        if self.upstream.connect_timeout_ms == 0 {
+            return Err(invalid(
+                "upstream.connect_timeout_ms",
+                "must be greater than 0",
+            ));
+        }
+        for (name, r) in &self.rerankers {
+            let key = |k: &str| format!("rerankers.{name}.{k}");
+            let o = match r.hosted() {
+                Some((provider, h)) => {
+                    validate_hosted(provider, h, &key)?;
+                    continue;
+                }
+                None => match r {
+                    RerankerConfig::Onnx(o) => o,
+                    _ => unreachable!("hosted() covers every other kind"),
+                },
+            };
+            if o.max_length < 8 {
+                return Err(invalid(key("max_length"), "must be at least 8"));
+            }
+            if o.batch_size == 0 {
+                return Err(invalid(key("batch_size"), "must be greater than 0"));
+            }
+            if o.workers == 0 {
+                return Err(invalid(key("workers"), "must be greater than 0"));
+            }
+            if o.queue_capacity == 0 {
+                return Err(invalid(key("queue_capacity"), "must be greater than 0"));
+            }
+            if o.max_batch_tokens < o.max_length {
+                return Err(invalid(
+                    key("max_batch_tokens"),
+                    format!(
+                        "must hold at least one pair of max_length ({}) tokens",
+                        o.max_length
+                    ),
+                ));
+            }
+            let device_ok = o.device == "cpu"
+                || o.device == "cuda"
+                || o.device
+                    .strip_prefix("cuda:")
+                    .is_some_and(|n| n.parse::<u32>().is_ok());
+            if !device_ok {
+                return Err(invalid(
+                    key("device"),
+                    format!("`{}`: use cpu, cuda or cuda:N", o.device),
+                ));
+            }
+        }
+        let api = &self.rerank_api;
+        if api.enabled {
+            for r in &api.rerankers {
+                if !self.rerankers.contains_key(r) {
+                    return Err(invalid(
+                        "rerank_api.rerankers",
+                        format!("names reranker `{r}`, which is not configured"),
+                    ));
+                }
+            }
+            if api.timeout_ms == 0 || api.max_documents == 0 {
+                return Err(invalid(
+                    "rerank_api",
+                    "timeout_ms and max_documents must be greater than 0",
+                ));
+            }
+        }
+        if let Some(var) = &api.token_env {
+            if api.enabled && std::env::var(var).map_or(true, |v| v.trim().is_empty()) {
+                return Err(invalid(
+                    "rerank_api.token_env",
+                    format!("environment variable {var} is not set"),
+                ));
+            }
+        }
+        for (name, over) in &self.collections {
+            let s = self.collection(name);
+            let key = |k: &str| format!("collections.{name}.{k}");
+            if s.text_field.trim().is_empty() {
+                return Err(invalid(key("text_field"), "must not be empty"));
+            }
+            if s.pool == 0 {
+                return Err(invalid(key("pool"), "must be greater than 0"));
+            }
+            if s.max_pool < s.pool {
+                return Err(invalid(
+                    key(if over.max_pool.is_some() {
+                        "max_pool"
+                    } else {
+                        "pool"
+                    }),
+                    format!("pool ({}) exceeds max_pool ({})", s.pool, s.max_pool),
+                ));
+            }
+            if s.timeout.is_zero() {
+                return Err(invalid(key("timeout_ms"), "must be greater than 0"));
+            }
+            if let Some(t) = s.score_threshold {
+                if !t.is_finite() {
+                    return Err(invalid(key("score_threshold"), "must be a finite number"));
+                }
+            }
+            if let Some(l) = s.max_length {
+                if l < 8 {
+                    return Err(invalid(key("max_length"), "must be at least 8"));
+                }
+            }
+            // A reranker only has to exist where it will be used.
+            let which = if s.rerankers.is_empty() {
+                "reranker"
+            } else {
+                "rerankers"
+            };
+            for r in s.chain() {
+                if s.enabled && !self.rerankers.contains_key(r) {
+                    let known: Vec<&str> = self.rerankers.keys().map(String::as_str).collect();
+                    return Err(invalid(
+                        key(which),
+                        format!(
+                            "names reranker `{r}`, which is not configured (configured: [{}])",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The API key of a hosted reranker: from its environment variable or file.
+    pub fn api_key(h: &HostedConfig) -> Result<Option<String>, String> {
+        if let Some(var) = &h.api_key_env {
+            return match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim().to_string())),
+                _ => Err(format!("environment variable {var} is not set")),
+            };
+        }
+        if let Some(path) = &h.api_key_file {
+            return std::fs::read_to_string(path)
+                .map(|v| Some(v.trim().to_string()))
+                .map_err(|e| format!("cannot read {}: {e}", path.display()));
+        }
+        Ok(None)
+    }
+
+    /// Collections whose name may appear as a metric label value.
+    pub fn named_collections(&self) -> Vec<String> {
+        self.collections
+            .keys()
+            .filter(|k| k.as_str() != DEFAULT_COLLECTION)
+            .cloned()
+            .collect()
+    }
+}

@@ -1,0 +1,311 @@
+//! `[rerankers.<name>]`: the local ONNX model and the hosted rerank APIs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{invalid, ConfigError};
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RerankerConfig {
+    Onnx(OnnxConfig),
+    Cohere(HostedConfig),
+    Voyage(HostedConfig),
+    Jina(HostedConfig),
+    Pinecone(HostedConfig),
+    Mixedbread(HostedConfig),
+    Zeroentropy(HostedConfig),
+    Tei(HostedConfig),
+    Llamacpp(HostedConfig),
+    Infinity(HostedConfig),
+}
+
+/// The hosted rerank APIs secondpass speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Cohere,
+    Voyage,
+    Jina,
+    Pinecone,
+    Mixedbread,
+    ZeroEntropy,
+    Tei,
+    LlamaCpp,
+    Infinity,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Cohere => "cohere",
+            Provider::Voyage => "voyage",
+            Provider::Jina => "jina",
+            Provider::Pinecone => "pinecone",
+            Provider::Mixedbread => "mixedbread",
+            Provider::ZeroEntropy => "zeroentropy",
+            Provider::Tei => "tei",
+            Provider::LlamaCpp => "llamacpp",
+            Provider::Infinity => "infinity",
+        }
+    }
+
+    /// The provider's public endpoint; self-hosted servers (TEI, llama.cpp, Infinity)
+    /// have no default and need `base_url`.
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            Provider::Cohere => Some("https://api.cohere.com"),
+            Provider::Voyage => Some("https://api.voyageai.com"),
+            Provider::Jina => Some("https://api.jina.ai"),
+            Provider::Pinecone => Some("https://api.pinecone.io"),
+            Provider::Mixedbread => Some("https://api.mixedbread.com"),
+            Provider::ZeroEntropy => Some("https://api.zeroentropy.dev"),
+            Provider::Tei | Provider::LlamaCpp | Provider::Infinity => None,
+        }
+    }
+
+    /// Whether the provider requires an API key.
+    pub fn needs_key(self) -> bool {
+        !matches!(
+            self,
+            Provider::Tei | Provider::LlamaCpp | Provider::Infinity
+        )
+    }
+}
+
+impl RerankerConfig {
+    /// The hosted provider and its settings (`None` for the local model).
+    pub fn hosted(&self) -> Option<(Provider, &HostedConfig)> {
+        Some(match self {
+            RerankerConfig::Onnx(_) => return None,
+            RerankerConfig::Cohere(h) => (Provider::Cohere, h),
+            RerankerConfig::Voyage(h) => (Provider::Voyage, h),
+            RerankerConfig::Jina(h) => (Provider::Jina, h),
+            RerankerConfig::Pinecone(h) => (Provider::Pinecone, h),
+            RerankerConfig::Mixedbread(h) => (Provider::Mixedbread, h),
+            RerankerConfig::Zeroentropy(h) => (Provider::ZeroEntropy, h),
+            RerankerConfig::Tei(h) => (Provider::Tei, h),
+            RerankerConfig::Llamacpp(h) => (Provider::LlamaCpp, h),
+            RerankerConfig::Infinity(h) => (Provider::Infinity, h),
+        })
+    }
+}
+
+/// A hosted rerank API. The API key is never in the file: it is read from the
+/// environment variable `api_key_env` or the file `api_key_file`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostedConfig {
+    /// Provider's model name (optional for TEI, llama.cpp and Infinity).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Overrides the provider's endpoint (self-hosting, gateways, tests).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// File holding the API key (e.g. a mounted Kubernetes Secret).
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// Per-call timeout (the collection's `timeout_ms` bounds the whole rerank step).
+    #[serde(default = "default_hosted_timeout")]
+    pub timeout_ms: u64,
+    /// Documents per call; larger requests are split into concurrent calls.
+    #[serde(default = "default_max_documents")]
+    pub max_documents: usize,
+    /// Retries of 429 and 5xx answers (with jittered backoff, honouring Retry-After).
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// Cohere only: `v2` (default) or `v1`.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// Consecutive failures that open the circuit breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open breaker skips this reranker before a probe.
+    #[serde(default = "default_breaker_open_ms")]
+    pub breaker_open_ms: u64,
+}
+
+fn default_hosted_timeout() -> u64 {
+    5_000
+}
+fn default_max_documents() -> usize {
+    100
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_open_ms() -> u64 {
+    30_000
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnnxConfig {
+    /// Model directory: `model.onnx` (or Hugging Face layout `onnx/model.onnx`),
+    /// `tokenizer.json`, optional `config.json`.
+    pub model_dir: PathBuf,
+    /// File inside `model_dir` to load instead of the default (e.g. `model_int8.onnx`).
+    #[serde(default)]
+    pub model_file: Option<PathBuf>,
+    /// Longest (query, document) pair in tokens; the document is cut, the query kept.
+    #[serde(default = "default_max_length")]
+    pub max_length: usize,
+    /// Pairs per inference call.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// ONNX Runtime intra-op threads per worker; 0 lets ONNX Runtime decide.
+    #[serde(default)]
+    pub intra_threads: usize,
+    /// Inference worker threads, each with its own session.
+    #[serde(default = "one")]
+    pub workers: usize,
+    /// Rerank jobs waiting for a worker before new ones are refused (backpressure).
+    #[serde(default = "default_queue")]
+    pub queue_capacity: usize,
+    /// Path of `libonnxruntime.so`; `ORT_DYLIB_PATH` wins, then this, then
+    /// `.local/onnxruntime/lib/libonnxruntime.so`, then the system library.
+    #[serde(default)]
+    pub runtime_path: Option<PathBuf>,
+    /// Token budget of one inference batch (padded rows × width), across requests.
+    #[serde(default = "default_batch_tokens")]
+    pub max_batch_tokens: usize,
+    /// `cpu`, or `cuda` / `cuda:N` (the CUDA execution provider; startup fails when
+    /// it cannot be loaded: no silent CPU fallback).
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+
+impl OnnxConfig {
+    /// Defaults for a model directory (what an `[rerankers.x] kind = "onnx"` section
+    /// with only `model_dir` gives).
+    pub fn new(model_dir: impl Into<PathBuf>) -> OnnxConfig {
+        OnnxConfig {
+            model_dir: model_dir.into(),
+            model_file: None,
+            max_length: default_max_length(),
+            batch_size: default_batch_size(),
+            intra_threads: 0,
+            workers: 1,
+            queue_capacity: default_queue(),
+            runtime_path: None,
+            max_batch_tokens: default_batch_tokens(),
+            device: default_device(),
+        }
+    }
+}
+
+fn default_batch_tokens() -> usize {
+    8192
+}
+fn default_device() -> String {
+    "cpu".into()
+}
+
+/// The score cache shared by every reranker: (model, query, document) → score.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Entries kept (least recently used go first); 0 turns the cache off.
+    pub max_entries: usize,
+    /// How long a score stays valid.
+    pub ttl_ms: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            max_entries: 0,
+            ttl_ms: 3_600_000,
+        }
+    }
+}
+
+fn default_max_length() -> usize {
+    512
+}
+fn default_batch_size() -> usize {
+    32
+}
+fn one() -> usize {
+    1
+}
+fn default_queue() -> usize {
+    256
+}
+
+pub(super) fn default_rerankers() -> BTreeMap<String, RerankerConfig> {
+    BTreeMap::new()
+}
+
+pub(super) fn validate_hosted(
+    provider: Provider,
+    h: &HostedConfig,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    match (&h.base_url, provider.default_base_url()) {
+        (Some(u), _) => {
+            let uri: http::Uri = u
+                .parse()
+                .map_err(|e| invalid(key("base_url"), format!("`{u}` is not a URL: {e}")))?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                return Err(invalid(
+                    key("base_url"),
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        (None, Some(_)) => {}
+        (None, None) => {
+            return Err(invalid(
+                key("base_url"),
+                format!("{} is self-hosted: set its base_url", provider.name()),
+            ))
+        }
+    }
+    if h.api_key_env.is_some() && h.api_key_file.is_some() {
+        return Err(invalid(
+            key("api_key_env"),
+            "set api_key_env or api_key_file, not both",
+        ));
+    }
+    if provider.needs_key() && h.api_key_env.is_none() && h.api_key_file.is_none() {
+        return Err(invalid(
+            key("api_key_env"),
+            format!(
+                "{} needs an API key: set api_key_env or api_key_file",
+                provider.name()
+            ),
+        ));
+    }
+    if provider.needs_key() && h.model.is_none() {
+        return Err(invalid(
+            key("model"),
+            format!("{} needs a model name", provider.name()),
+        ));
+    }
+    if h.timeout_ms == 0 {
+        return Err(invalid(key("timeout_ms"), "must be greater than 0"));
+    }
+    if h.max_documents == 0 {
+        return Err(invalid(key("max_documents"), "must be greater than 0"));
+    }
+    if h.breaker_failures == 0 {
+        return Err(invalid(key("breaker_failures"), "must be greater than 0"));
+    }
+    if let Some(v) = &h.api_version {
+        if provider != Provider::Cohere || !matches!(v.as_str(), "v1" | "v2") {
+            return Err(invalid(
+                key("api_version"),
+                "only cohere takes api_version, \"v1\" or \"v2\"",
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! Listener, upstream, logging, rerank API and cache sections.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::DEFAULT_RERANKER;
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RerankApiConfig {
+    /// Serve `POST /v1/rerank`, `/v2/rerank` (Cohere) and `/rerank` (TEI).
+    pub enabled: bool,
+    /// Rerankers behind it, tried in order (a fallback chain); empty: `local`.
+    pub rerankers: Vec<String>,
+    /// Budget for one rerank call.
+    pub timeout_ms: u64,
+    /// Most documents in one request (Cohere recommends at most 1000).
+    pub max_documents: usize,
+    /// When set, requests need `Authorization: Bearer <token>`, read from this
+    /// environment variable.
+    pub token_env: Option<String>,
+}
+
+impl RerankApiConfig {
+    /// The chain to use: the configured one, else `local`.
+    pub fn chain(&self) -> Vec<&str> {
+        if self.rerankers.is_empty() {
+            vec![DEFAULT_RERANKER]
+        } else {
+            self.rerankers.iter().map(String::as_str).collect()
+        }
+    }
+}
+
+impl Default for RerankApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rerankers: Vec::new(),
+            timeout_ms: 30_000,
+            max_documents: 1000,
+            token_env: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where the Qdrant-compatible REST API listens.
+    pub rest_listen: String,
+    /// Where the Qdrant-compatible gRPC API listens.
+    pub grpc_listen: String,
+    /// Where `/metrics`, `/healthz` and `/readyz` listen (kept off the REST port so that
+    /// Qdrant's own `/healthz` and `/readyz` pass through unchanged).
+    pub admin_listen: String,
+    /// Largest search body the proxy buffers to rewrite; bigger ones are forwarded untouched.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            rest_listen: "0.0.0.0:7333".into(),
+            grpc_listen: "0.0.0.0:7334".into(),
+            admin_listen: "0.0.0.0:7335".into(),
+            max_body_bytes: 32 * 1024 * 1024,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Qdrant's REST URL (`http://` or `https://`).
+    pub url: String,
+    /// Qdrant's gRPC URL (`http://` for h2c, `https://` for TLS).
+    pub grpc_url: String,
+    /// Extra PEM CA certificates to trust for `https://` upstreams (besides the system's).
+    pub ca_file: Option<PathBuf>,
+    /// Whole-request timeout for calls to Qdrant (504 when exceeded).
+    pub timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://localhost:6333".into(),
+            grpc_url: "http://localhost:6334".into(),
+            ca_file: None,
+            timeout_ms: 30_000,
+            connect_timeout_ms: 3_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info` or `secondpass=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}

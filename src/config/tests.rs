@@ -1,0 +1,113 @@
+//! Configuration tests: defaults, inheritance, validation messages.
+
+use super::*;
+
+const BASE: &str = r#"
+[rerankers.local]
+kind = "onnx"
+model_dir = "/models/x"
+"#;
+
+#[test]
+fn defaults_without_file() {
+    let c = Config::from_toml("").unwrap();
+    assert_eq!(c.upstream.url, "http://localhost:6333");
+    assert_eq!(c.server.rest_listen, "0.0.0.0:7333");
+    let s = c.collection("anything");
+    assert!(!s.enabled);
+    assert_eq!(s.pool, 100);
+    assert_eq!(s.on_failure, OnFailure::FailOpen);
+}
+
+#[test]
+fn collections_inherit_from_default() {
+    let c = Config::from_toml(&format!(
+        "{BASE}\n[collections.default]\npool = 40\ntext_field = \"body\"\n[collections.docs]\nenabled = true\nmax_pool = 80\n"
+    ))
+    .unwrap();
+    let d = c.collection("docs");
+    assert!(d.enabled);
+    assert_eq!(d.pool, 40);
+    assert_eq!(d.max_pool, 80);
+    assert_eq!(d.text_field, "body");
+    let other = c.collection("other");
+    assert!(!other.enabled);
+    assert_eq!(other.pool, 40);
+}
+
+#[test]
+fn unknown_key_is_refused_by_name() {
+    let e = Config::from_toml("[collections.docs]\nenabeld = true\n").unwrap_err();
+    assert!(e.to_string().contains("enabeld"), "{e}");
+}
+
+#[test]
+fn missing_reranker_is_named() {
+    let e =
+        Config::from_toml("[collections.docs]\nenabled = true\nreranker = \"nope\"\n").unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("collections.docs.reranker"), "{msg}");
+    assert!(msg.contains("nope"), "{msg}");
+}
+
+#[test]
+fn pool_above_max_pool_is_refused() {
+    let e = Config::from_toml(&format!("{BASE}\n[collections.docs]\npool = 300\n")).unwrap_err();
+    assert!(e.to_string().contains("collections.docs.pool"), "{e}");
+}
+
+#[test]
+fn bad_listen_address_and_url() {
+    let e = Config::from_toml("[server]\nrest_listen = \"nowhere\"\n").unwrap_err();
+    assert!(e.to_string().contains("server.rest_listen"), "{e}");
+    let e = Config::from_toml("[upstream]\nurl = \"ftp://x\"\n").unwrap_err();
+    assert!(e.to_string().contains("upstream.url"), "{e}");
+}
+
+#[test]
+fn bad_enum_value_is_refused() {
+    let e = Config::from_toml("[collections.docs]\nscore_mode = \"softmax\"\n").unwrap_err();
+    assert!(e.to_string().contains("softmax"), "{e}");
+}
+
+#[test]
+fn hosted_rerankers_are_validated() {
+    let ok = Config::from_toml(
+        "[rerankers.co]\nkind = \"cohere\"\nmodel = \"rerank-v3.5\"\napi_key_env = \"CO_KEY\"\n\
+         [rerankers.tei]\nkind = \"tei\"\nbase_url = \"http://tei:8080\"\n\
+         [collections.docs]\nenabled = true\nrerankers = [\"tei\", \"co\"]\n",
+    )
+    .unwrap();
+    assert_eq!(ok.collection("docs").chain(), vec!["tei", "co"]);
+    let e = Config::from_toml("[rerankers.co]\nkind = \"cohere\"\nmodel = \"m\"\n").unwrap_err();
+    assert!(e.to_string().contains("rerankers.co.api_key_env"), "{e}");
+    let e = Config::from_toml("[rerankers.t]\nkind = \"tei\"\n").unwrap_err();
+    assert!(e.to_string().contains("rerankers.t.base_url"), "{e}");
+    let e = Config::from_toml("[rerankers.x]\nkind = \"nope\"\n").unwrap_err();
+    assert!(e.to_string().contains("nope"), "{e}");
+    // the key itself is never a config key
+    let e = Config::from_toml(
+        "[rerankers.co]\nkind = \"cohere\"\nmodel = \"m\"\napi_key = \"sk-123\"\n",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("api_key"), "{e}");
+    assert!(
+        !e.to_string().contains("sk-123"),
+        "a secret must not be echoed: {e}"
+    );
+    let e = Config::from_toml(
+        "[rerankers.t]\nkind = \"tei\"\nbase_url = \"http://t\"\n[collections.docs]\nenabled = true\nrerankers = [\"t\", \"ghost\"]\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("collections.docs.rerankers") && e.to_string().contains("ghost"),
+        "{e}"
+    );
+}
+
+#[test]
+fn example_config_is_valid() {
+    let text = include_str!("../../config/secondpass.toml");
+    let c = Config::from_toml(text).unwrap();
+    assert!(c.rerankers.contains_key("local"));
+}
