@@ -1,24 +1,31 @@
 //! Builds the application from a [`Config`] and runs its listeners.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::response::Response;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{CollectionOverrides, CollectionSettings, Config};
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::rerank::{Registry, RerankError};
 use crate::transport::upstream::{Protocol, Upstream};
 use crate::transport::{admin, grpc, rest};
 
-/// Shared by every request.
+/// Shared by every request. The configuration and the rerankers can be swapped at
+/// run time (SIGHUP, admin API); each request works on the snapshot it started with.
 pub struct AppState {
-    pub config: Arc<Config>,
+    config: RwLock<Arc<Config>>,
+    /// The file the configuration came from (reloaded on SIGHUP).
+    pub config_path: Option<PathBuf>,
+    /// Collection settings changed through the admin API, on top of the file's.
+    overrides: RwLock<BTreeMap<String, CollectionOverrides>>,
     pub upstream: Upstream,
     pub grpc_upstream: Upstream,
     pub engine: Engine,
@@ -49,9 +56,61 @@ impl AppState {
                 metrics.clone(),
             ),
             metrics,
-            config: Arc::new(config),
+            config: RwLock::new(Arc::new(config)),
+            config_path: None,
+            overrides: RwLock::new(BTreeMap::new()),
             draining: AtomicBool::new(false),
         })
+    }
+
+    /// The configuration now in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A collection's effective settings: the file's, then runtime changes.
+    pub fn collection(&self, name: &str) -> CollectionSettings {
+        let cfg = self.config();
+        let overrides = self.overrides.read().unwrap_or_else(|e| e.into_inner());
+        match overrides.get(name) {
+            // Validated when set (and again on reload); fall back to the file's if not.
+            Some(o) => cfg
+                .collection_with(name, o)
+                .unwrap_or_else(|_| cfg.collection(name)),
+            None => cfg.collection(name),
+        }
+    }
+
+    /// Runtime changes by collection.
+    pub fn overrides(&self) -> BTreeMap<String, CollectionOverrides> {
+        self.overrides.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces all runtime changes after validating each one against `cfg`.
+    pub(crate) fn set_overrides(
+        &self,
+        cfg: &Config,
+        all: BTreeMap<String, CollectionOverrides>,
+    ) -> Result<(), String> {
+        for (name, o) in &all {
+            cfg.collection_with(name, o).map_err(|e| e.to_string())?;
+        }
+        *self.overrides.write().unwrap_or_else(|e| e.into_inner()) = all;
+        self.metrics.set_known(&self.label_names(cfg));
+        Ok(())
+    }
+
+    /// Collections that may appear as metric labels: the file's and the runtime ones.
+    fn label_names(&self, cfg: &Config) -> Vec<String> {
+        let mut names = cfg.named_collections();
+        names.extend(self.overrides().into_keys());
+        names
+    }
+
+    /// Swaps in a new configuration (already validated).
+    pub(crate) fn set_config(&self, cfg: Config) {
+        self.metrics.set_known(&self.label_names(&cfg));
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
     }
 
     /// Loads every configured reranker (blocking work off the runtime) and builds the state.
@@ -75,8 +134,9 @@ impl AppState {
         started: Instant,
     ) {
         let m = &self.metrics;
+        let transport = if route.starts_with("grpc_") { "grpc" } else { "rest" };
         m.requests
-            .with_label_values(&[route, collection, status])
+            .with_label_values(&[transport, route, collection, status])
             .inc();
         m.request_duration
             .with_label_values(&[route])
@@ -102,14 +162,15 @@ impl Server {
     /// starts serving.
     pub async fn start(state: AppState) -> std::io::Result<Server> {
         let state = Arc::new(state);
-        let rest_listener = TcpListener::bind(state.config.rest_addr()).await?;
-        let grpc_listener = TcpListener::bind(state.config.grpc_addr()).await?;
-        let admin_listener = TcpListener::bind(state.config.admin_addr()).await?;
+        let cfg = state.config();
+        let rest_listener = TcpListener::bind(cfg.rest_addr()).await?;
+        let grpc_listener = TcpListener::bind(cfg.grpc_addr()).await?;
+        let admin_listener = TcpListener::bind(cfg.admin_addr()).await?;
         let rest_addr = rest_listener.local_addr()?;
         let grpc_addr = grpc_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
-        let grace = Duration::from_millis(state.config.server.shutdown_grace_ms);
+        let grace = Duration::from_millis(cfg.server.shutdown_grace_ms);
         let wait = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
@@ -157,6 +218,24 @@ impl Server {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
+}
+
+/// Reloads the configuration on every SIGHUP (a no-op where there are no signals).
+pub fn reload_on_sighup(state: Arc<AppState>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; reload through POST /admin/reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            let _ = state.reload().await;
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = state;
 }
 
 /// Resolves on SIGTERM or SIGINT.

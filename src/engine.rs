@@ -56,13 +56,27 @@ impl Outcome {
 }
 
 pub struct Engine {
-    pub chain: Chain,
+    /// Swapped whole when the configuration's rerankers change.
+    chain: std::sync::RwLock<Arc<Chain>>,
     pub metrics: Arc<Metrics>,
 }
 
 impl Engine {
     pub fn new(chain: Chain, metrics: Arc<Metrics>) -> Engine {
-        Engine { chain, metrics }
+        Engine {
+            chain: std::sync::RwLock::new(Arc::new(chain)),
+            metrics,
+        }
+    }
+
+    /// The rerankers now in force.
+    pub fn chain(&self) -> Arc<Chain> {
+        self.chain.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts new rerankers in force; requests under way finish with the old ones.
+    pub fn set_chain(&self, chain: Chain) {
+        *self.chain.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(chain);
     }
 
     /// Scores the candidates with the collection's chain of rerankers. When every one
@@ -103,7 +117,7 @@ impl Engine {
             deadline: None,
         };
         let chain = job.settings.chain();
-        let result = self.chain.run(&chain, request, job.settings.timeout).await;
+        let result = self.chain().run(&chain, request, job.settings.timeout).await;
         let time = started.elapsed().as_secs_f64();
         match result {
             Ok(answer) => {

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod plan;
+pub mod reload;
 pub mod rerank;
 pub mod transport;
 

@@ -64,14 +64,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let config_path = config.clone();
     rt.block_on(async move {
-        let state = match AppState::load(cfg).await {
+        let mut state = match AppState::load(cfg).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
                 return ExitCode::FAILURE;
             }
         };
+        state.config_path = config_path;
+        if let Err(e) = state.restore_overrides() {
+            tracing::error!(error = %e, "cannot restore run-time collection changes");
+            return ExitCode::FAILURE;
+        }
         let server = match Server::start(state).await {
             Ok(s) => s,
             Err(e) => {
@@ -84,6 +90,7 @@ fn main() -> ExitCode {
             "secondpass listening rest={} grpc={} admin={}",
             server.rest_addr, server.grpc_addr, server.admin_addr
         );
+        app::reload_on_sighup(server.state.clone());
         app::shutdown_signal().await;
         tracing::info!("shutdown signal received; draining");
         server.shutdown().await;

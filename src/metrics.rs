@@ -2,6 +2,7 @@
 //! collections (others share `_other`) to keep cardinality bounded.
 
 use std::collections::HashSet;
+use std::sync::RwLock;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -20,7 +21,7 @@ const SHARE_BUCKETS: &[f64] = &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9
 
 pub struct Metrics {
     registry: Registry,
-    known: HashSet<String>,
+    known: RwLock<HashSet<String>>,
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub upstream_duration: HistogramVec,
@@ -85,11 +86,11 @@ impl Metrics {
             .register(Box::new(model_loaded.clone()))
             .expect("unique metric");
         Metrics {
-            known: collections.iter().cloned().collect(),
+            known: RwLock::new(collections.iter().cloned().collect()),
             requests: counter(
                 "secondpass_requests_total",
-                "Requests handled, by route, collection and rerank status",
-                &["route", "collection", "rerank_status"],
+                "Requests handled, by transport, route, collection and rerank status",
+                &["transport", "route", "collection", "rerank_status"],
             ),
             request_duration: histogram(
                 "secondpass_request_duration_seconds",
@@ -196,9 +197,15 @@ impl Metrics {
         }
     }
 
+    /// Replaces the collections that get their own label value.
+    pub fn set_known(&self, collections: &[String]) {
+        *self.known.write().unwrap_or_else(|e| e.into_inner()) = collections.iter().cloned().collect();
+    }
+
     /// The label value for `collection`.
     pub fn collection_label<'a>(&self, collection: &'a str) -> &'a str {
-        if self.known.contains(collection) {
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        if known.contains(collection) {
             collection
         } else {
             OTHER
@@ -241,10 +248,10 @@ mod tests {
     fn renders_families() {
         let m = Metrics::new(&[]);
         m.requests
-            .with_label_values(&["search", "_other", "applied"])
+            .with_label_values(&["rest", "search", "_other", "applied"])
             .inc();
         let text = m.render();
-        assert!(text.contains("secondpass_requests_total{collection=\"_other\",rerank_status=\"applied\",route=\"search\"} 1"));
+        assert!(text.contains("secondpass_requests_total{collection=\"_other\",rerank_status=\"applied\",route=\"search\",transport=\"rest\"} 1"));
         assert!(text.contains("# TYPE secondpass_model_loaded gauge"));
     }
 }

@@ -33,12 +33,16 @@ def recorded(name):
 
 @pytest.fixture(scope="module")
 def upstream():
+    """(REST URL, gRPC URL) of a real Qdrant when QDRANT_URL/QDRANT_GRPC_URL are set,
+    else of the double."""
     url = os.environ.get("QDRANT_URL")
     if url:
-        yield url.rstrip("/")
+        yield url.rstrip("/"), os.environ.get("QDRANT_GRPC_URL", "http://127.0.0.1:1").rstrip("/")
         return
-    proc, line = start([str(TARGET / "qdrant-double")], "listening on ")
-    yield line.removeprefix("listening on ")
+    proc, _ = start([str(TARGET / "qdrant-double"), "--grpc-addr", "127.0.0.1:0"], "listening on ")
+    rest = _.removeprefix("listening on ")
+    grpc = proc.stdout.readline().strip().removeprefix("grpc listening on ")
+    yield rest, grpc
     proc.kill()
     proc.wait()
 
@@ -51,9 +55,9 @@ def collection():
 @pytest.fixture(scope="module")
 def proxy(upstream, collection, tmp_path_factory):
     cfg = tmp_path_factory.mktemp("cfg") / "secondpass.toml"
-    cfg.write_text(base_config(upstream) + f"[collections.{collection}]\nenabled = true\n")
+    cfg.write_text(base_config(*upstream) + f"[collections.{collection}]\nenabled = true\n")
     proc, addrs = start_secondpass(cfg)
-    yield addrs["rest"]
+    yield addrs
     proc.terminate()
     assert proc.wait(timeout=30) == 0, "secondpass must exit cleanly on SIGTERM"
 
@@ -61,7 +65,7 @@ def proxy(upstream, collection, tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(proxy, collection):
     api_key = os.environ.get("QDRANT_API_KEY")
-    c = QdrantClient(url=f"http://{proxy}", api_key=api_key, https=False, timeout=30, check_compatibility=False)
+    c = QdrantClient(url=f"http://{proxy['rest']}", api_key=api_key, https=False, timeout=30, check_compatibility=False)
     create = recorded("create-collection")["vectors"]
     c.create_collection(
         collection,
@@ -139,3 +143,43 @@ def test_everything_else_passes_through(client, collection):
     records, _next = client.scroll(collection, limit=3, with_payload=False)
     assert len(records) == 3
     assert collection in [c.name for c in client.get_collections().collections]
+
+
+@pytest.fixture(scope="module")
+def grpc_client(proxy, client):
+    """The same collection through secondpass's gRPC port (prefer_grpc=True)."""
+    host, rest_port = proxy["rest"].rsplit(":", 1)
+    grpc_port = int(proxy["grpc"].rsplit(":", 1)[1])
+    c = QdrantClient(
+        host=host,
+        port=int(rest_port),
+        grpc_port=grpc_port,
+        prefer_grpc=True,
+        api_key=os.environ.get("QDRANT_API_KEY"),
+        https=False,
+        timeout=30,
+        check_compatibility=False,
+    )
+    yield c
+    c.close()
+
+
+def test_grpc_query_points_is_reranked(grpc_client, client, collection):
+    plain = client.query_points(collection, query=VECTOR, limit=100, with_payload=True).points
+    expected = expected_order(plain)
+    with headers({"x-rerank-query": quote(QUERY)}):
+        hits = grpc_client.query_points(collection, query=VECTOR, limit=3, with_payload=["title"]).points
+    assert [h.id for h in hits] == [i for i, _ in expected[:3]]
+    for h, (_, score) in zip(hits, expected):
+        assert abs(h.score - score) < 1e-4
+        assert set(h.payload) <= {"title"}
+    # without the header: Qdrant's order through gRPC too
+    again = grpc_client.query_points(collection, query=VECTOR, limit=3).points
+    assert [p.id for p in again] == [p.id for p in plain[:3]]
+
+
+def test_grpc_passes_everything_else(grpc_client, collection):
+    assert grpc_client.count(collection).count == 8
+    records, _ = grpc_client.scroll(collection, limit=2)
+    assert len(records) == 2
+    assert collection in [c.name for c in grpc_client.get_collections().collections]

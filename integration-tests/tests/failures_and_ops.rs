@@ -80,7 +80,7 @@ async fn failing_reranker_fails_open_visibly() {
         metrics.contains("secondpass_rerank_errors_total{kind=\"inference\",reranker=\"local\"} 1")
     );
     assert!(metrics.contains(
-        "secondpass_requests_total{collection=\"docs\",rerank_status=\"failed_open\",route=\"search\"} 1"
+        "secondpass_requests_total{collection=\"docs\",rerank_status=\"failed_open\",route=\"search\",transport=\"rest\"} 1"
     ));
 }
 
@@ -196,11 +196,11 @@ async fn metrics_cover_routes_and_pass_promtool() {
     assert!(r.header("content-type").unwrap().starts_with("text/plain"));
     let text = String::from_utf8(r.body.to_vec()).unwrap();
     for needle in [
-        "secondpass_requests_total{collection=\"docs\",rerank_status=\"applied\",route=\"search\"} 1",
-        "secondpass_requests_total{collection=\"docs\",rerank_status=\"skipped\",route=\"query\"} 1",
-        "secondpass_requests_total{collection=\"_other\",rerank_status=\"disabled\",route=\"query\"} 1",
-        "secondpass_requests_total{collection=\"_none\",rerank_status=\"none\",route=\"forward\"}",
-        "secondpass_upstream_duration_seconds_count{route=\"search\"} 1",
+        "secondpass_requests_total{collection=\"docs\",rerank_status=\"applied\",route=\"search\",transport=\"rest\"} 1",
+        "secondpass_requests_total{collection=\"docs\",rerank_status=\"skipped\",route=\"query\",transport=\"rest\"} 1",
+        "secondpass_requests_total{collection=\"_other\",rerank_status=\"disabled\",route=\"query\",transport=\"rest\"} 1",
+        "secondpass_requests_total{collection=\"_none\",rerank_status=\"none\",route=\"forward\",transport=\"rest\"}",
+        "secondpass_upstream_duration_seconds_count{route=\"search\",transport=\"rest\"} 1",
         "secondpass_rerank_duration_seconds_count{reranker=\"local\"} 1",
         "secondpass_rerank_candidates_count{collection=\"docs\"} 1",
         "secondpass_candidates_without_text_total{collection=\"docs\"} 1",

@@ -61,6 +61,8 @@ pub struct Config {
     pub rerank_api: RerankApiConfig,
     #[serde(default)]
     pub cache: CacheConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
 }
 
 impl Config {
@@ -244,55 +246,79 @@ impl Config {
                 ));
             }
         }
+        self.admin
+            .token()
+            .map_err(|e| invalid("admin.token_file", e))?;
         for (name, over) in &self.collections {
-            let s = self.collection(name);
-            let key = |k: &str| format!("collections.{name}.{k}");
-            if s.text_field.trim().is_empty() {
-                return Err(invalid(key("text_field"), "must not be empty"));
+            self.check_collection(name, &self.collection(name), over)?;
+        }
+        Ok(())
+    }
+
+    /// The effective settings of `name` with a runtime `extra` layer on top (the
+    /// admin API's changes), validated like the file's.
+    pub fn collection_with(
+        &self,
+        name: &str,
+        extra: &CollectionOverrides,
+    ) -> Result<CollectionSettings, ConfigError> {
+        let s = self.collection(name).apply(extra);
+        self.check_collection(name, &s, extra)?;
+        Ok(s)
+    }
+
+    fn check_collection(
+        &self,
+        name: &str,
+        s: &CollectionSettings,
+        over: &CollectionOverrides,
+    ) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("collections.{name}.{k}");
+        if s.text_field.trim().is_empty() {
+            return Err(invalid(key("text_field"), "must not be empty"));
+        }
+        if s.pool == 0 {
+            return Err(invalid(key("pool"), "must be greater than 0"));
+        }
+        if s.max_pool < s.pool {
+            return Err(invalid(
+                key(if over.max_pool.is_some() {
+                    "max_pool"
+                } else {
+                    "pool"
+                }),
+                format!("pool ({}) exceeds max_pool ({})", s.pool, s.max_pool),
+            ));
+        }
+        if s.timeout.is_zero() {
+            return Err(invalid(key("timeout_ms"), "must be greater than 0"));
+        }
+        if let Some(t) = s.score_threshold {
+            if !t.is_finite() {
+                return Err(invalid(key("score_threshold"), "must be a finite number"));
             }
-            if s.pool == 0 {
-                return Err(invalid(key("pool"), "must be greater than 0"));
+        }
+        if let Some(l) = s.max_length {
+            if l < 8 {
+                return Err(invalid(key("max_length"), "must be at least 8"));
             }
-            if s.max_pool < s.pool {
+        }
+        // A reranker only has to exist where it will be used.
+        let which = if s.rerankers.is_empty() {
+            "reranker"
+        } else {
+            "rerankers"
+        };
+        for r in s.chain() {
+            if s.enabled && !self.rerankers.contains_key(r) {
+                let known: Vec<&str> = self.rerankers.keys().map(String::as_str).collect();
                 return Err(invalid(
-                    key(if over.max_pool.is_some() {
-                        "max_pool"
-                    } else {
-                        "pool"
-                    }),
-                    format!("pool ({}) exceeds max_pool ({})", s.pool, s.max_pool),
+                    key(which),
+                    format!(
+                        "names reranker `{r}`, which is not configured (configured: [{}])",
+                        known.join(", ")
+                    ),
                 ));
-            }
-            if s.timeout.is_zero() {
-                return Err(invalid(key("timeout_ms"), "must be greater than 0"));
-            }
-            if let Some(t) = s.score_threshold {
-                if !t.is_finite() {
-                    return Err(invalid(key("score_threshold"), "must be a finite number"));
-                }
-            }
-            if let Some(l) = s.max_length {
-                if l < 8 {
-                    return Err(invalid(key("max_length"), "must be at least 8"));
-                }
-            }
-            // A reranker only has to exist where it will be used.
-            let which = if s.rerankers.is_empty() {
-                "reranker"
-            } else {
-                "rerankers"
-            };
-            for r in s.chain() {
-                if s.enabled && !self.rerankers.contains_key(r) {
-                    let known: Vec<&str> = self.rerankers.keys().map(String::as_str).collect();
-                    return Err(invalid(
-                        key(which),
-                        format!(
-                            "names reranker `{r}`, which is not configured (configured: [{}])",
-                            known.join(", ")
-                        ),
-                    ));
-                }
             }
         }
         Ok(())

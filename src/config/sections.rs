@@ -123,3 +123,47 @@ impl Default for LogConfig {
         }
     }
 }
+
+/// The admin API on the admin listener (`/admin/...`), protected by a bearer token.
+/// Without a token there is no admin API at all.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Environment variable holding the token.
+    pub token_env: String,
+    /// File holding the token (e.g. a mounted Secret); wins over `token_env`.
+    pub token_file: Option<PathBuf>,
+    /// Where runtime changes of collection settings are kept across restarts (JSON);
+    /// without it they live in memory only.
+    pub overrides_file: Option<PathBuf>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            token_env: "SECONDPASS_ADMIN_TOKEN".into(),
+            token_file: None,
+            overrides_file: None,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The token, when one is configured.
+    pub fn token(&self) -> Result<Option<String>, String> {
+        if let Some(path) = &self.token_file {
+            let t = std::fs::read_to_string(path)
+                .map_err(|e| format!("admin.token_file {}: {e}", path.display()))?;
+            let t = t.trim().to_string();
+            return if t.is_empty() {
+                Err(format!("admin.token_file {} is empty", path.display()))
+            } else {
+                Ok(Some(t))
+            };
+        }
+        Ok(std::env::var(&self.token_env)
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()))
+    }
+}

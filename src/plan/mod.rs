@@ -8,7 +8,7 @@ pub mod text;
 pub mod window;
 
 pub use groups::{passthrough_groups, rank_groups, GroupWindow, RankedGroup};
-pub use window::{passthrough, rank, Ranked, Window};
+pub use window::{displacement, passthrough, rank, Ranked, Window};
 
 use crate::config::CollectionSettings;
 use query_text::Directive;

@@ -74,6 +74,17 @@ pub fn rank(scores: &[Option<f32>], threshold: Option<f32>, window: Window) -> V
         .collect()
 }
 
+/// How much reranking changed the page: the share of returned candidates that were
+/// not on Qdrant's own page for the same window (0: same set, 1: all new).
+pub fn displacement(ranked: &[Ranked], window: Window) -> Option<f64> {
+    if ranked.is_empty() {
+        return None;
+    }
+    let qdrant_page = window.offset..window.offset.saturating_add(window.limit);
+    let new = ranked.iter().filter(|r| !qdrant_page.contains(&r.index)).count();
+    Some(new as f64 / ranked.len() as f64)
+}
+
 /// Qdrant's own order cut to the window (used when reranking is skipped or fails open).
 pub fn passthrough(len: usize, window: Window) -> Vec<Ranked> {
     (0..len)
@@ -168,6 +179,15 @@ mod tests {
             .map(|r| r.index)
             .collect();
         assert_eq!(idx, vec![1]);
+    }
+
+    #[test]
+    fn displacement_counts_newcomers() {
+        let r = |i: &[usize]| i.iter().map(|&index| Ranked { index, score: Some(0.0) }).collect::<Vec<_>>();
+        assert_eq!(displacement(&r(&[1, 0]), w(0, 2)), Some(0.0));
+        assert_eq!(displacement(&r(&[5, 0]), w(0, 2)), Some(0.5));
+        assert_eq!(displacement(&r(&[0, 1]), w(2, 2)), Some(1.0));
+        assert_eq!(displacement(&[], w(0, 2)), None);
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::breaker::{Breaker, State};
-use super::{Registry, RerankError, RerankRequest, ScoreKind};
+use super::cache::{Scope, ScoreCache};
+use super::{Registry, RerankError, RerankRequest, Reranker, ScoreKind};
 use crate::config::{Config, RerankerConfig};
 use crate::metrics::Metrics;
 
@@ -59,6 +60,8 @@ pub struct Chain {
     pub registry: Registry,
     breakers: BTreeMap<String, Breaker>,
     metrics: Arc<Metrics>,
+    /// Scores already computed; `None` when `[cache] max_entries = 0`.
+    cache: Option<ScoreCache>,
 }
 
 /// Breaker settings of the local model (hosted rerankers set their own).
@@ -84,6 +87,10 @@ impl Chain {
             registry,
             breakers,
             metrics,
+            cache: ScoreCache::new(
+                config.cache.max_entries,
+                Duration::from_millis(config.cache.ttl_ms),
+            ),
         }
     }
 
@@ -105,54 +112,50 @@ impl Chain {
         self.metrics.breaker_state.with_label_values(&[name]).set(v);
     }
 
-    /// Tries `names` in order until one answers, all within `budget`.
+    /// Tries `names` in order until one answers, all within `budget`, using the
+    /// score cache where one is configured.
     pub async fn run(
         &self,
         names: &[&str],
         request: RerankRequest,
         budget: Duration,
     ) -> Result<Answer, Exhausted> {
+        self.run_cached(names, request, budget, true).await
+    }
+
+    /// [`Chain::run`]; `use_cache: false` (a collection's `cache = false`) neither
+    /// reads nor fills the score cache. With the cache, each reranker is asked only
+    /// for the documents it has no fresh score for.
+    pub async fn run_cached(
+        &self,
+        names: &[&str],
+        request: RerankRequest,
+        budget: Duration,
+        use_cache: bool,
+    ) -> Result<Answer, Exhausted> {
         let deadline = Instant::now() + budget;
+        let cache = self.cache.as_ref().filter(|_| use_cache);
         let mut failed: Vec<Attempt> = Vec::new();
         for (i, &name) in names.iter().enumerate() {
             let now = Instant::now();
             let error = match (self.registry.get(name), self.breakers.get(name)) {
                 _ if now >= deadline => RerankError::Timeout(budget.as_millis() as u64),
                 (None, _) => RerankError::Unavailable(format!("reranker `{name}` is not loaded")),
-                (Some(_), Some(b)) if !b.allow(now) => RerankError::CircuitOpen,
                 (Some(reranker), breaker) => {
-                    let mut req = request.clone();
-                    req.deadline = Some(deadline);
-                    let started = Instant::now();
-                    let result =
-                        tokio::time::timeout_at(deadline.into(), reranker.rerank(req)).await;
-                    self.metrics
-                        .rerank_duration
-                        .with_label_values(&[name])
-                        .observe(started.elapsed().as_secs_f64());
-                    let result =
-                        result.unwrap_or(Err(RerankError::Timeout(budget.as_millis() as u64)));
-                    match result {
+                    match self
+                        .attempt(name, reranker.as_ref(), breaker, &request, deadline, budget, cache)
+                        .await
+                    {
                         Ok(raw) => {
-                            if let Some(b) = breaker {
-                                b.success();
-                                self.record_state(name, b);
-                            }
                             return Ok(Answer {
                                 reranker: name.to_string(),
                                 model: reranker.model().to_string(),
                                 kind: reranker.score_kind(),
                                 raw,
                                 failed,
-                            });
+                            })
                         }
-                        Err(e) => {
-                            if let Some(b) = breaker {
-                                b.failure(Instant::now());
-                                self.record_state(name, b);
-                            }
-                            e
-                        }
+                        Err(e) => e,
                     }
                 }
             };
@@ -171,6 +174,90 @@ impl Chain {
             });
         }
         Err(Exhausted { failed })
+    }
+
+    /// One reranker's scores for every document: cached ones, and the reranker's
+    /// answer for the rest (behind its breaker, within the deadline).
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        name: &str,
+        reranker: &dyn Reranker,
+        breaker: Option<&Breaker>,
+        request: &RerankRequest,
+        deadline: Instant,
+        budget: Duration,
+        cache: Option<&ScoreCache>,
+    ) -> Result<Vec<f32>, RerankError> {
+        let scope = Scope {
+            reranker: name,
+            model: reranker.model(),
+            max_length: request.max_length,
+            query: &request.query,
+        };
+        let keys: Vec<_> = match cache {
+            Some(c) => request.documents.iter().map(|d| c.key(&scope, d)).collect(),
+            None => Vec::new(),
+        };
+        let mut raw: Vec<Option<f32>> = vec![None; request.documents.len()];
+        if let Some(c) = cache {
+            for (slot, &key) in raw.iter_mut().zip(&keys) {
+                *slot = c.get(key);
+            }
+            let hits = raw.iter().filter(|s| s.is_some()).count() as u64;
+            let lookups = &self.metrics.cache_lookups;
+            lookups.with_label_values(&["hit"]).inc_by(hits);
+            lookups
+                .with_label_values(&["miss"])
+                .inc_by(raw.len() as u64 - hits);
+        }
+        let misses: Vec<usize> = (0..raw.len()).filter(|&i| raw[i].is_none()).collect();
+        // Every score was cached (or nothing to score): no call, so no breaker either.
+        if misses.is_empty() && !raw.is_empty() {
+            return Ok(raw.into_iter().map(|s| s.expect("all hits")).collect());
+        }
+        if let Some(b) = breaker {
+            if !b.allow(Instant::now()) {
+                return Err(RerankError::CircuitOpen);
+            }
+        }
+        let mut req = request.clone();
+        req.deadline = Some(deadline);
+        if misses.len() < raw.len() {
+            req.documents = misses.iter().map(|&i| request.documents[i].clone()).collect();
+        }
+        let started = Instant::now();
+        let result = tokio::time::timeout_at(deadline.into(), reranker.rerank(req)).await;
+        self.metrics
+            .rerank_duration
+            .with_label_values(&[name])
+            .observe(started.elapsed().as_secs_f64());
+        let result = result
+            .unwrap_or(Err(RerankError::Timeout(budget.as_millis() as u64)))
+            .and_then(|scores| {
+                if scores.len() == misses.len() {
+                    Ok(scores)
+                } else {
+                    Err(RerankError::WrongCount {
+                        expected: misses.len(),
+                        got: scores.len(),
+                    })
+                }
+            });
+        if let Some(b) = breaker {
+            match &result {
+                Ok(_) => b.success(),
+                Err(_) => b.failure(Instant::now()),
+            }
+            self.record_state(name, b);
+        }
+        for (&i, score) in misses.iter().zip(result?) {
+            raw[i] = Some(score);
+            if let Some(c) = cache {
+                c.insert(keys[i], score);
+            }
+        }
+        Ok(raw.into_iter().map(|s| s.expect("every miss scored")).collect())
     }
 }
 

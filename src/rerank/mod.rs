@@ -2,6 +2,7 @@
 //! of Qdrant or HTTP.
 
 pub mod breaker;
+pub mod cache;
 pub mod chain;
 pub mod hosted;
 pub mod onnx;

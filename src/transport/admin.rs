@@ -1,31 +1,81 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz`. Kept apart from the REST
-//! port so that Qdrant's own `/healthz` and `/readyz` pass through unchanged there.
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, and — when a token is
+//! configured — the admin API under `/admin`. Kept apart from the REST port so that
+//! Qdrant's own `/healthz` and `/readyz` pass through unchanged there.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
 
 use crate::app::AppState;
+use crate::config::{CollectionOverrides, CollectionSettings};
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let mut r = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .with_state(state)
+        .route("/readyz", get(readyz));
+    match state.config().admin.token() {
+        Ok(Some(token)) => {
+            let token = Arc::new(token);
+            let api = Router::new()
+                .route("/admin/status", get(status))
+                .route(
+                    "/admin/collections/{name}",
+                    get(get_collection)
+                        .put(|s: State<Arc<AppState>>, p: Path<String>, b: Bytes| change(s, p, b, true))
+                        .patch(|s: State<Arc<AppState>>, p: Path<String>, b: Bytes| change(s, p, b, false))
+                        .delete(reset_collection),
+                )
+                .route("/admin/reload", post(reload))
+                .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+                    let token = token.clone();
+                    async move { authorize(&token, req, next).await }
+                }));
+            r = r.merge(api);
+        }
+        Ok(None) => tracing::info!("no admin token configured: the admin API is off"),
+        Err(e) => tracing::error!(error = %e, "admin token unreadable: the admin API is off"),
+    }
+    r.with_state(state)
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn authorize(token: &str, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(t) if same(t.trim().as_bytes(), token.as_bytes()) => next.run(req).await,
+        _ => {
+            let mut resp = (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "missing or wrong bearer token"})),
+            )
+                .into_response();
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp
+        }
+    }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.render(),
     )
         .into_response()
@@ -47,4 +97,130 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             .into_response();
     }
     (StatusCode::OK, "ready").into_response()
+}
+
+fn settings_json(s: &CollectionSettings) -> Value {
+    json!({
+        "enabled": s.enabled,
+        "text_field": s.text_field,
+        "pool": s.pool,
+        "max_pool": s.max_pool,
+        "rerankers": s.chain(),
+        "max_length": s.max_length,
+        "score_mode": s.score_mode,
+        "score_threshold": s.score_threshold,
+        "on_failure": s.on_failure,
+        "timeout_ms": s.timeout.as_millis() as u64,
+        "cache": s.cache,
+    })
+}
+
+/// Effective configuration (API keys are never part of it: only the names of the
+/// variables or files holding them), rerankers with their breaker state, collections.
+async fn status(State(state): State<Arc<AppState>>) -> Response {
+    let cfg = state.config();
+    let chain = state.engine.chain();
+    let breakers: std::collections::BTreeMap<String, &str> = chain
+        .breaker_states()
+        .into_iter()
+        .map(|(n, s)| (n, s.as_str()))
+        .collect();
+    let rerankers: Vec<Value> = cfg
+        .rerankers
+        .iter()
+        .map(|(name, rc)| {
+            json!({
+                "name": name,
+                "config": rc,
+                "model": chain.registry.get(name).map(|r| r.model().to_string()),
+                "breaker": breakers.get(name),
+            })
+        })
+        .collect();
+    let overrides = state.overrides();
+    let mut names: Vec<String> = cfg.named_collections();
+    names.extend(overrides.keys().cloned());
+    names.sort();
+    names.dedup();
+    let collections: serde_json::Map<String, Value> = names
+        .iter()
+        .map(|n| (n.clone(), settings_json(&state.collection(n))))
+        .collect();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "draining": state.draining.load(Ordering::Relaxed),
+        "config": &*cfg,
+        "rerankers": rerankers,
+        "collections": collections,
+        "default": settings_json(&state.collection(crate::config::DEFAULT_COLLECTION)),
+        "runtime_changes": overrides,
+    }))
+    .into_response()
+}
+
+async fn get_collection(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    Json(json!({
+        "collection": name,
+        "settings": settings_json(&state.collection(&name)),
+        "runtime_change": state.overrides().get(&name),
+    }))
+    .into_response()
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+}
+
+async fn change(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+    replace: bool,
+) -> Response {
+    let change: CollectionOverrides = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return bad_request(format!("invalid collection settings: {e}")),
+    };
+    match state.update_collection(&name, change, replace) {
+        Ok(()) => {
+            tracing::info!(collection = %name, "collection settings changed at run time");
+            get_collection(State(state), Path(name)).await
+        }
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn reset_collection(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    match state.reset_collection(&name) {
+        Ok(true) => get_collection(State(state), Path(name)).await,
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("collection {name} has no run-time changes")})),
+        )
+            .into_response(),
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn reload(State(state): State<Arc<AppState>>) -> Response {
+    match state.reload().await {
+        Ok(()) => Json(json!({"reloaded": true})).into_response(),
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"reloaded": false, "error": e})),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn token_comparison() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod grpc;
+pub mod request_id;
 pub mod rerank_api;
 pub mod rest;
 pub mod upstream;

@@ -3,9 +3,8 @@
 //! request validation and error shapes. Mounted on the REST listener (Qdrant has no
 //! such paths).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -66,7 +65,8 @@ fn fail(d: Dialect, status: StatusCode, message: &str) -> Response {
 
 /// `Authorization: Bearer <token>` when `rerank_api.token_env` is set.
 fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(var) = &state.config.rerank_api.token_env else {
+    let cfg = state.config();
+    let Some(var) = &cfg.rerank_api.token_env else {
         return true;
     };
     let Ok(token) = std::env::var(var) else {
@@ -86,7 +86,8 @@ async fn score(
     query: String,
     documents: Vec<String>,
 ) -> Result<(Vec<f32>, crate::rerank::ScoreKind), Response> {
-    let api = &state.config.rerank_api;
+    let cfg = state.config();
+    let api = &cfg.rerank_api;
     let names = api.chain();
     let request = RerankRequest {
         query,
@@ -96,7 +97,7 @@ async fn score(
     };
     match state
         .engine
-        .chain
+        .chain()
         .run(&names, request, Duration::from_millis(api.timeout_ms))
         .await
     {
@@ -118,23 +119,6 @@ fn ranking(scores: &[f32]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     order
-}
-
-fn request_id() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let x = t ^ n.rotate_left(40);
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        (x >> 32) as u32,
-        (x >> 16) as u16,
-        (x & 0xfff) as u16,
-        (n & 0xfff) as u16,
-        x & 0xffff_ffff_ffff
-    )
 }
 
 #[derive(Deserialize)]
@@ -185,7 +169,7 @@ async fn cohere(
             "invalid request: list of documents must not be empty",
         );
     }
-    let max = state.config.rerank_api.max_documents;
+    let max = state.config().rerank_api.max_documents;
     if docs.len() > max {
         return fail(
             d,
@@ -252,7 +236,7 @@ async fn cohere(
         .collect();
     let version = if v == Version::V1 { "1" } else { "2" };
     Json(json!({
-        "id": request_id(),
+        "id": crate::transport::request_id::new_id(),
         "results": results,
         "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}},
     }))
@@ -299,7 +283,7 @@ async fn tei(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes
             "`texts` cannot be empty",
         );
     }
-    let max = state.config.rerank_api.max_documents;
+    let max = state.config().rerank_api.max_documents;
     if texts.len() > max {
         return fail(
             d,
@@ -501,11 +485,4 @@ mod tests {
         assert_eq!(ranking(&[0.1, 0.9, 0.5, 0.9]), vec![1, 3, 2, 0]);
     }
 
-    #[test]
-    fn ids_look_like_uuids_and_differ() {
-        let (a, b) = (request_id(), request_id());
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 36);
-        assert_eq!(a.matches('-').count(), 4);
-    }
 }

@@ -180,6 +180,28 @@ pub fn config(upstream: &str, collections: &[&str], extra: &str) -> Config {
     config_with_grpc(upstream, "http://127.0.0.1:1", collections, extra)
 }
 
+/// The TOML text of [`config`] (for tests that write it to a file).
+pub fn config_text(upstream: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+rest_listen = "127.0.0.1:0"
+grpc_listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[upstream]
+url = "{upstream}"
+grpc_url = "http://127.0.0.1:1"
+[rerankers.local]
+kind = "onnx"
+model_dir = "{}"
+runtime_path = "{}"
+max_length = 128
+{extra}"#,
+        model_dir().display(),
+        runtime_path().display()
+    )
+}
+
 /// [`config`] with a gRPC upstream too.
 pub fn config_with_grpc(
     upstream: &str,
@@ -227,6 +249,24 @@ impl Proxy {
         let mut registry = Registry::default();
         registry.insert("local", model());
         Proxy::start_with(cfg, registry).await
+    }
+
+    /// secondpass with the configuration in `path` (so that it can be reloaded), the
+    /// shared model as `local`, and run-time changes restored from its overrides file.
+    pub async fn start_from_file(path: &std::path::Path) -> Proxy {
+        let cfg = Config::load(Some(path)).expect("test config file");
+        let upstream = cfg.upstream.url.clone();
+        let mut registry = Registry::default();
+        registry.insert("local", model());
+        let mut state = AppState::new(cfg, registry).expect("state");
+        state.config_path = Some(path.to_path_buf());
+        state.restore_overrides().expect("overrides");
+        let server = Server::start(state).await.expect("start secondpass");
+        Proxy {
+            server,
+            upstream,
+            client: client(),
+        }
     }
 
     pub async fn start_with(cfg: Config, registry: Registry) -> Proxy {

@@ -7,6 +7,9 @@ use super::{ids, model_order, query_vector, Proxy};
 
 const QUERY: &str = "capital of Germany";
 
+/// A group id with its hits in the model's order (score `None`: no text).
+type RankedGroup = (Value, Vec<(Value, Option<f32>)>);
+
 /// All candidates in Qdrant's order for the test vector.
 async fn qdrant_order(p: &Proxy, coll: &str) -> Vec<Value> {
     let r = p
@@ -269,7 +272,7 @@ pub async fn run(p: &Proxy, coll: &str) {
             .post_direct(&format!("/collections/{coll}/points/{path}"), &all)
             .await
             .json();
-        let mut expected_groups: Vec<(Value, Vec<(Value, Option<f32>)>)> = Vec::new();
+        let mut expected_groups: Vec<RankedGroup> = Vec::new();
         for g in direct["result"]["groups"].as_array().unwrap() {
             expected_groups.push((g["id"].clone(), model_order(QUERY, &ids(&g["hits"])).await));
         }

@@ -100,7 +100,7 @@ impl std::fmt::Debug for HostedReranker {
             .field("provider", &i.provider)
             .field("dialect", &i.dialect)
             .field("model", &i.model)
-            .field("url", &i.url)
+            .field("url", &without_userinfo(&i.url))
             .field("api_key", &i.key.as_ref().map(|_| "<redacted>"))
             .field("timeout", &i.timeout)
             .field("max_documents", &i.max_documents)
@@ -394,6 +394,19 @@ fn join_url(base: &str, path: &str) -> Result<Uri, String> {
     Ok(uri)
 }
 
+/// The URL without any `user:password@` (which a gateway URL might carry).
+fn without_userinfo(uri: &Uri) -> String {
+    let s = uri.to_string();
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(a)) if a.as_str().contains('@') => {
+            let host = a.as_str().rsplit('@').next().unwrap_or_default();
+            let path = uri.path_and_query().map_or("", |p| p.as_str());
+            format!("{scheme}://{host}{path}")
+        }
+        _ => s,
+    }
+}
+
 fn build_client(connect_timeout: Duration) -> Result<HttpClient, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
@@ -461,6 +474,11 @@ mod tests {
             "http://tei:8080/a/b/rerank"
         );
         assert!(join_url("tei:8080", "/rerank").is_err());
+        let with_user = join_url("https://me:pw@gw.example.com/x", "/rerank").unwrap();
+        assert_eq!(
+            without_userinfo(&with_user),
+            "https://gw.example.com/x/rerank"
+        );
         assert!(join_url("ftp://x", "/rerank").is_err());
     }
 

@@ -112,15 +112,32 @@ impl PairEncoder {
     }
 }
 
-/// Groups pair indices into batches of at most `max_rows` pairs, longest first, so
-/// pairs of similar length share a batch and padding stays small.
-pub fn plan_batches(pairs: &[Pair], max_rows: usize) -> Vec<Vec<usize>> {
+/// Groups pair indices into batches, longest first, so pairs of similar length share
+/// a batch and padding stays small. A batch holds at most `max_rows` pairs and at most
+/// `max_tokens` padded tokens (rows × the batch's longest pair); a pair longer than
+/// `max_tokens` still gets a batch of its own.
+pub fn plan_batches(pairs: &[Pair], max_rows: usize, max_tokens: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..pairs.len()).collect();
+    // Stable: equal lengths keep their order (the caller's job order).
     order.sort_by_key(|&i| std::cmp::Reverse(pairs[i].len()));
-    order
-        .chunks(max_rows.max(1))
-        .map(<[usize]>::to_vec)
-        .collect()
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut width = 0;
+    for i in order {
+        // Sorted longest first: the first pair of a batch sets its width.
+        let fits = current.len() < max_rows.max(1) && (current.len() + 1) * width <= max_tokens;
+        if !current.is_empty() && !fits {
+            batches.push(std::mem::take(&mut current));
+        }
+        if current.is_empty() {
+            width = pairs[i].len().max(1);
+        }
+        current.push(i);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
 }
 
 /// Pads the selected pairs to the longest of them.
@@ -158,9 +175,25 @@ mod tests {
     #[test]
     fn batches_group_by_length() {
         let pairs = vec![pair(3), pair(10), pair(5), pair(9)];
-        assert_eq!(plan_batches(&pairs, 2), vec![vec![1, 3], vec![2, 0]]);
-        assert_eq!(plan_batches(&pairs, 10).len(), 1);
-        assert!(plan_batches(&[], 4).is_empty());
+        assert_eq!(plan_batches(&pairs, 2, 1000), vec![vec![1, 3], vec![2, 0]]);
+        assert_eq!(plan_batches(&pairs, 10, 1000).len(), 1);
+        assert!(plan_batches(&[], 4, 1000).is_empty());
+    }
+
+    #[test]
+    fn batches_respect_the_token_budget() {
+        // Widths 10, 9, 5, 3: 2 rows of width 10 = 20 tokens fit, a third would not.
+        let pairs = vec![pair(3), pair(10), pair(5), pair(9)];
+        assert_eq!(plan_batches(&pairs, 8, 20), vec![vec![1, 3], vec![2, 0]]);
+        // 3 rows × 5 tokens fit in 15 once the long pairs are out.
+        assert_eq!(
+            plan_batches(&pairs, 8, 15),
+            vec![vec![1], vec![3], vec![2, 0]]
+        );
+        // A pair longer than the budget still runs, alone.
+        assert_eq!(plan_batches(&[pair(40), pair(2)], 8, 16), vec![vec![0], vec![1]]);
+        // Equal lengths keep their order (stable sort).
+        assert_eq!(plan_batches(&[pair(4), pair(4), pair(4)], 2, 100), vec![vec![0, 1], vec![2]]);
     }
 
     #[test]

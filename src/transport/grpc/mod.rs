@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::plan::payload::{rewrite, Restore};
 use crate::plan::query_text::{self, Directive};
 use crate::plan::{
-    decide, order_groups, order_page, Cut, Decision, Ranked, RerankPlan, RerankStatus, SearchInput,
+    decide, displacement, order_groups, order_page, Cut, Decision, Ranked, RerankPlan, RerankStatus, SearchInput,
 };
 use frame::Code;
 use points::{Hits, Method, SearchItem};
@@ -52,7 +52,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     r = route::<points::RecommendGroups>(r, "RecommendGroups");
     r = route::<points::Discover>(r, "Discover");
     r = route::<points::DiscoverBatch>(r, "DiscoverBatch");
-    r.fallback(forward).with_state(state)
+    r.fallback(forward)
+        .layer(axum::middleware::from_fn(crate::transport::request_id::layer))
+        .with_state(state)
 }
 
 /// gRPC status for our own errors (Qdrant's pass through as Qdrant sent them).
@@ -121,7 +123,7 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
     let started = Instant::now();
     let route = M::ROUTE;
     let (mut parts, body) = req.into_parts();
-    let max = state.config.server.max_body_bytes;
+    let max = state.config().server.max_body_bytes;
     let Ok(bytes) = to_bytes(body, max).await else {
         let resp = error_response(&Error::PayloadTooLarge(max));
         state.record(route, "_none", "error", &resp, started);
@@ -149,7 +151,7 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
     };
     let collection = M::collection(&request).to_string();
     let label = state.metrics.collection_label(&collection).to_string();
-    let settings = state.config.collection(&collection);
+    let settings = state.collection(&collection);
     if !settings.enabled {
         return forward_as_is(
             &state,
@@ -374,7 +376,10 @@ impl Rewrite<'_> {
                 Decision::Rerank(plan) => {
                     let (outcome, group_sizes) = results.next().expect("one result per job");
                     let outcome = outcome?;
-                    apply(hits, plan, &outcome, &p.restore, &group_sizes);
+                    if let Some(d) = apply(hits, plan, &outcome, &p.restore, &group_sizes) {
+                        let label = self.state.metrics.collection_label(self.collection);
+                        self.state.metrics.rank_displacement.with_label_values(&[label]).observe(d);
+                    }
                     outcome
                 }
             };
@@ -396,18 +401,21 @@ impl Rewrite<'_> {
     }
 }
 
+/// Writes one search's outcome into its hits; returns the page's rank displacement
+/// when scores were applied.
 fn apply(
     hits: &mut Hits<'_>,
     plan: &RerankPlan,
     outcome: &Outcome,
     restore: &Restore,
     sizes: &[usize],
-) {
+) -> Option<f64> {
     let scores = outcome.scores.as_deref();
     match (hits, plan.cut) {
         (Hits::Points(points), Cut::Page(w)) => {
             let ranked = order_page(scores, points.len(), plan.threshold, w);
             reorder(points, &ranked, restore);
+            scores.and(displacement(&ranked, w))
         }
         (Hits::Groups(groups), Cut::Groups(w)) => {
             let ranked = order_groups(scores, sizes, plan.threshold, w);
@@ -418,9 +426,10 @@ fn apply(
                     groups.push(group);
                 }
             }
+            None
         }
         // A page plan always meets a points answer, a groups plan a groups answer.
-        _ => {}
+        _ => None,
     }
 }
 

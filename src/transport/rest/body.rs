@@ -9,7 +9,7 @@ use crate::plan::payload::{restore_point, rewrite, Restore};
 use crate::plan::query_text::{pick, take_directive, Directive};
 use crate::plan::text::text_at;
 use crate::plan::{
-    decide, order_groups, order_page, Cut, Decision, RerankPlan, RerankStatus, SearchInput, Shape,
+    decide, displacement, order_groups, order_page, Cut, Decision, RerankPlan, RerankStatus, SearchInput, Shape,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,7 +266,8 @@ fn reorder(points: &mut Vec<Value>, ranked: &[crate::plan::Ranked], restore: &Re
     }
 }
 
-/// Writes the outcome of search `i` into Qdrant's answer: order, scores, cut, payloads.
+/// Writes the outcome of search `i` into Qdrant's answer: order, scores, cut,
+/// payloads. Returns the page's rank displacement when scores were applied.
 pub fn apply(
     result: &mut Value,
     ep: Endpoint,
@@ -275,13 +276,14 @@ pub fn apply(
     outcome: &Outcome,
     restore: &Restore,
     group_sizes: &[usize],
-) -> Option<()> {
+) -> Option<f64> {
     let list = answer_mut(result, ep, i)?;
     let scores = outcome.scores.as_deref();
     match plan.cut {
         Cut::Page(window) => {
             let ranked = order_page(scores, list.len(), plan.threshold, window);
             reorder(list, &ranked, restore);
+            scores.and(displacement(&ranked, window))
         }
         Cut::Groups(window) => {
             let ranked = order_groups(scores, group_sizes, plan.threshold, window);
@@ -296,9 +298,9 @@ pub fn apply(
                 }
                 list.push(group);
             }
+            None
         }
     }
-    Some(())
 }
 
 /// An f32 as JSON with its shortest decimal form (0.99, not 0.9900000095367432), as
@@ -590,8 +592,7 @@ mod tests {
             &outcome,
             &Restore::DropPayload,
             &sizes,
-        )
-        .unwrap();
+        );
         assert_eq!(
             result,
             json!({"groups": [

@@ -45,10 +45,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             intercept(ep),
         );
     }
-    if state.config.rerank_api.enabled {
+    if state.config().rerank_api.enabled {
         router = router.merge(crate::transport::rerank_api::routes());
     }
-    router.fallback(forward).with_state(state)
+    router
+        .fallback(forward)
+        .layer(axum::middleware::from_fn(crate::transport::request_id::layer))
+        .with_state(state)
 }
 
 /// Everything that is not an intercepted search: straight through.
@@ -80,7 +83,7 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
     let started = Instant::now();
     let route = ep.route();
     let label = state.metrics.collection_label(&collection).to_string();
-    let settings = state.config.collection(&collection);
+    let settings = state.collection(&collection);
     if !settings.enabled {
         let resp = match state.upstream.forward(req).await {
             Ok(r) => with_status(r, RerankStatus::Disabled),
@@ -110,7 +113,7 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
             return resp;
         }
     };
-    let max = state.config.server.max_body_bytes;
+    let max = state.config().server.max_body_bytes;
     let encoded = parts
         .headers
         .get(header::CONTENT_ENCODING)
@@ -303,8 +306,11 @@ impl Rewrite<'_> {
                 Decision::Rerank(plan) => {
                     let (outcome, sizes) = reranked.next().expect("one outcome per job");
                     let outcome = outcome?;
-                    apply(result, self.ep, i, plan, &outcome, &planned.restore, &sizes)
-                        .expect("shape checked above");
+                    let moved = apply(result, self.ep, i, plan, &outcome, &planned.restore, &sizes);
+                    if let Some(d) = moved {
+                        let label = self.state.metrics.collection_label(self.collection);
+                        self.state.metrics.rank_displacement.with_label_values(&[label]).observe(d);
+                    }
                     outcome
                 }
             };
