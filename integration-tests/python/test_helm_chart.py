@@ -179,7 +179,7 @@ def test_configmap_never_holds_secrets():
     assert base64.b64decode(secret["data"]["COHERE_API_KEY"]).decode() == SECRET_COHERE
     env = env_of(container(docs))
     name = secret["metadata"]["name"]
-    assert env["SECONDPASS__SERVER__ADMIN_TOKEN"] == {"secretKeyRef": {"name": name, "key": "admin-token", "optional": False}}
+    assert env["SECONDPASS_ADMIN_TOKEN"] == {"secretKeyRef": {"name": name, "key": "admin-token", "optional": False}}
     assert env["COHERE_API_KEY"] == {"secretKeyRef": {"name": name, "key": "COHERE_API_KEY"}}
     ann = workload(docs)["spec"]["template"]["metadata"]["annotations"]
     assert len(ann["checksum/secret"]) == 64
@@ -189,8 +189,8 @@ def test_existing_secret_is_referenced_not_created(rendered):
     docs = rendered["full-monitoring"]
     assert not [d for d in docs if d["kind"] == "Secret"]
     env = env_of(container(docs))
-    assert env["SECONDPASS__SERVER__ADMIN_TOKEN"]["secretKeyRef"]["name"] == "secondpass-secrets"
-    assert env["SECONDPASS__SERVER__ADMIN_TOKEN"]["secretKeyRef"]["optional"] is True
+    assert env["SECONDPASS_ADMIN_TOKEN"]["secretKeyRef"]["name"] == "secondpass-secrets"
+    assert env["SECONDPASS_ADMIN_TOKEN"]["secretKeyRef"]["optional"] is True
     assert env["COHERE_API_KEY"] == {"secretKeyRef": {"name": "secondpass-secrets", "key": "COHERE_API_KEY"}}
 
 
@@ -583,5 +583,5 @@ def test_dockerfiles_agree_with_the_project():
 def test_admin_token_env_can_be_left_out():
     docs = render({"secrets": {"existingSecret": "s", "adminTokenEnv": "", "apiKeyEnvs": ["COHERE_API_KEY"]}})
     env = env_of(container(docs))
-    assert "SECONDPASS__SERVER__ADMIN_TOKEN" not in env
+    assert "SECONDPASS_ADMIN_TOKEN" not in env
     assert env["COHERE_API_KEY"] == {"secretKeyRef": {"name": "s", "key": "COHERE_API_KEY"}}

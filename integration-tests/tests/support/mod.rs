@@ -159,6 +159,19 @@ pub fn recorded_request(name: &str) -> Value {
         .clone()
 }
 
+/// The shared model (loaded once) as `local`, and every hosted reranker of `cfg`.
+pub fn registry(cfg: &Config) -> Registry {
+    let mut registry = Registry::default();
+    registry.insert("local", model());
+    for (name, rc) in &cfg.rerankers {
+        if let Some((provider, h)) = rc.hosted() {
+            let r = secondpass::rerank::hosted::HostedReranker::new(name, provider, h).expect("hosted reranker");
+            registry.insert(name.clone(), Arc::new(r));
+        }
+    }
+    registry
+}
+
 pub struct Proxy {
     pub server: Server,
     pub upstream: String,
@@ -244,10 +257,9 @@ max_length = 128
 }
 
 impl Proxy {
-    /// secondpass with the shared model.
+    /// secondpass with the shared model as `local` and the configured hosted rerankers.
     pub async fn start(cfg: Config) -> Proxy {
-        let mut registry = Registry::default();
-        registry.insert("local", model());
+        let registry = registry(&cfg);
         Proxy::start_with(cfg, registry).await
     }
 
@@ -256,8 +268,7 @@ impl Proxy {
     pub async fn start_from_file(path: &std::path::Path) -> Proxy {
         let cfg = Config::load(Some(path)).expect("test config file");
         let upstream = cfg.upstream.url.clone();
-        let mut registry = Registry::default();
-        registry.insert("local", model());
+        let registry = registry(&cfg);
         let mut state = AppState::new(cfg, registry).expect("state");
         state.config_path = Some(path.to_path_buf());
         state.restore_overrides().expect("overrides");

@@ -142,7 +142,7 @@ pub fn available_providers() -> Vec<String> {
         let names = (0..n.max(0) as usize)
             .map(|i| CStr::from_ptr(*list.add(i)).to_string_lossy().into_owned())
             .collect();
-        let _ = (api.ReleaseAvailableProviders)(list, n);
+        let _ = check_status((api.ReleaseAvailableProviders)(list, n));
         names
     }
 }
