@@ -117,7 +117,10 @@ impl Engine {
             deadline: None,
         };
         let chain = job.settings.chain();
-        let result = self.chain().run(&chain, request, job.settings.timeout).await;
+        let result = self
+            .chain()
+            .run_cached(&chain, request, job.settings.timeout, job.settings.cache)
+            .await;
         let time = started.elapsed().as_secs_f64();
         match result {
             Ok(answer) => {

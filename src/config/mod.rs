@@ -151,21 +151,27 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             return Err(invalid("server.max_body_bytes", "must be greater than 0"));
         }
-        let url: http::Uri = self
-            .upstream
-            .url
-            .parse()
-            .map_err(|e| invalid("upstream.url", format!("not a URL: {e}")))?;
-        match url.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(invalid(
-                "upstream.url",
-                "https upstreams are not supported yet; run secondpass next to Qdrant over http",
-            )),
-            _ => return Err(invalid("upstream.url", "must start with http://")),
+        for (key, v) in [
+            ("upstream.url", &self.upstream.url),
+            ("upstream.grpc_url", &self.upstream.grpc_url),
+        ] {
+            let url: http::Uri = v
+                .parse()
+                .map_err(|e| invalid(key, format!("`{v}` is not a URL: {e}")))?;
+            if !matches!(url.scheme_str(), Some("http" | "https")) {
+                return Err(invalid(key, "must start with http:// or https://"));
+            }
+            if url.host().is_none() {
+                return Err(invalid(key, "has no host"));
+            }
         }
-        if url.host().is_none() {
-            return Err(invalid("upstream.url", "has no host"));
+        if let Some(ca) = &self.upstream.ca_file {
+            if !ca.is_file() {
+                return Err(invalid(
+                    "upstream.ca_file",
+                    format!("{} is not a file", ca.display()),
+                ));
+            }
         }
         if self.upstream.timeout_ms == 0 {
             return Err(invalid("upstream.timeout_ms", "must be greater than 0"));

@@ -111,3 +111,13 @@ fn example_config_is_valid() {
     let c = Config::from_toml(text).unwrap();
     assert!(c.rerankers.contains_key("local"));
 }
+
+#[test]
+fn https_upstreams_and_ca_file() {
+    let c = Config::from_toml("[upstream]\nurl = \"https://q:6333\"\ngrpc_url = \"https://q:6334\"\n").unwrap();
+    assert_eq!(c.upstream.grpc_url, "https://q:6334");
+    let e = Config::from_toml("[upstream]\ngrpc_url = \"q:6334\"\n").unwrap_err();
+    assert!(e.to_string().contains("upstream.grpc_url"), "{e}");
+    let e = Config::from_toml("[upstream]\nca_file = \"/nonexistent/ca.pem\"\n").unwrap_err();
+    assert!(e.to_string().contains("upstream.ca_file"), "{e}");
+}
