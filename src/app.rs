@@ -170,6 +170,9 @@ impl Server {
         let grpc_addr = grpc_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
+        // The admin listener outlives the traffic listeners, so that probes see
+        // `/readyz` answer 503 "draining" while in-flight requests finish.
+        let (stop_admin, admin_stopped) = watch::channel(false);
         let grace = Duration::from_millis(cfg.server.shutdown_grace_ms);
         let wait = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -179,26 +182,33 @@ impl Server {
         let grpc = axum::serve(grpc_listener, grpc::router(state.clone()))
             .with_graceful_shutdown(wait(stopped.clone()));
         let admin = axum::serve(admin_listener, admin::router(state.clone()))
-            .with_graceful_shutdown(wait(stopped.clone()));
+            .with_graceful_shutdown(wait(admin_stopped));
         let task = tokio::spawn(async move {
-            let both = async {
-                let (r, g, a) = tokio::join!(rest, grpc, admin);
-                if let Err(e) = r.and(g).and(a) {
+            let admin = tokio::spawn(async move {
+                if let Err(e) = admin.await {
+                    tracing::error!(error = %e, "admin listener failed");
+                }
+            });
+            let traffic = async {
+                let (r, g) = tokio::join!(rest, grpc);
+                if let Err(e) = r.and(g) {
                     tracing::error!(error = %e, "listener failed");
                 }
             };
-            tokio::pin!(both);
+            tokio::pin!(traffic);
             // Serve until stopped; then give in-flight requests `grace` to finish.
-            tokio::select! {
-                _ = &mut both => return,
-                _ = wait(stopped) => {}
-            }
-            if tokio::time::timeout(grace, both).await.is_err() {
+            let stopped_early = tokio::select! {
+                _ = &mut traffic => true,
+                _ = wait(stopped) => false,
+            };
+            if !stopped_early && tokio::time::timeout(grace, traffic).await.is_err() {
                 tracing::warn!(
                     grace_ms = grace.as_millis() as u64,
                     "grace period over; dropping in-flight requests"
                 );
             }
+            let _ = stop_admin.send(true);
+            let _ = admin.await;
         });
         tracing::info!(%rest_addr, %grpc_addr, %admin_addr, upstream = state.upstream.base(),
             grpc_upstream = state.grpc_upstream.base(), "secondpass listening");

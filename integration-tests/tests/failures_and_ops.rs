@@ -200,7 +200,7 @@ async fn metrics_cover_routes_and_pass_promtool() {
         "secondpass_requests_total{collection=\"docs\",rerank_status=\"skipped\",route=\"query\",transport=\"rest\"} 1",
         "secondpass_requests_total{collection=\"_other\",rerank_status=\"disabled\",route=\"query\",transport=\"rest\"} 1",
         "secondpass_requests_total{collection=\"_none\",rerank_status=\"none\",route=\"forward\",transport=\"rest\"}",
-        "secondpass_upstream_duration_seconds_count{route=\"search\",transport=\"rest\"} 1",
+        "secondpass_upstream_duration_seconds_count{route=\"search\"} 1",
         "secondpass_rerank_duration_seconds_count{reranker=\"local\"} 1",
         "secondpass_rerank_candidates_count{collection=\"docs\"} 1",
         "secondpass_candidates_without_text_total{collection=\"docs\"} 1",
@@ -265,7 +265,21 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
         tokio::task::yield_now().await;
     }
     let addr = proxy.server.rest_addr;
-    proxy.server.shutdown().await;
+    let readyz = proxy.admin("/readyz");
+    let probe_client = proxy.client.clone();
+    let shutdown = tokio::spawn(proxy.server.shutdown());
+    // while the request drains, /readyz says so (the admin listener stays up)
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = request(&probe_client, Method::GET, &readyz, &[], None).await;
+        if r.status == 503 {
+            assert_eq!(&r.body[..], b"draining");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "readyz never reported draining");
+        tokio::task::yield_now().await;
+    }
+    shutdown.await.unwrap();
     let r = in_flight.await.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(ids(&r.json()["result"]).len(), 2);
