@@ -65,7 +65,10 @@ impl AppState {
 
     /// The configuration now in force.
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A collection's effective settings: the file's, then runtime changes.
@@ -83,7 +86,10 @@ impl AppState {
 
     /// Runtime changes by collection.
     pub fn overrides(&self) -> BTreeMap<String, CollectionOverrides> {
-        self.overrides.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.overrides
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Replaces all runtime changes after validating each one against `cfg`.
@@ -134,7 +140,11 @@ impl AppState {
         started: Instant,
     ) {
         let m = &self.metrics;
-        let transport = if route.starts_with("grpc_") { "grpc" } else { "rest" };
+        let transport = if route.starts_with("grpc_") {
+            "grpc"
+        } else {
+            "rest"
+        };
         m.requests
             .with_label_values(&[transport, route, collection, status])
             .inc();

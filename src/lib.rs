@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod http_client;
 pub mod metrics;
 pub mod plan;
 pub mod reload;

@@ -199,7 +199,8 @@ impl Metrics {
 
     /// Replaces the collections that get their own label value.
     pub fn set_known(&self, collections: &[String]) {
-        *self.known.write().unwrap_or_else(|e| e.into_inner()) = collections.iter().cloned().collect();
+        *self.known.write().unwrap_or_else(|e| e.into_inner()) =
+            collections.iter().cloned().collect();
     }
 
     /// The label value for `collection`.

@@ -71,7 +71,11 @@ impl AppState {
         Ok(existed)
     }
 
-    fn persist(&self, cfg: &Config, all: &BTreeMap<String, CollectionOverrides>) -> Result<(), String> {
+    fn persist(
+        &self,
+        cfg: &Config,
+        all: &BTreeMap<String, CollectionOverrides>,
+    ) -> Result<(), String> {
         match &cfg.admin.overrides_file {
             Some(path) => write_overrides(path, all),
             None => Ok(()),
@@ -84,10 +88,15 @@ impl AppState {
     pub async fn reload(&self) -> Result<(), String> {
         let result = self.try_reload().await;
         let label = if result.is_ok() { "ok" } else { "invalid" };
-        self.metrics.config_reloads.with_label_values(&[label]).inc();
+        self.metrics
+            .config_reloads
+            .with_label_values(&[label])
+            .inc();
         match &result {
             Ok(()) => tracing::info!("configuration reloaded"),
-            Err(e) => tracing::error!(error = %e, "configuration reload refused; keeping the old one"),
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload refused; keeping the old one")
+            }
         }
         result
     }
@@ -96,7 +105,9 @@ impl AppState {
         let new = Config::load(self.config_path.as_deref()).map_err(|e| e.to_string())?;
         let old = self.config();
         if new.server != old.server || new.upstream != old.upstream || new.log != old.log {
-            tracing::warn!("server, upstream and log settings change only on restart; the rest is reloaded");
+            tracing::warn!(
+                "server, upstream and log settings change only on restart; the rest is reloaded"
+            );
         }
         // Runtime changes must still make sense under the new file.
         for (name, o) in &self.overrides() {
@@ -124,8 +135,18 @@ fn merge(old: CollectionOverrides, change: CollectionOverrides) -> CollectionOve
         ($($f:ident),*) => { CollectionOverrides { $( $f: change.$f.or(old.$f), )* } };
     }
     pick!(
-        enabled, text_field, pool, max_pool, reranker, rerankers, max_length, score_mode,
-        score_threshold, on_failure, timeout_ms, cache
+        enabled,
+        text_field,
+        pool,
+        max_pool,
+        reranker,
+        rerankers,
+        max_length,
+        score_mode,
+        score_threshold,
+        on_failure,
+        timeout_ms,
+        cache
     )
 }
 
@@ -135,8 +156,15 @@ mod tests {
 
     #[test]
     fn merge_keeps_earlier_keys() {
-        let old = CollectionOverrides { enabled: Some(true), pool: Some(10), ..Default::default() };
-        let change = CollectionOverrides { pool: Some(20), ..Default::default() };
+        let old = CollectionOverrides {
+            enabled: Some(true),
+            pool: Some(10),
+            ..Default::default()
+        };
+        let change = CollectionOverrides {
+            pool: Some(20),
+            ..Default::default()
+        };
         let m = merge(old, change);
         assert_eq!((m.enabled, m.pool), (Some(true), Some(20)));
     }
@@ -148,11 +176,19 @@ mod tests {
         let path = dir.join("overrides.json");
         assert!(read_overrides(&path).unwrap().is_empty());
         let mut all = BTreeMap::new();
-        all.insert("docs".to_string(), CollectionOverrides { enabled: Some(true), ..Default::default() });
+        all.insert(
+            "docs".to_string(),
+            CollectionOverrides {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        );
         write_overrides(&path, &all).unwrap();
         assert_eq!(read_overrides(&path).unwrap(), all);
         std::fs::write(&path, "{not json").unwrap();
-        assert!(read_overrides(&path).unwrap_err().contains("not a valid overrides file"));
+        assert!(read_overrides(&path)
+            .unwrap_err()
+            .contains("not a valid overrides file"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

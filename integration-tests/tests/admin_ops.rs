@@ -37,11 +37,20 @@ impl Drop for Files {
     }
 }
 
-async fn admin(p: &Proxy, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+async fn admin(
+    p: &Proxy,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let auth = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
     let r = request(&p.client, method, &p.admin(path), &headers, body).await;
-    (r.status.as_u16(), serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+    (
+        r.status.as_u16(),
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
 }
 
 async fn rerank_status(p: &Proxy) -> String {
@@ -63,11 +72,24 @@ async fn admin_api_needs_the_token_and_is_absent_without_one() {
     assert_eq!(s, 404, "no token configured: no admin API");
 
     let files = Files::new("auth");
-    let qdrant = secondpass_it::qdrant_double::QdrantDouble::start().await.unwrap();
+    let qdrant = secondpass_it::qdrant_double::QdrantDouble::start()
+        .await
+        .unwrap();
     let p = Proxy::start(config(&qdrant.url(), &[], &files.admin_section())).await;
-    assert_eq!(admin(&p, Method::GET, "/admin/status", None, None).await.0, 401);
-    assert_eq!(admin(&p, Method::GET, "/admin/status", Some("wrong"), None).await.0, 401);
-    assert_eq!(admin(&p, Method::POST, "/admin/reload", None, None).await.0, 401);
+    assert_eq!(
+        admin(&p, Method::GET, "/admin/status", None, None).await.0,
+        401
+    );
+    assert_eq!(
+        admin(&p, Method::GET, "/admin/status", Some("wrong"), None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        admin(&p, Method::POST, "/admin/reload", None, None).await.0,
+        401
+    );
     let (s, status) = admin(&p, Method::GET, "/admin/status", Some("t0ken-123"), None).await;
     assert_eq!(s, 200);
     assert_eq!(status["rerankers"][0]["name"], "local");
@@ -86,7 +108,14 @@ async fn toggles_take_effect_on_the_next_request_and_survive_a_restart() {
     p.seed("docs", false).await;
     assert_eq!(rerank_status(&p).await, "disabled");
 
-    let (s, v) = admin(&p, Method::PATCH, "/admin/collections/docs", Some("t0ken-123"), Some(&json!({"enabled": true, "pool": 5}))).await;
+    let (s, v) = admin(
+        &p,
+        Method::PATCH,
+        "/admin/collections/docs",
+        Some("t0ken-123"),
+        Some(&json!({"enabled": true, "pool": 5})),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["settings"]["enabled"], true);
     assert_eq!(rerank_status(&p).await, "applied");
@@ -95,58 +124,124 @@ async fn toggles_take_effect_on_the_next_request_and_survive_a_restart() {
     assert_eq!(qdrant.request_log()[0].json().unwrap()["limit"], 5);
 
     // invalid changes are refused and change nothing
-    for bad in [json!({"pool": 0}), json!({"reranker": "ghost"}), json!({"pool": 500}), json!({"bogus": 1})] {
-        let (s, v) = admin(&p, Method::PATCH, "/admin/collections/docs", Some("t0ken-123"), Some(&bad)).await;
+    for bad in [
+        json!({"pool": 0}),
+        json!({"reranker": "ghost"}),
+        json!({"pool": 500}),
+        json!({"bogus": 1}),
+    ] {
+        let (s, v) = admin(
+            &p,
+            Method::PATCH,
+            "/admin/collections/docs",
+            Some("t0ken-123"),
+            Some(&bad),
+        )
+        .await;
         assert_eq!(s, 400, "{bad}: {v}");
         assert!(v["error"].is_string());
     }
     assert_eq!(rerank_status(&p).await, "applied");
 
     // kept in the overrides file, and restored by a new process
-    let stored: Value = serde_json::from_str(&std::fs::read_to_string(files.path("overrides.json")).unwrap()).unwrap();
+    let stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(files.path("overrides.json")).unwrap())
+            .unwrap();
     assert_eq!(stored["docs"]["enabled"], true);
     let again = Proxy::start(config(&qdrant.url(), &[], &files.admin_section())).await;
-    assert_eq!(rerank_status(&again).await, "disabled", "Proxy::start does not restore");
+    assert_eq!(
+        rerank_status(&again).await,
+        "disabled",
+        "Proxy::start does not restore"
+    );
     let cfg_file = files.path("secondpass.toml");
-    std::fs::write(&cfg_file, config_text(&qdrant.url(), &files.admin_section())).unwrap();
+    std::fs::write(
+        &cfg_file,
+        config_text(&qdrant.url(), &files.admin_section()),
+    )
+    .unwrap();
     let restored = Proxy::start_from_file(&cfg_file).await;
     assert_eq!(rerank_status(&restored).await, "applied");
 
     // DELETE drops the change
-    let (s, _) = admin(&p, Method::DELETE, "/admin/collections/docs", Some("t0ken-123"), None).await;
+    let (s, _) = admin(
+        &p,
+        Method::DELETE,
+        "/admin/collections/docs",
+        Some("t0ken-123"),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(rerank_status(&p).await, "disabled");
-    let (s, _) = admin(&p, Method::DELETE, "/admin/collections/docs", Some("t0ken-123"), None).await;
+    let (s, _) = admin(
+        &p,
+        Method::DELETE,
+        "/admin/collections/docs",
+        Some("t0ken-123"),
+        None,
+    )
+    .await;
     assert_eq!(s, 404);
 }
 
 #[tokio::test]
 async fn reload_applies_a_good_file_and_refuses_a_bad_one() {
     let files = Files::new("reload");
-    let qdrant = secondpass_it::qdrant_double::QdrantDouble::start().await.unwrap();
+    let qdrant = secondpass_it::qdrant_double::QdrantDouble::start()
+        .await
+        .unwrap();
     let cfg_file = files.path("secondpass.toml");
-    std::fs::write(&cfg_file, config_text(&qdrant.url(), &files.admin_section())).unwrap();
+    std::fs::write(
+        &cfg_file,
+        config_text(&qdrant.url(), &files.admin_section()),
+    )
+    .unwrap();
     let p = Proxy::start_from_file(&cfg_file).await;
     p.seed("docs", false).await;
     assert_eq!(rerank_status(&p).await, "disabled");
 
     // a valid new file: reranking on for docs
-    let good = config_text(&qdrant.url(), &format!("{}[collections.docs]\nenabled = true\n", files.admin_section()));
+    let good = config_text(
+        &qdrant.url(),
+        &format!(
+            "{}[collections.docs]\nenabled = true\n",
+            files.admin_section()
+        ),
+    );
     std::fs::write(&cfg_file, good).unwrap();
     let (s, v) = admin(&p, Method::POST, "/admin/reload", Some("t0ken-123"), None).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(rerank_status(&p).await, "applied");
 
     // an invalid one is refused, and the old configuration stays
-    let bad = config_text(&qdrant.url(), &format!("{}[collections.docs]\nenabled = true\npool = 0\n", files.admin_section()));
+    let bad = config_text(
+        &qdrant.url(),
+        &format!(
+            "{}[collections.docs]\nenabled = true\npool = 0\n",
+            files.admin_section()
+        ),
+    );
     std::fs::write(&cfg_file, bad).unwrap();
     let (s, v) = admin(&p, Method::POST, "/admin/reload", Some("t0ken-123"), None).await;
     assert_eq!(s, 422);
-    assert!(v["error"].as_str().unwrap().contains("collections.docs.pool"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("collections.docs.pool"),
+        "{v}"
+    );
     assert_eq!(rerank_status(&p).await, "applied");
     let metrics = String::from_utf8(p.get_admin("/metrics").await.body.to_vec()).unwrap();
-    assert!(metrics.contains("secondpass_config_reloads_total{result=\"ok\"} 1"), "{metrics}");
-    assert!(metrics.contains("secondpass_config_reloads_total{result=\"invalid\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("secondpass_config_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("secondpass_config_reloads_total{result=\"invalid\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -155,10 +250,17 @@ async fn request_ids_are_kept_or_made_and_returned() {
     p.seed("docs", false).await;
     qdrant.clear_request_log();
     let r = p
-        .post("/collections/docs/points/search", &[("x-request-id", "abc-123"), ("x-rerank-query", "q")], &json!({"vector": query_vector(), "limit": 2}))
+        .post(
+            "/collections/docs/points/search",
+            &[("x-request-id", "abc-123"), ("x-rerank-query", "q")],
+            &json!({"vector": query_vector(), "limit": 2}),
+        )
         .await;
     assert_eq!(r.header("x-request-id"), Some("abc-123"));
-    assert_eq!(qdrant.request_log()[0].header("x-request-id"), Some("abc-123"));
+    assert_eq!(
+        qdrant.request_log()[0].header("x-request-id"),
+        Some("abc-123")
+    );
     let r = request(&p.client, Method::GET, &p.url("/collections"), &[], None).await;
     assert_eq!(r.header("x-request-id").map(str::len), Some(36));
 }

@@ -276,7 +276,10 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
             assert_eq!(&r.body[..], b"draining");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "readyz never reported draining");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readyz never reported draining"
+        );
         tokio::task::yield_now().await;
     }
     shutdown.await.unwrap();

@@ -36,9 +36,11 @@ fn ids(points: &[ScoredPoint]) -> Vec<Value> {
 fn vector_query() -> Option<Query> {
     Some(Query {
         variant: Some(query::Variant::Nearest(VectorInput {
-            variant: Some(vector_input::Variant::Dense(qdrant_client::qdrant::DenseVector {
-                data: vec![0.2, 0.1, 0.9, 0.7],
-            })),
+            variant: Some(vector_input::Variant::Dense(
+                qdrant_client::qdrant::DenseVector {
+                    data: vec![0.2, 0.1, 0.9, 0.7],
+                },
+            )),
         })),
     })
 }
@@ -46,7 +48,8 @@ fn vector_query() -> Option<Query> {
 fn with_text<T>(msg: T, text: &str) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     let v = text.replace(' ', "%20");
-    r.metadata_mut().insert("x-rerank-query", v.parse().unwrap());
+    r.metadata_mut()
+        .insert("x-rerank-query", v.parse().unwrap());
     r
 }
 
@@ -59,15 +62,29 @@ struct Setup {
     proxy: Proxy,
     grpc_url: String,
     direct_grpc: String,
-    _doubles: Option<(secondpass_it::qdrant_double::QdrantDouble, secondpass_it::grpc_double::GrpcDouble)>,
+    _doubles: Option<(
+        secondpass_it::qdrant_double::QdrantDouble,
+        secondpass_it::grpc_double::GrpcDouble,
+    )>,
 }
 
 async fn setup(collections: &[&str], extra: &str) -> Setup {
     let (rest, grpc) = start_pair().await.unwrap();
-    let proxy = Proxy::start(config_with_grpc(&rest.url(), &grpc.url(), collections, extra)).await;
+    let proxy = Proxy::start(config_with_grpc(
+        &rest.url(),
+        &grpc.url(),
+        collections,
+        extra,
+    ))
+    .await;
     let grpc_url = format!("http://{}", proxy.server.grpc_addr);
     let direct_grpc = grpc.url();
-    Setup { proxy, grpc_url, direct_grpc, _doubles: Some((rest, grpc)) }
+    Setup {
+        proxy,
+        grpc_url,
+        direct_grpc,
+        _doubles: Some((rest, grpc)),
+    }
 }
 
 /// Every client-visible gRPC check on `coll` (reranking on, `docs` data seeded).
@@ -75,7 +92,12 @@ async fn scenario(s: &Setup, coll: &str) {
     let mut via = points(s.grpc_url.clone()).await;
     let mut direct = points(s.direct_grpc.clone()).await;
     let all = direct
-        .query(QueryPoints { collection_name: coll.into(), query: vector_query(), limit: Some(100), ..Default::default() })
+        .query(QueryPoints {
+            collection_name: coll.into(),
+            query: vector_query(),
+            limit: Some(100),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -88,7 +110,12 @@ async fn scenario(s: &Setup, coll: &str) {
     // Query with percent-encoded metadata: the model's order, sigmoid scores, marker.
     let resp = via
         .query(with_text(
-            QueryPoints { collection_name: coll.into(), query: vector_query(), limit: Some(3), ..Default::default() },
+            QueryPoints {
+                collection_name: coll.into(),
+                query: vector_query(),
+                limit: Some(3),
+                ..Default::default()
+            },
             QUERY,
         ))
         .await
@@ -109,15 +136,22 @@ async fn scenario(s: &Setup, coll: &str) {
         limit: 2,
         offset: Some(1),
         with_payload: Some(WithPayloadSelector {
-            selector_options: Some(SelectorOptions::Include(PayloadIncludeSelector { fields: vec!["title".into()] })),
+            selector_options: Some(SelectorOptions::Include(PayloadIncludeSelector {
+                fields: vec!["title".into()],
+            })),
         }),
         ..Default::default()
     });
-    req.metadata_mut()
-        .insert_bin("x-rerank-query-bin", tonic::metadata::MetadataValue::from_bytes(QUERY.as_bytes()));
+    req.metadata_mut().insert_bin(
+        "x-rerank-query-bin",
+        tonic::metadata::MetadataValue::from_bytes(QUERY.as_bytes()),
+    );
     let got = via.search(req).await.unwrap().into_inner().result;
     assert_eq!(ids(&got), expected_ids[1..3].to_vec());
-    assert!(got.iter().all(|p| p.payload.keys().all(|k| k == "title")), "{got:?}");
+    assert!(
+        got.iter().all(|p| p.payload.keys().all(|k| k == "title")),
+        "{got:?}"
+    );
 
     // Exclude selector: the text field is excluded again after reranking.
     let got = via
@@ -127,7 +161,9 @@ async fn scenario(s: &Setup, coll: &str) {
                 vector: vec![0.2, 0.1, 0.9, 0.7],
                 limit: 8,
                 with_payload: Some(WithPayloadSelector {
-                    selector_options: Some(SelectorOptions::Exclude(PayloadExcludeSelector { fields: vec!["text".into()] })),
+                    selector_options: Some(SelectorOptions::Exclude(PayloadExcludeSelector {
+                        fields: vec!["text".into()],
+                    })),
                 }),
                 ..Default::default()
             },
@@ -147,8 +183,19 @@ async fn scenario(s: &Setup, coll: &str) {
             QueryBatchPoints {
                 collection_name: coll.into(),
                 query_points: vec![
-                    QueryPoints { collection_name: coll.into(), query: vector_query(), limit: Some(2), ..Default::default() },
-                    QueryPoints { collection_name: coll.into(), query: vector_query(), limit: Some(1), offset: Some(2), ..Default::default() },
+                    QueryPoints {
+                        collection_name: coll.into(),
+                        query: vector_query(),
+                        limit: Some(2),
+                        ..Default::default()
+                    },
+                    QueryPoints {
+                        collection_name: coll.into(),
+                        query: vector_query(),
+                        limit: Some(1),
+                        offset: Some(2),
+                        ..Default::default()
+                    },
                 ],
                 ..Default::default()
             },
@@ -156,7 +203,10 @@ async fn scenario(s: &Setup, coll: &str) {
         ))
         .await
         .unwrap();
-    assert_eq!(resp.metadata().get("x-rerank-statuses").unwrap(), "applied,applied");
+    assert_eq!(
+        resp.metadata().get("x-rerank-statuses").unwrap(),
+        "applied,applied"
+    );
     let batch = resp.into_inner().result;
     assert_eq!(ids(&batch[0].result), expected_ids[..2].to_vec());
     assert_eq!(ids(&batch[1].result), expected_ids[2..3].to_vec());
@@ -183,13 +233,24 @@ async fn scenario(s: &Setup, coll: &str) {
     assert_eq!(groups.len(), 2);
     let best: Vec<f32> = groups.iter().map(|g| g.hits[0].score).collect();
     assert!(best[0] >= best[1]);
-    assert_eq!(id_json(&groups[0].hits[0].id), expected_ids[0], "the best hit's group comes first");
+    assert_eq!(
+        id_json(&groups[0].hits[0].id),
+        expected_ids[0],
+        "the best hit's group comes first"
+    );
     for g in &groups {
         assert!(g.hits.len() <= 2);
     }
     let qg = via
         .query_groups(with_text(
-            QueryPointGroups { collection_name: coll.into(), query: vector_query(), group_by: "group".into(), limit: Some(1), group_size: Some(1), ..Default::default() },
+            QueryPointGroups {
+                collection_name: coll.into(),
+                query: vector_query(),
+                group_by: "group".into(),
+                limit: Some(1),
+                group_size: Some(1),
+                ..Default::default()
+            },
             QUERY,
         ))
         .await
@@ -202,28 +263,57 @@ async fn scenario(s: &Setup, coll: &str) {
 
     // No text: Qdrant's answer, marked skipped.
     let resp = via
-        .query(QueryPoints { collection_name: coll.into(), query: vector_query(), limit: Some(3), ..Default::default() })
+        .query(QueryPoints {
+            collection_name: coll.into(),
+            query: vector_query(),
+            limit: Some(3),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(resp.metadata().get("x-rerank-status").unwrap(), "skipped");
     assert_eq!(ids(&resp.into_inner().result), candidates[..3].to_vec());
 
     // Turned off by metadata.
-    let mut req = with_text(QueryPoints { collection_name: coll.into(), query: vector_query(), limit: Some(3), ..Default::default() }, QUERY);
-    req.metadata_mut().insert("x-rerank-enabled", "false".parse().unwrap());
+    let mut req = with_text(
+        QueryPoints {
+            collection_name: coll.into(),
+            query: vector_query(),
+            limit: Some(3),
+            ..Default::default()
+        },
+        QUERY,
+    );
+    req.metadata_mut()
+        .insert("x-rerank-enabled", "false".parse().unwrap());
     let resp = via.query(req).await.unwrap();
     assert_eq!(resp.metadata().get("x-rerank-status").unwrap(), "disabled");
     assert_eq!(ids(&resp.into_inner().result), candidates[..3].to_vec());
 
     // Qdrant's errors keep their code and message.
     let err = via
-        .query(with_text(QueryPoints { collection_name: "nope-missing".into(), query: vector_query(), ..Default::default() }, QUERY))
+        .query(with_text(
+            QueryPoints {
+                collection_name: "nope-missing".into(),
+                query: vector_query(),
+                ..Default::default()
+            },
+            QUERY,
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
     assert!(err.message().contains("nope-missing"), "{err:?}");
     let err = via
-        .search(with_text(SearchPoints { collection_name: coll.into(), vector: vec![1.0, 2.0], limit: 3, ..Default::default() }, QUERY))
+        .search(with_text(
+            SearchPoints {
+                collection_name: coll.into(),
+                vector: vec![1.0, 2.0],
+                limit: 3,
+                ..Default::default()
+            },
+            QUERY,
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
@@ -245,16 +335,26 @@ async fn widened_grpc_request_and_metadata_reach_qdrant() {
     grpc.clear_request_log();
     let mut via = points(s.grpc_url.clone()).await;
     let mut req = with_text(
-        SearchPoints { collection_name: "docs".into(), vector: vec![0.2, 0.1, 0.9, 0.7], limit: 2, offset: Some(1), ..Default::default() },
+        SearchPoints {
+            collection_name: "docs".into(),
+            vector: vec![0.2, 0.1, 0.9, 0.7],
+            limit: 2,
+            offset: Some(1),
+            ..Default::default()
+        },
         QUERY,
     );
-    req.metadata_mut().insert("api-key", "secret-key".parse().unwrap());
+    req.metadata_mut()
+        .insert("api-key", "secret-key".parse().unwrap());
     via.search(req).await.unwrap();
     let log = grpc.request_log();
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].request["limit"], 6);
     assert!(log[0].request.get("offset").is_none());
-    assert_eq!(log[0].request["with_payload"], json!({"include": {"fields": ["text"]}}));
+    assert_eq!(
+        log[0].request["with_payload"],
+        json!({"include": {"fields": ["text"]}})
+    );
     assert_eq!(log[0].metadata_value("api-key"), Some("secret-key"));
     assert_eq!(log[0].metadata_value("x-rerank-query"), None);
 }
@@ -266,11 +366,21 @@ async fn document_queries_carry_their_text() {
     let mut via = points(s.grpc_url.clone()).await;
     let doc = Query {
         variant: Some(query::Variant::Nearest(VectorInput {
-            variant: Some(vector_input::Variant::Document(Document { text: QUERY.into(), model: "qdrant/bm25".into(), ..Default::default() })),
+            variant: Some(vector_input::Variant::Document(Document {
+                text: QUERY.into(),
+                model: "qdrant/bm25".into(),
+                ..Default::default()
+            })),
         })),
     };
     let resp = via
-        .query(QueryPoints { collection_name: "hybrid".into(), query: Some(doc), using: Some("bm25".into()), limit: Some(2), ..Default::default() })
+        .query(QueryPoints {
+            collection_name: "hybrid".into(),
+            query: Some(doc),
+            using: Some("bm25".into()),
+            limit: Some(2),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(resp.metadata().get("x-rerank-status").unwrap(), "applied");
@@ -287,44 +397,104 @@ async fn everything_else_passes_through_the_high_level_client() {
     };
     use qdrant_client::Qdrant;
     let s = setup(&[], "").await;
-    let client = Qdrant::from_url(&s.grpc_url).skip_compatibility_check().build().unwrap();
+    let client = Qdrant::from_url(&s.grpc_url)
+        .skip_compatibility_check()
+        .build()
+        .unwrap();
     let health = client.health_check().await.unwrap();
     assert_eq!(health.version, "1.18.3");
     client
-        .create_collection(CreateCollectionBuilder::new("pass").vectors_config(VectorParamsBuilder::new(4, Distance::Cosine)))
+        .create_collection(
+            CreateCollectionBuilder::new("pass")
+                .vectors_config(VectorParamsBuilder::new(4, Distance::Cosine)),
+        )
         .await
         .unwrap();
     let err = client
-        .create_collection(CreateCollectionBuilder::new("pass").vectors_config(VectorParamsBuilder::new(4, Distance::Cosine)))
+        .create_collection(
+            CreateCollectionBuilder::new("pass")
+                .vectors_config(VectorParamsBuilder::new(4, Distance::Cosine)),
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
     let pts: Vec<PointStruct> = (1..=5u64)
-        .map(|i| PointStruct::new(i, vec![i as f32, 1.0, 0.0, 0.0], [("text", format!("doc {i}").into())]))
+        .map(|i| {
+            PointStruct::new(
+                i,
+                vec![i as f32, 1.0, 0.0, 0.0],
+                [("text", format!("doc {i}").into())],
+            )
+        })
         .collect();
-    client.upsert_points(UpsertPointsBuilder::new("pass", pts).wait(true)).await.unwrap();
-    assert_eq!(client.count(CountPointsBuilder::new("pass")).await.unwrap().result.unwrap().count, 5);
-    let scrolled = client.scroll(ScrollPointsBuilder::new("pass").limit(3)).await.unwrap();
+    client
+        .upsert_points(UpsertPointsBuilder::new("pass", pts).wait(true))
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .count(CountPointsBuilder::new("pass"))
+            .await
+            .unwrap()
+            .result
+            .unwrap()
+            .count,
+        5
+    );
+    let scrolled = client
+        .scroll(ScrollPointsBuilder::new("pass").limit(3))
+        .await
+        .unwrap();
     assert_eq!(scrolled.result.len(), 3);
-    let mut snaps = qdrant_client::qdrant::snapshots_client::SnapshotsClient::connect(s.grpc_url.clone()).await.unwrap();
-    snaps.list(ListSnapshotsRequest { collection_name: "pass".into() }).await.unwrap();
+    let mut snaps =
+        qdrant_client::qdrant::snapshots_client::SnapshotsClient::connect(s.grpc_url.clone())
+            .await
+            .unwrap();
+    snaps
+        .list(ListSnapshotsRequest {
+            collection_name: "pass".into(),
+        })
+        .await
+        .unwrap();
     client.delete_collection("pass").await.unwrap();
     assert!(!client.collection_exists("pass").await.unwrap());
     let metrics = String::from_utf8(s.proxy.get_admin("/metrics").await.body.to_vec()).unwrap();
-    assert!(metrics.contains("route=\"grpc_forward\",transport=\"grpc\""), "{metrics}");
+    assert!(
+        metrics.contains("route=\"grpc_forward\",transport=\"grpc\""),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn unreachable_grpc_upstream_is_unavailable() {
     let (rest, _grpc) = start_pair().await.unwrap();
-    let proxy = Proxy::start(config_with_grpc(&rest.url(), "http://127.0.0.1:1", &["docs"], "")).await;
+    let proxy = Proxy::start(config_with_grpc(
+        &rest.url(),
+        "http://127.0.0.1:1",
+        &["docs"],
+        "",
+    ))
+    .await;
     let mut via = points(format!("http://{}", proxy.server.grpc_addr)).await;
     let err = via
-        .query(with_text(QueryPoints { collection_name: "docs".into(), query: vector_query(), ..Default::default() }, QUERY))
+        .query(with_text(
+            QueryPoints {
+                collection_name: "docs".into(),
+                query: vector_query(),
+                ..Default::default()
+            },
+            QUERY,
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
-    let err = via.count(qdrant_client::qdrant::CountPoints { collection_name: "docs".into(), ..Default::default() }).await.unwrap_err();
+    let err = via
+        .count(qdrant_client::qdrant::CountPoints {
+            collection_name: "docs".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
 }
 
@@ -332,15 +502,35 @@ async fn unreachable_grpc_upstream_is_unavailable() {
 async fn grpc_scenario_against_a_real_qdrant() {
     let (Some(rest), Some(grpc)) = (
         std::env::var("QDRANT_URL").ok().filter(|u| !u.is_empty()),
-        std::env::var("QDRANT_GRPC_URL").ok().filter(|u| !u.is_empty()),
+        std::env::var("QDRANT_GRPC_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
     ) else {
         eprintln!("SKIPPED grpc_scenario_against_a_real_qdrant: QDRANT_URL and QDRANT_GRPC_URL are not both set");
         return;
     };
     let coll = format!("secondpass_grpc_{}", std::process::id());
-    let proxy = Proxy::start(config_with_grpc(rest.trim_end_matches('/'), grpc.trim_end_matches('/'), &[&coll], "")).await;
-    let s = Setup { grpc_url: format!("http://{}", proxy.server.grpc_addr), direct_grpc: grpc, proxy, _doubles: None };
+    let proxy = Proxy::start(config_with_grpc(
+        rest.trim_end_matches('/'),
+        grpc.trim_end_matches('/'),
+        &[&coll],
+        "",
+    ))
+    .await;
+    let s = Setup {
+        grpc_url: format!("http://{}", proxy.server.grpc_addr),
+        direct_grpc: grpc,
+        proxy,
+        _doubles: None,
+    };
     s.proxy.seed(&coll, false).await;
     scenario(&s, &coll).await;
-    let _ = support::request(&s.proxy.client, http::Method::DELETE, &s.proxy.url(&format!("/collections/{coll}")), &[], None).await;
+    let _ = support::request(
+        &s.proxy.client,
+        http::Method::DELETE,
+        &s.proxy.url(&format!("/collections/{coll}")),
+        &[],
+        None,
+    )
+    .await;
 }

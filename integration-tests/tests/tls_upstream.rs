@@ -15,7 +15,11 @@ use support::{config_with_grpc, query_vector, Proxy};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Accepts TLS on 127.0.0.1:0 (ALPN h2 and http/1.1) and pipes the bytes to `target`.
-async fn tls_terminator(target: std::net::SocketAddr, cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> std::net::SocketAddr {
+async fn tls_terminator(
+    target: std::net::SocketAddr,
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+) -> std::net::SocketAddr {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -31,8 +35,12 @@ async fn tls_terminator(target: std::net::SocketAddr, cert: CertificateDer<'stat
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                let Ok(mut plain) = TcpStream::connect(target).await else { return };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = TcpStream::connect(target).await else {
+                    return;
+                };
                 let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
             });
         }
@@ -50,7 +58,9 @@ fn pki() -> Pki {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "secondpass test CA");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "secondpass test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
@@ -81,20 +91,46 @@ async fn https_and_tls_grpc_upstreams_with_a_private_ca() {
     let proxy = Proxy::start(cfg).await;
     proxy.seed("docs", false).await;
     let r = proxy
-        .post("/collections/docs/points/search", &[("x-rerank-query", "capital of Germany")], &json!({"vector": query_vector(), "limit": 2}))
+        .post(
+            "/collections/docs/points/search",
+            &[("x-rerank-query", "capital of Germany")],
+            &json!({"vector": query_vector(), "limit": 2}),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.json()["rerank"]["status"], "applied");
-    let mut points = PointsClient::connect(format!("http://{}", proxy.server.grpc_addr)).await.unwrap();
-    let count = points.count(CountPoints { collection_name: "docs".into(), ..Default::default() }).await.unwrap();
+    let mut points = PointsClient::connect(format!("http://{}", proxy.server.grpc_addr))
+        .await
+        .unwrap();
+    let count = points
+        .count(CountPoints {
+            collection_name: "docs".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(count.into_inner().result.unwrap().count, 8);
 
     // Without the private CA the upstream certificate is not trusted: 502 / UNAVAILABLE.
     let untrusting = Proxy::start(config_with_grpc(&rest_url, &grpc_url, &["docs"], "")).await;
-    let r = untrusting.post("/collections/docs/points/search", &[], &json!({"vector": query_vector(), "limit": 2})).await;
+    let r = untrusting
+        .post(
+            "/collections/docs/points/search",
+            &[],
+            &json!({"vector": query_vector(), "limit": 2}),
+        )
+        .await;
     assert_eq!(r.status, 502);
-    let mut points = PointsClient::connect(format!("http://{}", untrusting.server.grpc_addr)).await.unwrap();
-    let err = points.count(CountPoints { collection_name: "docs".into(), ..Default::default() }).await.unwrap_err();
+    let mut points = PointsClient::connect(format!("http://{}", untrusting.server.grpc_addr))
+        .await
+        .unwrap();
+    let err = points
+        .count(CountPoints {
+            collection_name: "docs".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
     std::fs::remove_dir_all(dir).unwrap();
 }

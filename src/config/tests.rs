@@ -114,7 +114,9 @@ fn example_config_is_valid() {
 
 #[test]
 fn https_upstreams_and_ca_file() {
-    let c = Config::from_toml("[upstream]\nurl = \"https://q:6333\"\ngrpc_url = \"https://q:6334\"\n").unwrap();
+    let c =
+        Config::from_toml("[upstream]\nurl = \"https://q:6333\"\ngrpc_url = \"https://q:6334\"\n")
+            .unwrap();
     assert_eq!(c.upstream.grpc_url, "https://q:6334");
     let e = Config::from_toml("[upstream]\ngrpc_url = \"q:6334\"\n").unwrap_err();
     assert!(e.to_string().contains("upstream.grpc_url"), "{e}");

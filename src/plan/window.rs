@@ -81,7 +81,10 @@ pub fn displacement(ranked: &[Ranked], window: Window) -> Option<f64> {
         return None;
     }
     let qdrant_page = window.offset..window.offset.saturating_add(window.limit);
-    let new = ranked.iter().filter(|r| !qdrant_page.contains(&r.index)).count();
+    let new = ranked
+        .iter()
+        .filter(|r| !qdrant_page.contains(&r.index))
+        .count();
     Some(new as f64 / ranked.len() as f64)
 }
 
@@ -183,7 +186,14 @@ mod tests {
 
     #[test]
     fn displacement_counts_newcomers() {
-        let r = |i: &[usize]| i.iter().map(|&index| Ranked { index, score: Some(0.0) }).collect::<Vec<_>>();
+        let r = |i: &[usize]| {
+            i.iter()
+                .map(|&index| Ranked {
+                    index,
+                    score: Some(0.0),
+                })
+                .collect::<Vec<_>>()
+        };
         assert_eq!(displacement(&r(&[1, 0]), w(0, 2)), Some(0.0));
         assert_eq!(displacement(&r(&[5, 0]), w(0, 2)), Some(0.5));
         assert_eq!(displacement(&r(&[0, 1]), w(2, 2)), Some(1.0));

@@ -143,7 +143,15 @@ impl Chain {
                 (None, _) => RerankError::Unavailable(format!("reranker `{name}` is not loaded")),
                 (Some(reranker), breaker) => {
                     match self
-                        .attempt(name, reranker.as_ref(), breaker, &request, deadline, budget, cache)
+                        .attempt(
+                            name,
+                            reranker.as_ref(),
+                            breaker,
+                            &request,
+                            deadline,
+                            budget,
+                            cache,
+                        )
                         .await
                     {
                         Ok(raw) => {
@@ -224,7 +232,10 @@ impl Chain {
         let mut req = request.clone();
         req.deadline = Some(deadline);
         if misses.len() < raw.len() {
-            req.documents = misses.iter().map(|&i| request.documents[i].clone()).collect();
+            req.documents = misses
+                .iter()
+                .map(|&i| request.documents[i].clone())
+                .collect();
         }
         let started = Instant::now();
         let result = tokio::time::timeout_at(deadline.into(), reranker.rerank(req)).await;
@@ -257,7 +268,10 @@ impl Chain {
                 c.insert(keys[i], score);
             }
         }
-        Ok(raw.into_iter().map(|s| s.expect("every miss scored")).collect())
+        Ok(raw
+            .into_iter()
+            .map(|s| s.expect("every miss scored"))
+            .collect())
     }
 }
 

@@ -30,15 +30,21 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .route(
                     "/admin/collections/{name}",
                     get(get_collection)
-                        .put(|s: State<Arc<AppState>>, p: Path<String>, b: Bytes| change(s, p, b, true))
-                        .patch(|s: State<Arc<AppState>>, p: Path<String>, b: Bytes| change(s, p, b, false))
+                        .put(|s: State<Arc<AppState>>, p: Path<String>, b: Bytes| {
+                            change(s, p, b, true)
+                        })
+                        .patch(|s: State<Arc<AppState>>, p: Path<String>, b: Bytes| {
+                            change(s, p, b, false)
+                        })
                         .delete(reset_collection),
                 )
                 .route("/admin/reload", post(reload))
-                .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
-                    let token = token.clone();
-                    async move { authorize(&token, req, next).await }
-                }));
+                .layer(axum::middleware::from_fn(
+                    move |req: Request, next: Next| {
+                        let token = token.clone();
+                        async move { authorize(&token, req, next).await }
+                    },
+                ));
             r = r.merge(api);
         }
         Ok(None) => tracing::info!("no admin token configured: the admin API is off"),
@@ -75,7 +81,10 @@ async fn authorize(token: &str, req: Request, next: Next) -> Response {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -190,7 +199,10 @@ async fn change(
     }
 }
 
-async fn reset_collection(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+async fn reset_collection(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Response {
     match state.reset_collection(&name) {
         Ok(true) => get_collection(State(state), Path(name)).await,
         Ok(false) => (

@@ -484,5 +484,4 @@ mod tests {
     fn ranking_is_descending_and_stable() {
         assert_eq!(ranking(&[0.1, 0.9, 0.5, 0.9]), vec![1, 3, 2, 0]);
     }
-
 }

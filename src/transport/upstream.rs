@@ -10,10 +10,10 @@ use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::config::UpstreamConfig;
 use crate::error::Error;
+use crate::http_client::{self, describe, Versions};
 use crate::metrics::Metrics;
 
 /// Headers that describe one connection, not the message: never forwarded.
@@ -82,22 +82,16 @@ impl Upstream {
         protocol: Protocol,
         metrics: std::sync::Arc<Metrics>,
     ) -> Result<Upstream, Error> {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let tls = tls_config(cfg.ca_file.as_deref())?;
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http();
-        let connector = match protocol {
-            Protocol::Rest => builder.enable_http1().enable_http2().wrap_connector(http),
-            Protocol::Grpc => builder.enable_http2().wrap_connector(http),
+        let versions = match protocol {
+            Protocol::Rest => Versions::Any,
+            Protocol::Grpc => Versions::Http2Only,
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .http2_only(protocol == Protocol::Grpc)
-            .build(connector);
+        let client = http_client::client(
+            Duration::from_millis(cfg.connect_timeout_ms),
+            cfg.ca_file.as_deref(),
+            versions,
+        )
+        .map_err(Error::Internal)?;
         let url = match protocol {
             Protocol::Rest => &cfg.url,
             Protocol::Grpc => &cfg.grpc_url,
@@ -228,46 +222,6 @@ impl Upstream {
             Ok(Ok(_))
         )
     }
-}
-
-/// The system's root certificates plus those in `ca_file`.
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, Error> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert); // skip the system's unparsable ones
-    }
-    if let Some(path) = ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| Error::Internal(format!("upstream.ca_file {}: {e}", path.display())))?;
-        for cert in certs {
-            let cert = cert.map_err(|e| {
-                Error::Internal(format!("upstream.ca_file {}: {e}", path.display()))
-            })?;
-            roots.add(cert).map_err(|e| {
-                Error::Internal(format!("upstream.ca_file {}: {e}", path.display()))
-            })?;
-        }
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Internal(format!("TLS setup: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = Vec::new(); // the connector builder sets h2 / http/1.1
-    Ok(cfg)
-}
-
-fn describe(e: &hyper_util::client::legacy::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }
 
 #[cfg(test)]

@@ -165,7 +165,8 @@ pub fn registry(cfg: &Config) -> Registry {
     registry.insert("local", model());
     for (name, rc) in &cfg.rerankers {
         if let Some((provider, h)) = rc.hosted() {
-            let r = secondpass::rerank::hosted::HostedReranker::new(name, provider, h).expect("hosted reranker");
+            let r = secondpass::rerank::hosted::HostedReranker::new(name, provider, h)
+                .expect("hosted reranker");
             registry.insert(name.clone(), Arc::new(r));
         }
     }

@@ -54,11 +54,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::config::{Config, HostedConfig, Provider};
 
 use super::{RerankError, RerankFuture, RerankRequest, Reranker, ScoreKind};
+use crate::http_client::{self, describe, Versions};
 
 /// Without a deadline, a `Retry-After` longer than this fails the call instead of waiting.
 pub const MAX_WAIT_WITHOUT_DEADLINE: Duration = Duration::from_secs(30);
@@ -408,40 +408,7 @@ fn without_userinfo(uri: &Uri) -> String {
 }
 
 fn build_client(connect_timeout: Duration) -> Result<HttpClient, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert); // skip the system's unparsable ones
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector))
-}
-
-fn describe(e: &hyper_util::client::legacy::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
+    http_client::client(connect_timeout, None, Versions::Any)
 }
 
 #[cfg(test)]

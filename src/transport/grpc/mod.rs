@@ -26,7 +26,8 @@ use crate::error::Error;
 use crate::plan::payload::{rewrite, Restore};
 use crate::plan::query_text::{self, Directive};
 use crate::plan::{
-    decide, displacement, order_groups, order_page, Cut, Decision, Ranked, RerankPlan, RerankStatus, SearchInput,
+    decide, displacement, order_groups, order_page, Cut, Decision, Ranked, RerankPlan,
+    RerankStatus, SearchInput,
 };
 use frame::Code;
 use points::{Hits, Method, SearchItem};
@@ -53,7 +54,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     r = route::<points::Discover>(r, "Discover");
     r = route::<points::DiscoverBatch>(r, "DiscoverBatch");
     r.fallback(forward)
-        .layer(axum::middleware::from_fn(crate::transport::request_id::layer))
+        .layer(axum::middleware::from_fn(
+            crate::transport::request_id::layer,
+        ))
         .with_state(state)
 }
 
@@ -378,7 +381,11 @@ impl Rewrite<'_> {
                     let outcome = outcome?;
                     if let Some(d) = apply(hits, plan, &outcome, &p.restore, &group_sizes) {
                         let label = self.state.metrics.collection_label(self.collection);
-                        self.state.metrics.rank_displacement.with_label_values(&[label]).observe(d);
+                        self.state
+                            .metrics
+                            .rank_displacement
+                            .with_label_values(&[label])
+                            .observe(d);
                     }
                     outcome
                 }

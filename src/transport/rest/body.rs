@@ -9,7 +9,8 @@ use crate::plan::payload::{restore_point, rewrite, Restore};
 use crate::plan::query_text::{pick, take_directive, Directive};
 use crate::plan::text::text_at;
 use crate::plan::{
-    decide, displacement, order_groups, order_page, Cut, Decision, RerankPlan, RerankStatus, SearchInput, Shape,
+    decide, displacement, order_groups, order_page, Cut, Decision, RerankPlan, RerankStatus,
+    SearchInput, Shape,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

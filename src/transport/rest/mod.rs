@@ -50,7 +50,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     }
     router
         .fallback(forward)
-        .layer(axum::middleware::from_fn(crate::transport::request_id::layer))
+        .layer(axum::middleware::from_fn(
+            crate::transport::request_id::layer,
+        ))
         .with_state(state)
 }
 
@@ -309,7 +311,11 @@ impl Rewrite<'_> {
                     let moved = apply(result, self.ep, i, plan, &outcome, &planned.restore, &sizes);
                     if let Some(d) = moved {
                         let label = self.state.metrics.collection_label(self.collection);
-                        self.state.metrics.rank_displacement.with_label_values(&[label]).observe(d);
+                        self.state
+                            .metrics
+                            .rank_displacement
+                            .with_label_values(&[label])
+                            .observe(d);
                     }
                     outcome
                 }
