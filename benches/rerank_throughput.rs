@@ -11,7 +11,7 @@
 //! Options: `--mode single|concurrent|compare` (default compare), `--seconds N`,
 //! `--model fp32|int8|FILE` (a file in the model folder), `--max-len N` (128),
 //! `--batch N` (batch_size), `--max-batch-tokens N`, `--workers N`, `--threads N`
-//! (intra-op per worker, 0 = cores / workers), `--callers N` (8) and `--pairs N`
+//! (intra-op per worker; 0: ONNX Runtime's choice, or cores / workers), `--callers N` (8) and `--pairs N`
 //! (20 per request; `single` uses one caller and 32), `--batching cross|per`,
 //! `--device cpu|cuda[:N]`.
 //!
@@ -154,8 +154,12 @@ fn load(a: &Args, metrics: &Arc<Metrics>) -> OnnxReranker {
         max_batch_tokens: a.max_batch_tokens.max(a.max_len),
         device: a.device.clone(),
     };
-    OnnxReranker::load_batching(&cfg, "bench", Some(metrics.clone()), a.batching)
-        .unwrap_or_else(|e| panic!("load model (run scripts/setup first): {e}"))
+    OnnxReranker::load_batching(&cfg, "bench", Some(metrics.clone()), a.batching).unwrap_or_else(
+        |e| {
+            eprintln!("cannot load the model: {e}");
+            std::process::exit(1)
+        },
+    )
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -212,7 +216,10 @@ async fn measure(a: &Args, callers: usize, pairs: usize) {
         a.max_len,
         a.batch,
         a.workers,
-        r.intra_threads,
+        match r.intra_threads {
+            0 => "auto".to_string(),
+            n => n.to_string(),
+        },
         match a.batching {
             Batching::CrossRequest => "cross",
             Batching::PerRequest => "per",

@@ -9,9 +9,7 @@ use std::time::Duration;
 use secondpass::config::Config;
 use secondpass::metrics::Metrics;
 use secondpass::rerank::chain::Chain;
-use secondpass::rerank::{
-    Registry, RerankError, RerankFuture, RerankRequest, Reranker, ScoreKind,
-};
+use secondpass::rerank::{Registry, RerankError, RerankFuture, RerankRequest, Reranker, ScoreKind};
 
 /// Scores each document by its length (plus `offset`), recording what it was asked.
 struct Fake {
@@ -34,7 +32,12 @@ impl Fake {
     }
 
     fn last_asked(&self) -> Vec<String> {
-        self.asked.lock().unwrap().last().cloned().unwrap_or_default()
+        self.asked
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -53,7 +56,10 @@ impl Reranker for Fake {
             if fail {
                 return Err(RerankError::Inference("down".into()));
             }
-            Ok(r.documents.iter().map(|d| d.len() as f32 + offset).collect())
+            Ok(r.documents
+                .iter()
+                .map(|d| d.len() as f32 + offset)
+                .collect())
         })
     }
 }
@@ -97,7 +103,12 @@ async fn only_misses_reach_the_reranker_and_answers_merge_in_order() {
 
     // Two cached, two new: only the new ones are asked, in their order.
     let second = c
-        .run_cached(&["a"], req("q", &["wwww", "yy", "vvvvv", "x"]), BUDGET, true)
+        .run_cached(
+            &["a"],
+            req("q", &["wwww", "yy", "vvvvv", "x"]),
+            BUDGET,
+            true,
+        )
         .await
         .unwrap();
     assert_eq!(second.raw, vec![4.0, 2.0, 5.0, 1.0]);
@@ -107,7 +118,10 @@ async fn only_misses_reach_the_reranker_and_answers_merge_in_order() {
 
     // Everything cached: no call at all.
     let calls = fake.calls.load(Ordering::SeqCst);
-    let third = c.run(&["a"], req("q", &["x", "vvvvv"]), BUDGET).await.unwrap();
+    let third = c
+        .run(&["a"], req("q", &["x", "vvvvv"]), BUDGET)
+        .await
+        .unwrap();
     assert_eq!(third.raw, vec![1.0, 5.0]);
     assert_eq!(fake.calls.load(Ordering::SeqCst), calls);
     assert_eq!(third.reranker, "a");
@@ -126,7 +140,11 @@ async fn only_misses_reach_the_reranker_and_answers_merge_in_order() {
 
 #[tokio::test]
 async fn the_cache_is_off_when_not_wanted_or_not_configured() {
-    for (toml, use_cache) in [(CACHE, false), ("", true), ("[cache]\nmax_entries = 0\n", true)] {
+    for (toml, use_cache) in [
+        (CACHE, false),
+        ("", true),
+        ("[cache]\nmax_entries = 0\n", true),
+    ] {
         let fake = Fake::new("m", 0.0, false);
         let (c, m) = chain(toml, &[("a", fake.clone())]);
         for _ in 0..2 {
@@ -140,8 +158,12 @@ async fn the_cache_is_off_when_not_wanted_or_not_configured() {
     // A collection without the cache does not fill it for the others either.
     let fake = Fake::new("m", 0.0, false);
     let (c, _) = chain(CACHE, &[("a", fake.clone())]);
-    c.run_cached(&["a"], req("q", &["x"]), BUDGET, false).await.unwrap();
-    c.run_cached(&["a"], req("q", &["x"]), BUDGET, true).await.unwrap();
+    c.run_cached(&["a"], req("q", &["x"]), BUDGET, false)
+        .await
+        .unwrap();
+    c.run_cached(&["a"], req("q", &["x"]), BUDGET, true)
+        .await
+        .unwrap();
     assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
 }
 
@@ -161,10 +183,19 @@ async fn a_fallback_answer_is_cached_under_the_reranker_that_gave_it() {
     let down = Fake::new("down", 0.0, true);
     let up = Fake::new("up", 10.0, false);
     let (c, _) = chain(CACHE, &[("down", down.clone()), ("up", up.clone())]);
-    let first = c.run(&["down", "up"], req("q", &["x", "yy"]), BUDGET).await.unwrap();
-    assert_eq!((first.reranker.as_str(), first.raw.clone()), ("up", vec![11.0, 12.0]));
+    let first = c
+        .run(&["down", "up"], req("q", &["x", "yy"]), BUDGET)
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.reranker.as_str(), first.raw.clone()),
+        ("up", vec![11.0, 12.0])
+    );
     // The failing reranker is still asked (nothing cached for it); the fallback is not.
-    let second = c.run(&["down", "up"], req("q", &["x", "yy"]), BUDGET).await.unwrap();
+    let second = c
+        .run(&["down", "up"], req("q", &["x", "yy"]), BUDGET)
+        .await
+        .unwrap();
     assert_eq!(second.raw, vec![11.0, 12.0]);
     assert_eq!(second.failed.len(), 1);
     assert_eq!(down.calls.load(Ordering::SeqCst), 2);

@@ -125,20 +125,27 @@ async fn jobs_of_callers_that_left_are_not_computed() {
 
 #[tokio::test]
 async fn batches_stay_within_max_batch_tokens() {
-    let docs = cranfield("corpus.jsonl", 40);
+    // Long abstracts: every pair is cut at 128 tokens.
+    let docs: Vec<String> = cranfield("corpus.jsonl", 400)
+        .into_iter()
+        .filter(|d| d.split_whitespace().count() > 150)
+        .take(40)
+        .collect();
+    assert_eq!(docs.len(), 40);
     let mut cfg = config(32, 1, 8);
     cfg.max_batch_tokens = 256; // two full 128-token pairs
     let (r, m) = load(&cfg, Batching::CrossRequest);
     let scores = r.rerank(request("wing flutter", &docs)).await.unwrap();
     assert_eq!(scores.len(), 40);
     let text = m.render();
-    let count = format!("secondpass_batch_size_count{{reranker=\"t\"}}");
-    let le2 = format!("secondpass_batch_size_bucket{{reranker=\"t\",le=\"2\"}}");
+    let count = "secondpass_batch_size_count{reranker=\"t\"}";
+    let le2 = "secondpass_batch_size_bucket{reranker=\"t\",le=\"2\"}";
     let value = |prefix: &str| -> f64 {
         let line = text.lines().find(|l| l.starts_with(prefix)).unwrap();
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
-    assert_eq!(value(&le2), value(&count), "no batch over 2 rows:\n{text}");
+    assert_eq!(value(le2), value(count), "no batch over 2 rows:\n{text}");
+    assert_eq!(value(count), 20.0, "40 pairs in batches of 2");
 }
 
 #[tokio::test]
@@ -165,7 +172,8 @@ async fn two_workers_run_batches_at_the_same_time() {
     let queries = cranfield("queries.jsonl", 4);
     let docs = cranfield("corpus.jsonl", 64);
     for batching in [Batching::PerRequest, Batching::CrossRequest] {
-        // batch 4: a worker takes at most 16 pairs, leaving work for the other.
+        // A worker takes jobs until it holds one batch (4 pairs): one job of 16 here,
+        // so the other worker takes the next.
         let (r, _) = load(&config(4, 2, 16), batching);
         let futures: Vec<_> = (0..4)
             .map(|i| r.rerank(request(&queries[i], &docs[i * 16..i * 16 + 16])))

@@ -36,8 +36,12 @@ fn cuda_without_a_cuda_runtime_fails_clearly() {
                 assert_eq!(r.device, Device::parse(device).unwrap());
             }
             Err(e) => {
+                println!("{device}: {e}");
                 let name = Device::parse(device).unwrap().to_string();
-                assert!(e.contains(&format!("device `{name}`")) || e.contains(&name), "{e}");
+                assert!(
+                    e.contains(&format!("device `{name}`")) || e.contains(&name),
+                    "{e}"
+                );
                 assert!(e.contains("CUDA"), "{e}");
                 if !session::available_providers().contains(&"CUDAExecutionProvider".into()) {
                     assert!(
@@ -54,6 +58,8 @@ fn cuda_without_a_cuda_runtime_fails_clearly() {
 fn cpu_loads_and_unknown_devices_are_refused() {
     let r = OnnxReranker::load(&config("cpu")).expect("cpu loads");
     assert_eq!(r.device, Device::Cpu);
-    let e = OnnxReranker::load(&config("tpu")).err().expect("tpu is refused");
+    let e = OnnxReranker::load(&config("tpu"))
+        .err()
+        .expect("tpu is refused");
     assert!(e.contains("tpu"), "{e}");
 }

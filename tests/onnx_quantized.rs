@@ -46,7 +46,10 @@ fn quantized(name: &str, args: &[&str]) -> PathBuf {
         .arg(&out)
         .status()
         .expect("run scripts/quantize");
-    assert!(status.success(), "scripts/quantize {args:?} failed (scripts/setup --python?)");
+    assert!(
+        status.success(),
+        "scripts/quantize {args:?} failed (scripts/setup --python?)"
+    );
     dir
 }
 
@@ -74,9 +77,9 @@ struct Eval {
 
 fn words(text: &str) -> HashSet<String> {
     const STOP: &[&str] = &[
-        "the", "and", "for", "are", "what", "which", "with", "that", "this", "from", "has",
-        "have", "been", "can", "how", "any", "there", "does", "not", "its", "was", "were",
-        "such", "when", "into", "also", "than", "their", "these", "those",
+        "the", "and", "for", "are", "what", "which", "with", "that", "this", "from", "has", "have",
+        "been", "can", "how", "any", "there", "does", "not", "its", "was", "were", "such", "when",
+        "into", "also", "than", "their", "these", "those",
     ];
     text.split(|c: char| !c.is_alphanumeric())
         .map(str::to_lowercase)
@@ -93,7 +96,12 @@ fn eval() -> &'static Eval {
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| (p["query"].as_str().unwrap().into(), p["document"].as_str().unwrap().into()))
+            .map(|p| {
+                (
+                    p["query"].as_str().unwrap().into(),
+                    p["document"].as_str().unwrap().into(),
+                )
+            })
             .collect();
         let lines = |f: &str| -> Vec<String> {
             std::fs::read_to_string(shared().join("eval/cranfield-train").join(f))
@@ -102,7 +110,9 @@ fn eval() -> &'static Eval {
                 .map(|l| {
                     let v: serde_json::Value = serde_json::from_str(l).unwrap();
                     let title = v["title"].as_str().unwrap_or_default();
-                    format!("{title} {}", v["text"].as_str().unwrap()).trim().to_string()
+                    format!("{title} {}", v["text"].as_str().unwrap())
+                        .trim()
+                        .to_string()
                 })
                 .collect()
         };
@@ -120,7 +130,10 @@ fn eval() -> &'static Eval {
                     .collect();
                 // Most shared words first; ties in corpus order.
                 ranked.sort_by_key(|&(shared, i)| (std::cmp::Reverse(shared), i));
-                let docs = ranked[..50].iter().map(|&(_, i)| corpus[i].clone()).collect();
+                let docs = ranked[..50]
+                    .iter()
+                    .map(|&(_, i)| corpus[i].clone())
+                    .collect();
                 (q, docs)
             })
             .collect();
@@ -201,7 +214,11 @@ fn ranks(v: &[f32]) -> Vec<f64> {
 fn spearman(a: &[f32], b: &[f32]) -> f64 {
     let (ra, rb) = (ranks(a), ranks(b));
     let mean = (a.len() as f64 - 1.0) / 2.0;
-    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - mean) * (y - mean)).sum();
+    let cov: f64 = ra
+        .iter()
+        .zip(&rb)
+        .map(|(x, y)| (x - mean) * (y - mean))
+        .sum();
     let var = |r: &[f64]| r.iter().map(|x| (x - mean).powi(2)).sum::<f64>();
     cov / (var(&ra) * var(&rb)).sqrt()
 }
@@ -228,11 +245,20 @@ fn agreement(name: &str, r: &OnnxReranker) -> Agreement {
     let (ref32, pools32) = fp32();
     let (refq, poolsq) = scores(r);
     let mean = |f: &dyn Fn(&[f32], &[f32]) -> f64| -> f64 {
-        pools32.iter().zip(&poolsq).map(|(a, b)| f(a, b)).sum::<f64>() / pools32.len() as f64
+        pools32
+            .iter()
+            .zip(&poolsq)
+            .map(|(a, b)| f(a, b))
+            .sum::<f64>()
+            / pools32.len() as f64
     };
     let a = Agreement {
         reference_tau: kendall(ref32, &refq),
-        reference_max_diff: ref32.iter().zip(&refq).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max),
+        reference_max_diff: ref32
+            .iter()
+            .zip(&refq)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max),
         tau: mean(&kendall),
         rho: mean(&spearman),
         top10: mean(&top10_overlap),
@@ -264,15 +290,30 @@ fn statistics_are_right_on_known_lists() {
 fn shipped_int8_ranks_like_fp32() {
     let a = agreement("int8 (shipped)", &load(source(), Some("model_int8.onnx")));
     assert!(a.tau >= 0.8, "mean Kendall tau {:.3} below 0.8", a.tau);
-    assert!(a.top10 >= 0.8, "mean top-10 overlap {:.3} below 0.8", a.top10);
-    assert!(a.reference_tau >= 0.8, "reference Kendall tau {:.3}", a.reference_tau);
+    assert!(
+        a.top10 >= 0.8,
+        "mean top-10 overlap {:.3} below 0.8",
+        a.top10
+    );
+    assert!(
+        a.reference_tau >= 0.8,
+        "reference Kendall tau {:.3}",
+        a.reference_tau
+    );
 }
 
 #[test]
 fn int8_from_scripts_quantize_ranks_like_fp32() {
-    let a = agreement("int8 (scripts/quantize)", &load(quantized("int8", &[]), None));
+    let a = agreement(
+        "int8 (scripts/quantize)",
+        &load(quantized("int8", &[]), None),
+    );
     assert!(a.tau >= 0.8, "mean Kendall tau {:.3} below 0.8", a.tau);
-    assert!(a.top10 >= 0.8, "mean top-10 overlap {:.3} below 0.8", a.top10);
+    assert!(
+        a.top10 >= 0.8,
+        "mean top-10 overlap {:.3} below 0.8",
+        a.top10
+    );
 }
 
 #[test]
@@ -280,10 +321,18 @@ fn fp16_files_load_and_rank_like_fp32() {
     // float16 weights, float32 logits.
     let a = agreement("fp16", &load(quantized("fp16", &["--fp16"]), None));
     assert!(a.tau >= 0.95, "mean Kendall tau {:.3} below 0.95", a.tau);
-    assert!(a.reference_max_diff < 0.05, "max logit diff {}", a.reference_max_diff);
+    assert!(
+        a.reference_max_diff < 0.05,
+        "max logit diff {}",
+        a.reference_max_diff
+    );
     // float16 logits: read from the raw half-precision output.
     let out16 = load(quantized("fp16-out", &["--fp16", "--fp16-output"]), None);
     let b = agreement("fp16 (float16 output)", &out16);
     assert!(b.tau >= 0.95, "mean Kendall tau {:.3} below 0.95", b.tau);
-    assert!(b.reference_max_diff < 0.05, "max logit diff {}", b.reference_max_diff);
+    assert!(
+        b.reference_max_diff < 0.05,
+        "max logit diff {}",
+        b.reference_max_diff
+    );
 }

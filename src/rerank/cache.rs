@@ -7,7 +7,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,7 +60,9 @@ impl ScoreCache {
         let shards = shard_count(max_entries);
         let per_shard = max_entries.div_ceil(shards);
         Some(ScoreCache {
-            shards: (0..shards).map(|_| Mutex::new(Lru::new(per_shard))).collect(),
+            shards: (0..shards)
+                .map(|_| Mutex::new(Lru::new(per_shard)))
+                .collect(),
             ttl,
             hashers: (RandomState::new(), RandomState::new()),
             clock,
@@ -69,12 +71,17 @@ impl ScoreCache {
 
     /// The key of `document` under `scope`.
     pub fn key(&self, scope: &Scope<'_>, document: &str) -> Key {
-        let h = |s: &RandomState| {
-            let mut h = s.build_hasher();
-            (scope.reranker, scope.model, scope.max_length, scope.query, document).hash(&mut h);
-            h.finish()
-        };
-        Key(h(&self.hashers.0), h(&self.hashers.1))
+        let fields = (
+            scope.reranker,
+            scope.model,
+            scope.max_length,
+            scope.query,
+            document,
+        );
+        Key(
+            self.hashers.0.hash_one(fields),
+            self.hashers.1.hash_one(fields),
+        )
     }
 
     fn shard(&self, key: Key) -> &Mutex<Lru> {
@@ -315,8 +322,14 @@ mod tests {
         let others = [
             scope("model-b", "q"),
             scope("model-a", "q2"),
-            Scope { reranker: "other", ..base },
-            Scope { max_length: Some(64), ..base },
+            Scope {
+                reranker: "other",
+                ..base
+            },
+            Scope {
+                max_length: Some(64),
+                ..base
+            },
         ];
         for s in others {
             assert_eq!(c.get(c.key(&s, "d")), None, "{s:?}");

@@ -120,12 +120,18 @@ pub fn plan_batches(pairs: &[Pair], max_rows: usize, max_tokens: usize) -> Vec<V
     let mut order: Vec<usize> = (0..pairs.len()).collect();
     // Stable: equal lengths keep their order (the caller's job order).
     order.sort_by_key(|&i| std::cmp::Reverse(pairs[i].len()));
+    // As many batches as `max_rows` needs, evenly filled: 40 pairs at 32 rows run as
+    // 20 + 20, not 32 + 8 (a small last batch runs at a worse rate per pair).
+    let max_rows = match pairs.len() {
+        0 => 1,
+        n => n.div_ceil(n.div_ceil(max_rows.max(1))),
+    };
     let mut batches: Vec<Vec<usize>> = Vec::new();
     let mut current: Vec<usize> = Vec::new();
     let mut width = 0;
     for i in order {
         // Sorted longest first: the first pair of a batch sets its width.
-        let fits = current.len() < max_rows.max(1) && (current.len() + 1) * width <= max_tokens;
+        let fits = current.len() < max_rows && (current.len() + 1) * width <= max_tokens;
         if !current.is_empty() && !fits {
             batches.push(std::mem::take(&mut current));
         }
@@ -177,6 +183,14 @@ mod tests {
         let pairs = vec![pair(3), pair(10), pair(5), pair(9)];
         assert_eq!(plan_batches(&pairs, 2, 1000), vec![vec![1, 3], vec![2, 0]]);
         assert_eq!(plan_batches(&pairs, 10, 1000).len(), 1);
+        // Evenly filled: 4 pairs at 3 rows are 2 + 2, not 3 + 1.
+        assert_eq!(plan_batches(&pairs, 3, 1000), vec![vec![1, 3], vec![2, 0]]);
+        let many: Vec<Pair> = (0..40).map(|_| pair(5)).collect();
+        let sizes: Vec<usize> = plan_batches(&many, 32, 10_000)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(sizes, vec![20, 20]);
         assert!(plan_batches(&[], 4, 1000).is_empty());
     }
 
@@ -191,9 +205,15 @@ mod tests {
             vec![vec![1], vec![3], vec![2, 0]]
         );
         // A pair longer than the budget still runs, alone.
-        assert_eq!(plan_batches(&[pair(40), pair(2)], 8, 16), vec![vec![0], vec![1]]);
+        assert_eq!(
+            plan_batches(&[pair(40), pair(2)], 8, 16),
+            vec![vec![0], vec![1]]
+        );
         // Equal lengths keep their order (stable sort).
-        assert_eq!(plan_batches(&[pair(4), pair(4), pair(4)], 2, 100), vec![vec![0, 1], vec![2]]);
+        assert_eq!(
+            plan_batches(&[pair(4), pair(4), pair(4)], 2, 100),
+            vec![vec![0, 1], vec![2]]
+        );
     }
 
     #[test]

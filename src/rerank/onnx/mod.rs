@@ -32,7 +32,7 @@ pub struct OnnxReranker {
     pub info: ModelInfo,
     pub max_length: usize,
     pub device: Device,
-    /// Intra-op threads of each worker's session.
+    /// Intra-op threads of each worker's session (0: ONNX Runtime's choice).
     pub intra_threads: usize,
 }
 

@@ -163,7 +163,10 @@ fn f16_bits(out: &DynValue) -> Result<(Vec<i64>, Vec<u16>), String> {
         if data.is_null() {
             return Err("model output has no data".into());
         }
-        Ok((shape, std::slice::from_raw_parts(data.cast::<u16>(), n).to_vec()))
+        Ok((
+            shape,
+            std::slice::from_raw_parts(data.cast::<u16>(), n).to_vec(),
+        ))
     }
 }
 

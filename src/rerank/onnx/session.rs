@@ -2,8 +2,9 @@
 //!
 //! Threads: each worker runs its own session on its own thread, so `workers`
 //! sessions run at the same time; inside a session only intra-op threads work
-//! (sequential execution, inter-op threads 1). `intra_threads = 0` splits the
-//! machine's cores between the workers instead of giving every worker all of them.
+//! (sequential execution, inter-op threads 1). With several workers,
+//! `intra_threads = 0` splits the machine's cores between them instead of giving
+//! every worker all of them.
 //!
 //! Device: `cuda` / `cuda:N` registers ONNX Runtime's CUDA execution provider and
 //! fails the load when it cannot be registered; it never falls back to the CPU.
@@ -47,14 +48,16 @@ impl std::fmt::Display for Device {
     }
 }
 
-/// Intra-op threads for each of `workers` sessions: the configured number, or
-/// (0) the available cores shared out between the workers, at least one each.
+/// Intra-op threads for each of `workers` sessions: the configured number; for 0,
+/// ONNX Runtime's own choice (one per physical core, returned as 0) when there is one
+/// worker, else the available cores shared out between the workers, at least one
+/// each (so that workers do not each start a thread per core).
 pub fn intra_threads(configured: usize, workers: usize) -> usize {
-    if configured > 0 {
+    if configured > 0 || workers <= 1 {
         return configured;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (cores / workers.max(1)).max(1)
+    (cores / workers).max(1)
 }
 
 /// One session on `device` with `intra` intra-op threads.
@@ -84,12 +87,9 @@ pub fn build(
             )
         })?;
     }
-    builder.commit_from_file(model).map_err(|err| {
-        format!(
-            "cannot load {} on {device}: {err}",
-            model.display()
-        )
-    })
+    builder
+        .commit_from_file(model)
+        .map_err(|err| format!("cannot load {} on {device}: {err}", model.display()))
 }
 
 /// Appends the CUDA execution provider for GPU `id`. Goes through ONNX Runtime's C
@@ -181,7 +181,8 @@ mod tests {
     fn intra_threads_share_the_cores() {
         assert_eq!(intra_threads(3, 4), 3);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(intra_threads(0, 1), cores);
+        assert_eq!(intra_threads(0, 1), 0, "ONNX Runtime decides");
+        assert_eq!(intra_threads(0, 2), (cores / 2).max(1));
         assert_eq!(intra_threads(0, cores * 2), 1);
     }
 }

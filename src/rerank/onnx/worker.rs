@@ -1,11 +1,12 @@
 //! Inference workers with continuous batching across requests.
 //!
-//! A worker blocks for the next job, then takes every other job already waiting (no
-//! artificial wait), up to [`TAKE_BATCHES`] full batches of pairs so that other
-//! workers get a share. It tokenizes them on its own thread, drops jobs whose caller
-//! went away, sorts the pairs of all taken jobs by length, runs batches bounded by
-//! `batch_size` rows and `max_batch_tokens` padded tokens, and answers each job as
-//! soon as its last pair is scored.
+//! A worker blocks for the next job, then takes the jobs already waiting (no
+//! artificial wait) until it holds [`TAKE_BATCHES`] full batch of pairs: small
+//! requests fill a batch together, large ones are not held back behind each other,
+//! and other workers get the rest. It tokenizes them on its own thread, drops jobs
+//! whose caller went away, sorts the pairs of all taken jobs by length, runs batches
+//! bounded by `batch_size` rows and `max_batch_tokens` padded tokens, and answers
+//! each job as soon as its last pair is scored.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -23,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::rerank::{RerankError, RerankRequest};
 
 /// A worker takes waiting jobs until it holds this many batches' worth of pairs.
-pub const TAKE_BATCHES: usize = 4;
+pub const TAKE_BATCHES: usize = 1;
 
 /// How jobs are grouped into inference batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
