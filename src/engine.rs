@@ -4,10 +4,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::future::join_all;
+
 use crate::config::{CollectionSettings, OnFailure};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::plan::{RerankPlan, RerankStatus};
+use crate::plan::{Decision, RerankPlan, RerankStatus};
 use crate::rerank::chain::Chain;
 use crate::rerank::{apply_score_mode, RerankRequest};
 
@@ -77,6 +79,55 @@ impl Engine {
     /// Puts new rerankers in force; requests under way finish with the old ones.
     pub fn set_chain(&self, chain: Chain) {
         *self.chain.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(chain);
+    }
+
+    /// Reranks every search of one request concurrently. `texts[i]` holds the
+    /// candidates of search `i` (`Some` exactly when its decision is `Rerank`). Returns
+    /// one outcome per search, in order, and the wall time of the rerank phase.
+    pub async fn rerank_request(
+        &self,
+        collection: &str,
+        settings: &CollectionSettings,
+        decisions: &[&Decision],
+        texts: Vec<Option<Vec<Option<String>>>>,
+    ) -> Result<(Vec<Outcome>, f64), Error> {
+        let jobs = decisions
+            .iter()
+            .zip(texts)
+            .filter_map(|(d, t)| match (d, t) {
+                (Decision::Rerank(plan), Some(texts)) => Some(self.rerank(Job {
+                    collection,
+                    settings,
+                    plan,
+                    texts,
+                })),
+                _ => None,
+            });
+        let started = Instant::now();
+        let mut reranked = join_all(jobs).await.into_iter();
+        let time = started.elapsed().as_secs_f64();
+        let mut outcomes = Vec::with_capacity(decisions.len());
+        for d in decisions {
+            outcomes.push(match d {
+                Decision::Disabled => Outcome::not_applied(RerankStatus::Disabled, None),
+                Decision::Skip(r) => Outcome::not_applied(RerankStatus::Skipped, Some(r.clone())),
+                Decision::Rerank(_) => reranked.next().ok_or_else(|| {
+                    Error::Internal("a reranked search had no candidates".into())
+                })??,
+            });
+        }
+        Ok((outcomes, time))
+    }
+
+    /// Records how much reranking changed a returned page.
+    pub fn record_displacement(&self, collection: &str, displacement: Option<f64>) {
+        if let Some(d) = displacement {
+            let label = self.metrics.collection_label(collection);
+            self.metrics
+                .rank_displacement
+                .with_label_values(&[label])
+                .observe(d);
+        }
     }
 
     /// Scores the candidates with the collection's chain of rerankers. When every one

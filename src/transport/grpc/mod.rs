@@ -17,11 +17,10 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use base64::Engine as _;
-use futures_util::future::join_all;
 use prost::Message;
 
 use crate::app::AppState;
-use crate::engine::{Job, Outcome};
+use crate::engine::Outcome;
 use crate::error::Error;
 use crate::plan::payload::{rewrite, Restore};
 use crate::plan::query_text::{self, Directive};
@@ -344,53 +343,41 @@ impl Rewrite<'_> {
                 planned.len()
             )));
         }
-        let mut jobs = Vec::new();
-        let mut sizes = Vec::new();
+        let mut texts = Vec::with_capacity(planned.len());
+        let mut sizes = Vec::with_capacity(planned.len());
         for (p, hits) in planned.iter().zip(answers.iter()) {
-            let Decision::Rerank(plan) = &p.decision else {
-                continue;
-            };
-            let (texts, group_sizes) = match hits {
-                Hits::Points(points) => (hit_texts(points, field), Vec::new()),
-                Hits::Groups(groups) => (
-                    groups
-                        .iter()
-                        .flat_map(|g| hit_texts(&g.hits, field))
-                        .collect(),
+            let (t, group_sizes) = match (&p.decision, hits) {
+                (Decision::Rerank(_), Hits::Points(points)) => {
+                    (Some(hit_texts(points, field)), Vec::new())
+                }
+                (Decision::Rerank(_), Hits::Groups(groups)) => (
+                    Some(
+                        groups
+                            .iter()
+                            .flat_map(|g| hit_texts(&g.hits, field))
+                            .collect(),
+                    ),
                     groups.iter().map(|g| g.hits.len()).collect(),
                 ),
+                _ => (None, Vec::new()),
             };
+            texts.push(t);
             sizes.push(group_sizes);
-            jobs.push(self.state.engine.rerank(Job {
-                collection: self.collection,
-                settings: self.settings,
-                plan,
-                texts,
-            }));
         }
-        let rerank_started = Instant::now();
-        let mut results = join_all(jobs).await.into_iter().zip(sizes);
-        let rerank_time = rerank_started.elapsed().as_secs_f64();
-        let mut outcomes = Vec::with_capacity(planned.len());
-        for (p, hits) in planned.iter().zip(answers.iter_mut()) {
-            let outcome = match &p.decision {
-                Decision::Disabled => Outcome::not_applied(RerankStatus::Disabled, None),
-                Decision::Skip(r) => Outcome::not_applied(RerankStatus::Skipped, Some(r.clone())),
-                Decision::Rerank(plan) => {
-                    let (outcome, group_sizes) = results.next().expect("one result per job");
-                    let outcome = outcome?;
-                    if let Some(d) = apply(hits, plan, &outcome, &p.restore, &group_sizes) {
-                        let label = self.state.metrics.collection_label(self.collection);
-                        self.state
-                            .metrics
-                            .rank_displacement
-                            .with_label_values(&[label])
-                            .observe(d);
-                    }
-                    outcome
-                }
-            };
-            outcomes.push(outcome);
+        let decisions: Vec<&Decision> = planned.iter().map(|p| &p.decision).collect();
+        let engine = &self.state.engine;
+        let (outcomes, rerank_time) = engine
+            .rerank_request(self.collection, self.settings, &decisions, texts)
+            .await?;
+        for ((p, hits), (outcome, group_sizes)) in planned
+            .iter()
+            .zip(answers.iter_mut())
+            .zip(outcomes.iter().zip(&sizes))
+        {
+            if let Decision::Rerank(plan) = &p.decision {
+                let moved = apply(hits, plan, outcome, &p.restore, group_sizes);
+                engine.record_displacement(self.collection, moved);
+            }
         }
         drop(answers);
         M::set_time(&mut answer, self.started.elapsed().as_secs_f64());

@@ -12,11 +12,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
-use crate::engine::{Job, Outcome};
+
 use crate::error::{qdrant_error_response, Error};
 use crate::plan::query_text::{self, Directive};
 use crate::plan::{Decision, RerankStatus};
@@ -277,50 +276,41 @@ impl Rewrite<'_> {
             .get_mut("result")
             .ok_or_else(|| Error::UpstreamInvalid("no `result` in Qdrant's answer".into()))?;
         let field = &self.settings.text_field;
-        let mut jobs = Vec::new();
-        let mut group_sizes = Vec::new();
+        let mut texts = Vec::with_capacity(prepared.searches.len());
+        let mut group_sizes = Vec::with_capacity(prepared.searches.len());
         for (i, planned) in prepared.searches.iter().enumerate() {
-            if let Decision::Rerank(plan) = &planned.decision {
-                let (texts, sizes) = candidates(result, self.ep, i, field).ok_or_else(|| {
-                    Error::UpstreamInvalid(format!(
-                        "answer for search {i} is not in the expected shape"
-                    ))
-                })?;
-                group_sizes.push(sizes);
-                jobs.push(self.state.engine.rerank(Job {
-                    collection: self.collection,
-                    settings: self.settings,
-                    plan,
-                    texts,
-                }));
-            }
-        }
-        let rerank_started = Instant::now();
-        let mut reranked = join_all(jobs).await.into_iter().zip(group_sizes);
-        let rerank_time = rerank_started.elapsed().as_secs_f64();
-        let mut outcomes = Vec::with_capacity(prepared.searches.len());
-        for (i, planned) in prepared.searches.iter().enumerate() {
-            let outcome = match &planned.decision {
-                Decision::Disabled => Outcome::not_applied(RerankStatus::Disabled, None),
-                Decision::Skip(reason) => {
-                    Outcome::not_applied(RerankStatus::Skipped, Some(reason.clone()))
+            let (t, sizes) = match &planned.decision {
+                Decision::Rerank(_) => {
+                    let (t, sizes) = candidates(result, self.ep, i, field).ok_or_else(|| {
+                        Error::UpstreamInvalid(format!(
+                            "answer for search {i} is not in the expected shape"
+                        ))
+                    })?;
+                    (Some(t), sizes)
                 }
-                Decision::Rerank(plan) => {
-                    let (outcome, sizes) = reranked.next().expect("one outcome per job");
-                    let outcome = outcome?;
-                    let moved = apply(result, self.ep, i, plan, &outcome, &planned.restore, &sizes);
-                    if let Some(d) = moved {
-                        let label = self.state.metrics.collection_label(self.collection);
-                        self.state
-                            .metrics
-                            .rank_displacement
-                            .with_label_values(&[label])
-                            .observe(d);
-                    }
-                    outcome
-                }
+                _ => (None, Vec::new()),
             };
-            outcomes.push(outcome);
+            texts.push(t);
+            group_sizes.push(sizes);
+        }
+        let decisions: Vec<&Decision> = prepared.searches.iter().map(|p| &p.decision).collect();
+        let engine = &self.state.engine;
+        let (outcomes, rerank_time) = engine
+            .rerank_request(self.collection, self.settings, &decisions, texts)
+            .await?;
+        for (i, (planned, outcome)) in prepared.searches.iter().zip(&outcomes).enumerate() {
+            if let Decision::Rerank(plan) = &planned.decision {
+                let moved = apply(
+                    result,
+                    self.ep,
+                    i,
+                    plan,
+                    outcome,
+                    &planned.restore,
+                    &group_sizes[i],
+                );
+                engine.record_displacement(self.collection, moved);
+            }
         }
         let status = RerankStatus::combine(outcomes.iter().map(|o| o.status));
         let model = outcomes.iter().find_map(|o| o.model.clone());
