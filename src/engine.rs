@@ -288,6 +288,23 @@ mod tests {
         }
     }
 
+    /// The engine's rerank step for `texts` (the plan's window does not matter here).
+    async fn run(
+        e: &Engine,
+        collection: &str,
+        s: &CollectionSettings,
+        texts: Vec<Option<String>>,
+    ) -> Result<Outcome, Error> {
+        let p = plan(0, 2);
+        e.rerank(Job {
+            collection,
+            settings: s,
+            plan: &p,
+            texts,
+        })
+        .await
+    }
+
     fn texts() -> Vec<Option<String>> {
         vec![
             Some("a".into()),
@@ -301,16 +318,7 @@ mod tests {
     async fn scores_candidates_with_text() {
         let e = engine(false, false);
         let s = settings();
-        let p = plan(0, 10);
-        let out = e
-            .rerank(Job {
-                collection: "docs",
-                settings: &s,
-                plan: &p,
-                texts: texts(),
-            })
-            .await
-            .unwrap();
+        let out = run(&e, "docs", &s, texts()).await.unwrap();
         assert_eq!(out.status, RerankStatus::Applied);
         assert_eq!(out.candidates, 3);
         assert_eq!(
@@ -327,16 +335,7 @@ mod tests {
     async fn failure_fails_open_in_qdrant_order() {
         let e = engine(true, false);
         let s = settings();
-        let p = plan(1, 2);
-        let out = e
-            .rerank(Job {
-                collection: "x",
-                settings: &s,
-                plan: &p,
-                texts: texts(),
-            })
-            .await
-            .unwrap();
+        let out = run(&e, "x", &s, texts()).await.unwrap();
         assert_eq!(out.status, RerankStatus::FailedOpen);
         assert!(out.reason.unwrap().contains("boom"));
         assert!(out.scores.is_none());
@@ -353,16 +352,7 @@ mod tests {
             on_failure: OnFailure::Error,
             ..settings()
         };
-        let p = plan(0, 2);
-        let err = e
-            .rerank(Job {
-                collection: "x",
-                settings: &s,
-                plan: &p,
-                texts: texts(),
-            })
-            .await
-            .unwrap_err();
+        let err = run(&e, "x", &s, texts()).await.unwrap_err();
         assert_eq!(err.http_status(), axum::http::StatusCode::BAD_GATEWAY);
     }
 
@@ -370,16 +360,7 @@ mod tests {
     async fn timeout_fails_open() {
         let e = engine(false, true);
         let s = settings();
-        let p = plan(0, 2);
-        let out = e
-            .rerank(Job {
-                collection: "x",
-                settings: &s,
-                plan: &p,
-                texts: texts(),
-            })
-            .await
-            .unwrap();
+        let out = run(&e, "x", &s, texts()).await.unwrap();
         assert_eq!(out.status, RerankStatus::FailedOpen);
         assert!(out.reason.unwrap().contains("timed out"));
     }
@@ -388,16 +369,7 @@ mod tests {
     async fn no_text_at_all_is_skipped() {
         let e = engine(false, false);
         let s = settings();
-        let p = plan(0, 1);
-        let out = e
-            .rerank(Job {
-                collection: "x",
-                settings: &s,
-                plan: &p,
-                texts: vec![None, None],
-            })
-            .await
-            .unwrap();
+        let out = run(&e, "x", &s, vec![None, None]).await.unwrap();
         assert_eq!(out.status, RerankStatus::Skipped);
         assert!(out.scores.is_none());
     }
@@ -409,16 +381,7 @@ mod tests {
             reranker: "ghost".into(),
             ..settings()
         };
-        let p = plan(0, 1);
-        let out = e
-            .rerank(Job {
-                collection: "x",
-                settings: &s,
-                plan: &p,
-                texts: texts(),
-            })
-            .await
-            .unwrap();
+        let out = run(&e, "x", &s, texts()).await.unwrap();
         assert_eq!(out.status, RerankStatus::FailedOpen);
     }
 }

@@ -145,34 +145,10 @@ impl SearchItem for QueryPointGroups {
     }
 }
 
-/// A method with one search and a list of points.
-macro_rules! single {
-    ($name:ident, $req:ty, $resp:ty, $route:literal) => {
-        pub struct $name;
-        impl Method for $name {
-            type Req = $req;
-            type Resp = $resp;
-            type Item = $req;
-            const ROUTE: &'static str = $route;
-            fn collection(req: &Self::Req) -> &str {
-                &req.collection_name
-            }
-            fn items(req: &mut Self::Req) -> Vec<&mut Self::Item> {
-                vec![req]
-            }
-            fn answers(resp: &mut Self::Resp) -> Vec<Hits<'_>> {
-                vec![Hits::Points(&mut resp.result)]
-            }
-            fn set_time(resp: &mut Self::Resp, seconds: f64) {
-                resp.time = seconds;
-            }
-        }
-    };
-}
-
-/// A batch method: searches under `$field`, one `BatchResult` each.
-macro_rules! batch {
-    ($name:ident, $req:ty, $item:ty, $field:ident, $resp:ty, $route:literal) => {
+/// One `Method`: where its searches are (`items`) and where their hits are (`answers`).
+macro_rules! method {
+    ($name:ident, $req:ty, $item:ty, $resp:ty, $route:literal,
+     items: |$rq:ident| $items:expr, answers: |$rs:ident| $answers:expr) => {
         pub struct $name;
         impl Method for $name {
             type Req = $req;
@@ -182,14 +158,11 @@ macro_rules! batch {
             fn collection(req: &Self::Req) -> &str {
                 &req.collection_name
             }
-            fn items(req: &mut Self::Req) -> Vec<&mut Self::Item> {
-                req.$field.iter_mut().collect()
+            fn items($rq: &mut Self::Req) -> Vec<&mut Self::Item> {
+                $items
             }
-            fn answers(resp: &mut Self::Resp) -> Vec<Hits<'_>> {
-                resp.result
-                    .iter_mut()
-                    .map(|b| Hits::Points(&mut b.result))
-                    .collect()
+            fn answers($rs: &mut Self::Resp) -> Vec<Hits<'_>> {
+                $answers
             }
             fn set_time(resp: &mut Self::Resp, seconds: f64) {
                 resp.time = seconds;
@@ -198,30 +171,32 @@ macro_rules! batch {
     };
 }
 
-/// A groups method: one search, `result.groups`.
+/// One search, a list of points.
+macro_rules! single {
+    ($name:ident, $req:ty, $resp:ty, $route:literal) => {
+        method!($name, $req, $req, $resp, $route,
+            items: |req| vec![req],
+            answers: |resp| vec![Hits::Points(&mut resp.result)]);
+    };
+}
+
+/// Searches under `$field`, one `BatchResult` each.
+macro_rules! batch {
+    ($name:ident, $req:ty, $item:ty, $field:ident, $resp:ty, $route:literal) => {
+        method!($name, $req, $item, $resp, $route,
+            items: |req| req.$field.iter_mut().collect(),
+            answers: |resp| resp.result.iter_mut().map(|b| Hits::Points(&mut b.result)).collect());
+    };
+}
+
+/// One search, `result.groups`.
 macro_rules! groups {
     ($name:ident, $req:ty, $resp:ty, $route:literal) => {
-        pub struct $name;
-        impl Method for $name {
-            type Req = $req;
-            type Resp = $resp;
-            type Item = $req;
-            const ROUTE: &'static str = $route;
-            fn collection(req: &Self::Req) -> &str {
-                &req.collection_name
-            }
-            fn items(req: &mut Self::Req) -> Vec<&mut Self::Item> {
-                vec![req]
-            }
-            fn answers(resp: &mut Self::Resp) -> Vec<Hits<'_>> {
-                vec![Hits::Groups(
-                    &mut resp.result.get_or_insert_with(Default::default).groups,
-                )]
-            }
-            fn set_time(resp: &mut Self::Resp, seconds: f64) {
-                resp.time = seconds;
-            }
-        }
+        method!($name, $req, $req, $resp, $route,
+            items: |req| vec![req],
+            answers: |resp| vec![Hits::Groups(
+                &mut resp.result.get_or_insert_with(Default::default).groups,
+            )]);
     };
 }
 
