@@ -4,9 +4,10 @@
 after reranking the top `--pool` candidates with the local cross-encoder.
 
     .local/venv/bin/python scripts/eval.py [--queries N] [--pool 50] [--model-file model_int8.onnx]
-    QDRANT_URL=http://qdrant:6333 ... scripts/eval.py      # against a real Qdrant
+    QDRANT_URL=http://qdrant:6333 ... scripts/eval.py      # against another Qdrant
 
-It starts target/debug/qdrant-double (unless QDRANT_URL is set) and target/debug/secondpass
+It starts the real Qdrant 1.18.3 from ../shared/qdrant/bin on free ports with throw-away
+storage (unless QDRANT_URL is set) and target/debug/secondpass
 (`cargo build --workspace --bins` first), loads the corpus into a collection through
 secondpass, and runs each query twice through secondpass: with reranking turned off by
 header (`x-rerank-enabled: false`) and on. The model was fine-tuned on these queries,
@@ -25,7 +26,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration-tests" / "python"))
-from support import SHARED, TARGET, base_config, start, start_secondpass  # noqa: E402
+from support import SHARED, base_config, real_qdrant, start_secondpass  # noqa: E402
 
 EVAL = SHARED / "eval" / "cranfield-train"
 
@@ -50,15 +51,17 @@ def ndcg10(ranked, gains):
 
 
 def run(queries_n, pool, model_file, out=sys.stdout):
+    """Against QDRANT_URL, else a real Qdrant started for the run (support.real_qdrant)."""
+    with real_qdrant() as (upstream, _grpc):
+        return run_against(upstream, queries_n, pool, model_file, out)
+
+
+def run_against(upstream, queries_n, pool, model_file, out=sys.stdout):
     corpus, queries, qrels = load()
     queries = [q for q in queries if q["id"] in qrels][:queries_n]
     procs = []
-    upstream = os.environ.get("QDRANT_URL")
-    if not upstream:
-        proc, line = start([str(TARGET / "qdrant-double")], "listening on ")
-        procs.append(proc)
-        upstream = line.removeprefix("listening on ")
-    coll = f"cranfield_eval_{os.getpid()}"
+    # unique: tests sharing one server run this too
+    coll = f"cranfield_eval_{os.getpid()}_{time.monotonic_ns()}"
     extra = f'model_file = "{model_file}"\n' if model_file else ""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "secondpass.toml"

@@ -1,8 +1,16 @@
 """Shared helpers for the Python tests: paths, starting servers, an independent scorer."""
 
+import contextlib
+import ctypes
 import math
 import os
+import shutil
+import signal
+import socket
 import subprocess
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +33,143 @@ def start(cmd, prefix):
     raise RuntimeError(f"{cmd[0]} exited before it was listening (code {proc.wait()})")
 
 
-def start_secondpass(config_path):
-    """Starts target/debug/secondpass; returns the process and its addresses by name."""
-    proc, line = start([str(TARGET / "secondpass"), "serve", "--config", str(config_path)], "secondpass listening")
+def start_secondpass(config_path, binary=None):
+    """Starts target/debug/secondpass (or `binary`); returns the process and its addresses by name."""
+    proc, line = start([str(binary or TARGET / "secondpass"), "serve", "--config", str(config_path)],
+                       "secondpass listening")
     return proc, dict(kv.split("=", 1) for kv in line.split()[2:])
+
+
+class NoQdrant(RuntimeError):
+    """No Qdrant binary at all (no ../shared): the only reason a real-server test may skip."""
+
+
+def qdrant_binary():
+    """The real Qdrant binary: $SECONDPASS_QDRANT_BIN, else `scripts/qdrant path` (unpacks
+    ../shared/qdrant/bin once). Raises NoQdrant when there is none."""
+    if os.environ.get("SECONDPASS_QDRANT_BIN"):
+        return os.environ["SECONDPASS_QDRANT_BIN"]
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "qdrant"), "path"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        if "no Qdrant binary" in proc.stderr:
+            raise NoQdrant(proc.stderr.strip())
+        raise RuntimeError(f"scripts/qdrant path failed: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent():
+    # Linux: SIGTERM the server when the process that started it dies without cleaning up.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class QdrantServer:
+    """A real Qdrant process on loopback ports with its own storage. `stop()` then
+    `start()` restarts it on the same ports and storage (the soak script does that)."""
+
+    def __init__(self, binary=None, http_port=None, grpc_port=None, storage=None):
+        self.binary = binary or qdrant_binary()
+        self.http_port = http_port or free_port()
+        self.grpc_port = grpc_port or free_port()
+        self._own_dir = storage is None
+        self.dir = Path(storage or tempfile.mkdtemp(prefix="secondpass-py-qdrant-"))
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self):
+        return f"http://127.0.0.1:{self.grpc_port}"
+
+    def ready(self):
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def start(self, timeout=30):
+        env = dict(os.environ,
+                   QDRANT__SERVICE__HOST="127.0.0.1",
+                   QDRANT__SERVICE__HTTP_PORT=str(self.http_port),
+                   QDRANT__SERVICE__GRPC_PORT=str(self.grpc_port),
+                   QDRANT__STORAGE__STORAGE_PATH=str(self.dir / "storage"),
+                   QDRANT__STORAGE__SNAPSHOTS_PATH=str(self.dir / "snapshots"),
+                   QDRANT__TELEMETRY_DISABLED="true",
+                   QDRANT__LOG_LEVEL="WARN")
+        log = open(self.dir / "qdrant.log", "ab")
+        self.proc = subprocess.Popen([self.binary], cwd=self.dir, env=env, stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready():
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        tail = (self.dir / "qdrant.log").read_text(errors="replace")[-2000:]
+        self.stop()
+        raise RuntimeError(f"Qdrant did not become ready on {self.url}; its log:\n{tail}")
+
+    def stop(self, timeout=30):
+        """SIGTERM (Qdrant stops cleanly), SIGKILL after `timeout` seconds."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def close(self):
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def real_qdrant():
+    """(REST URL, gRPC URL) of a real Qdrant: QDRANT_URL / QDRANT_GRPC_URL when set (scripts/test
+    exports them; point them at another server to test against it), else Qdrant 1.18.3 started
+    here on free ports with throw-away storage, stopped on exit. Raises NoQdrant only when
+    there is no binary at all."""
+    url = os.environ.get("QDRANT_URL")
+    if url:
+        grpc = os.environ.get("QDRANT_GRPC_URL")
+        if not grpc:
+            raise RuntimeError("QDRANT_URL is set without QDRANT_GRPC_URL: set both (or neither)")
+        yield url.rstrip("/"), grpc.rstrip("/")
+        return
+    server = QdrantServer()
+    try:
+        server.start()
+        yield server.url, server.grpc_url
+    finally:
+        server.close()
+
+
+def require_qdrant():
+    """For pytest: skip when there is neither QDRANT_URL nor a Qdrant binary; fail under CI."""
+    import pytest
+
+    if os.environ.get("QDRANT_URL"):
+        return
+    try:
+        qdrant_binary()
+    except NoQdrant as e:
+        if os.environ.get("CI", "") not in ("", "false"):
+            pytest.fail(f"a real Qdrant is required under CI: {e}")
+        pytest.skip(f"no real Qdrant binary (../shared/qdrant/bin) and no QDRANT_URL: {e}")
 
 
 def base_config(upstream="http://127.0.0.1:1", grpc_upstream="http://127.0.0.1:1"):

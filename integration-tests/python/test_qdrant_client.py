@@ -1,7 +1,8 @@
 """The real Python qdrant-client (REST) through secondpass.
 
-secondpass (target/debug/secondpass) runs on port 0 in front of the Qdrant double
-(target/debug/qdrant-double), or in front of a real Qdrant when QDRANT_URL is set.
+secondpass (target/debug/secondpass) runs on port 0 in front of a real Qdrant: the one
+QDRANT_URL / QDRANT_GRPC_URL name (scripts/test exports them), else Qdrant 1.18.3 started
+here from ../shared/qdrant/bin (support.real_qdrant).
 The query text travels in a per-request header (qdrant_client.context_headers). The
 expected order comes from an independent scorer: the same ONNX model through Python's
 onnxruntime and Hugging Face tokenizers.
@@ -16,7 +17,7 @@ import pytest
 from qdrant_client import QdrantClient, models
 from qdrant_client.context_headers import headers
 
-from support import SHARED, TARGET, base_config, model_scores, start, start_secondpass
+from support import SHARED, base_config, model_scores, real_qdrant, require_qdrant, start_secondpass
 
 QUERY = "capital of Germany"
 VECTOR = [0.2, 0.1, 0.9, 0.7]
@@ -33,18 +34,10 @@ def recorded(name):
 
 @pytest.fixture(scope="module")
 def upstream():
-    """(REST URL, gRPC URL) of a real Qdrant when QDRANT_URL/QDRANT_GRPC_URL are set,
-    else of the double."""
-    url = os.environ.get("QDRANT_URL")
-    if url:
-        yield url.rstrip("/"), os.environ.get("QDRANT_GRPC_URL", "http://127.0.0.1:1").rstrip("/")
-        return
-    proc, _ = start([str(TARGET / "qdrant-double"), "--grpc-addr", "127.0.0.1:0"], "listening on ")
-    rest = _.removeprefix("listening on ")
-    grpc = proc.stdout.readline().strip().removeprefix("grpc listening on ")
-    yield rest, grpc
-    proc.kill()
-    proc.wait()
+    """(REST URL, gRPC URL) of the real Qdrant (support.real_qdrant)."""
+    require_qdrant()
+    with real_qdrant() as urls:
+        yield urls
 
 
 @pytest.fixture(scope="module")

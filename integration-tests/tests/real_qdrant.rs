@@ -1,20 +1,22 @@
-//! The end-to-end scenario against a real Qdrant, when QDRANT_URL (REST) is set
-//! (QDRANT_API_KEY is sent as `api-key` when set). Without it the test says it was
-//! skipped and passes; scripts/test prints the same.
+//! The end-to-end REST scenario against a real Qdrant: the one `QDRANT_URL` names
+//! (`scripts/test` starts Qdrant 1.18.3 and exports it), else one started here from
+//! `../shared/qdrant/bin` (see `secondpass_it::real_qdrant`). QDRANT_API_KEY is sent
+//! as `api-key` when set. The same scenario runs against the double in rerank_rest.rs.
 
 mod support;
 
 use http::Method;
+use secondpass_it::real_qdrant::RealQdrant;
 use support::{config, request, scenario, Proxy};
 
 #[tokio::test]
 async fn scenario_against_a_real_qdrant() {
-    let Some(url) = std::env::var("QDRANT_URL").ok().filter(|u| !u.is_empty()) else {
-        eprintln!("SKIPPED scenario_against_a_real_qdrant: QDRANT_URL is not set");
+    let Some(qdrant) = RealQdrant::for_test("scenario_against_a_real_qdrant").await else {
         return;
     };
+    // unique: several test binaries may share one server
     let coll = format!("secondpass_it_{}", std::process::id());
-    let proxy = Proxy::start(config(url.trim_end_matches('/'), &[&coll], "")).await;
+    let proxy = Proxy::start(config(&qdrant.url, &[&coll], "")).await;
     scenario::run(&proxy, &coll).await;
     request(
         &proxy.client,

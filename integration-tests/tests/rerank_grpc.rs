@@ -1,6 +1,7 @@
 //! gRPC through secondpass (port 0) in front of the gRPC Qdrant double, with the real
 //! model and the Rust qdrant-client (generated stubs and the high-level client); the
-//! same scenario against a real Qdrant when QDRANT_GRPC_URL (and QDRANT_URL) are set.
+//! same scenario against a real Qdrant (QDRANT_URL / QDRANT_GRPC_URL, else one started
+//! here: `secondpass_it::real_qdrant`).
 
 // The legacy Search methods are deprecated in the client but still served: test them.
 #![allow(deprecated)]
@@ -15,6 +16,7 @@ use qdrant_client::qdrant::{
     SearchPointGroups, SearchPoints, VectorInput, WithPayloadSelector,
 };
 use secondpass_it::grpc_double::start_pair;
+use secondpass_it::real_qdrant::RealQdrant;
 use serde_json::{json, Value};
 use support::{config_with_grpc, model_order, Proxy};
 use tonic::transport::Channel;
@@ -500,26 +502,21 @@ async fn unreachable_grpc_upstream_is_unavailable() {
 
 #[tokio::test]
 async fn grpc_scenario_against_a_real_qdrant() {
-    let (Some(rest), Some(grpc)) = (
-        std::env::var("QDRANT_URL").ok().filter(|u| !u.is_empty()),
-        std::env::var("QDRANT_GRPC_URL")
-            .ok()
-            .filter(|u| !u.is_empty()),
-    ) else {
-        eprintln!("SKIPPED grpc_scenario_against_a_real_qdrant: QDRANT_URL and QDRANT_GRPC_URL are not both set");
+    let Some(qdrant) = RealQdrant::for_test("grpc_scenario_against_a_real_qdrant").await else {
         return;
     };
+    // unique: several test binaries may share one server
     let coll = format!("secondpass_grpc_{}", std::process::id());
     let proxy = Proxy::start(config_with_grpc(
-        rest.trim_end_matches('/'),
-        grpc.trim_end_matches('/'),
+        &qdrant.url,
+        &qdrant.grpc_url,
         &[&coll],
         "",
     ))
     .await;
     let s = Setup {
         grpc_url: format!("http://{}", proxy.server.grpc_addr),
-        direct_grpc: grpc,
+        direct_grpc: qdrant.grpc_url.clone(),
         proxy,
         _doubles: None,
     };

@@ -1,5 +1,5 @@
 //! Harness for end-to-end tests: secondpass on port 0 in front of an upstream (the
-//! in-process Qdrant double, or a real Qdrant at QDRANT_URL), with the real shared
+//! in-process Qdrant double, or a real Qdrant: `secondpass_it::real_qdrant`), with the real shared
 //! cross-encoder.
 
 #![allow(dead_code)]

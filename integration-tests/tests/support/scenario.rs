@@ -1,5 +1,5 @@
-//! The end-to-end rerank scenario, run against the double and (when QDRANT_URL is
-//! set) a real Qdrant. Checks only what a client sees.
+//! The end-to-end rerank scenario, run against the double (rerank_rest.rs) and a real
+//! Qdrant (real_qdrant.rs). Checks only what a client sees.
 
 use serde_json::{json, Value};
 
