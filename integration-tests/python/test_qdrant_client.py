@@ -176,3 +176,27 @@ def test_grpc_passes_everything_else(grpc_client, collection):
     records, _ = grpc_client.scroll(collection, limit=2)
     assert len(records) == 2
     assert collection in [c.name for c in grpc_client.get_collections().collections]
+
+
+def test_grpcio_sees_secondpass_errors_as_their_status(tmp_path):
+    """secondpass's own gRPC errors are trailers-only answers that grpcio reads: with the
+    upstream unreachable a call is UNAVAILABLE (grpcio said UNKNOWN "Stream removed" when
+    the answer ended with an empty DATA frame)."""
+    import grpc
+    from qdrant_client import grpc as qg
+
+    cfg = tmp_path / "secondpass.toml"
+    cfg.write_text(base_config() + "[collections.docs]\nenabled = true\n")  # upstreams: 127.0.0.1:1
+    proc, addrs = start_secondpass(cfg)
+    try:
+        with grpc.insecure_channel(addrs["grpc"]) as ch:
+            stub = qg.PointsStub(ch)
+            for coll in ["docs", "other"]:  # the decoded (rerank) path and the raw pass-through
+                req = qg.QueryPoints(collection_name=coll, query=qg.Query(
+                    nearest=qg.VectorInput(dense=qg.DenseVector(data=VECTOR))))
+                with pytest.raises(grpc.RpcError) as err:
+                    stub.Query(req, timeout=30, metadata=(("x-rerank-query", "q"),))
+                assert err.value.code() == grpc.StatusCode.UNAVAILABLE, (coll, err.value)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

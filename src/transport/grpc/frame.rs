@@ -67,6 +67,15 @@ pub fn status(headers: &HeaderMap, trailers: Option<&HeaderMap>) -> Option<u32> 
 
 /// A response whose body is `data` followed by `trailers` (as HTTP/2 frames).
 pub fn response(headers: HeaderMap, data: Bytes, trailers: Option<HeaderMap>) -> Response {
+    // Nothing to send after the headers: an empty body, so that HTTP/2 ends the stream on
+    // the HEADERS frame (a real trailers-only answer). A stream body would add an empty
+    // DATA frame with END_STREAM, which grpcio (the Python client) reports as UNKNOWN
+    // "Stream removed" instead of the status in the headers.
+    if data.is_empty() && trailers.is_none() {
+        let mut resp = Response::new(Body::empty());
+        *resp.headers_mut() = headers;
+        return resp;
+    }
     let mut frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = Vec::new();
     if !data.is_empty() {
         frames.push(Ok(Frame::data(data)));
@@ -123,6 +132,18 @@ mod tests {
         frame.extend_from_slice(&z);
         assert_eq!(decode_unary(&frame, Some("gzip")).unwrap(), b"payload");
         assert!(decode_unary(&frame, Some("zstd")).is_none());
+    }
+
+    #[test]
+    fn errors_are_trailers_only() {
+        use axum::body::HttpBody as _;
+        let resp = error(Code::Unavailable, "upstream down");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["grpc-status"], "14");
+        assert!(
+            resp.body().is_end_stream(),
+            "the stream must end on the HEADERS frame"
+        );
     }
 
     #[test]
