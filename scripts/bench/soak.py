@@ -23,6 +23,7 @@ import collections
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -236,6 +237,7 @@ def main():
     proc.terminate()
     proc.wait(timeout=30)
     qdrant.close()
+    shutil.rmtree(tmp, ignore_errors=True)
 
     w0, w1 = window["stop"], window["ready"] + a.grace
     inside = collections.Counter(k for s, e, k in errors if e >= w0 and s <= w1)
