@@ -41,7 +41,26 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String
         .with_no_client_auth())
 }
 
-/// A pooled client for http:// and https:// URLs.
+/// A connector for http:// and https:// URLs.
+pub fn https_connector(
+    connect_timeout: Duration,
+    ca_file: Option<&Path>,
+    versions: Versions,
+) -> Result<HttpsConnector<HttpConnector>, String> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(ca_file)?)
+        .https_or_http();
+    Ok(match versions {
+        Versions::Any => builder.enable_http1().enable_http2().wrap_connector(http),
+        Versions::Http2Only => builder.enable_http2().wrap_connector(http),
+    })
+}
+
+/// A pooled client for http:// and https:// URLs (the hosted rerank APIs).
 pub fn client<B>(
     connect_timeout: Duration,
     ca_file: Option<&Path>,
@@ -51,19 +70,10 @@ where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
 {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls_config(ca_file)?)
-        .https_or_http();
-    let connector = match versions {
-        Versions::Any => builder.enable_http1().enable_http2().wrap_connector(http),
-        Versions::Http2Only => builder.enable_http2().wrap_connector(http),
-    };
+    let connector = https_connector(connect_timeout, ca_file, versions)?;
     Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(30))
         .http2_only(versions == Versions::Http2Only)
         .build(connector))
 }

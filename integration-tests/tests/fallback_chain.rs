@@ -134,7 +134,7 @@ async fn breaker_opens_skips_and_closes_after_a_good_probe() {
     )
     .await;
     let extra = format!(
-        "[rerankers.flaky]\nkind = \"tei\"\nbase_url = \"{}\"\nmax_retries = 0\nbreaker_failures = 1\nbreaker_open_ms = 300\n\
+        "[rerankers.flaky]\nkind = \"tei\"\nbase_url = \"{}\"\nmax_retries = 0\nbreaker_failures = 1\nbreaker_open_ms = 3000\n\
          [collections.docs]\nrerankers = [\"flaky\", \"local\"]\n",
         stub.url()
     );
@@ -155,8 +155,9 @@ async fn breaker_opens_skips_and_closes_after_a_good_probe() {
     assert!(metrics(&a)
         .await
         .contains("secondpass_breaker_state{reranker=\"flaky\"} 1"));
-    // after the open period a probe goes through, succeeds, and the breaker closes
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // after the open period (long enough that a slow local rerank on a busy machine
+    // does not outlast it) a probe goes through, succeeds, and the breaker closes
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let body = search(&a, 2).await;
         if body["rerank"]["reranker"] == "flaky" {

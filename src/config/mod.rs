@@ -25,6 +25,8 @@ pub use sections::*;
 pub const DEFAULT_COLLECTION: &str = "default";
 /// Name of the reranker used when a collection names none and none is configured.
 pub const DEFAULT_RERANKER: &str = "local";
+/// Longest upstream timeout accepted (one week).
+pub const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3_600_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -173,14 +175,28 @@ impl Config {
                 ));
             }
         }
-        if self.upstream.timeout_ms == 0 {
-            return Err(invalid("upstream.timeout_ms", "must be greater than 0"));
-        }
-        if self.upstream.connect_timeout_ms == 0 {
-            return Err(invalid(
+        for (key, ms) in [
+            ("upstream.timeout_ms", self.upstream.timeout_ms),
+            (
+                "upstream.snapshot_timeout_ms",
+                self.upstream.snapshot_timeout_ms,
+            ),
+            (
                 "upstream.connect_timeout_ms",
-                "must be greater than 0",
-            ));
+                self.upstream.connect_timeout_ms,
+            ),
+            (
+                "upstream.pool_idle_timeout_ms",
+                self.upstream.pool_idle_timeout_ms,
+            ),
+        ] {
+            // Capped so deadlines (now + timeout) can never overflow.
+            if ms == 0 || ms > MAX_TIMEOUT_MS {
+                return Err(invalid(
+                    key,
+                    format!("must be between 1 and {MAX_TIMEOUT_MS} (ms)"),
+                ));
+            }
         }
         for (name, r) in &self.rerankers {
             let key = |k: &str| format!("rerankers.{name}.{k}");

@@ -82,9 +82,15 @@ pub struct UpstreamConfig {
     pub grpc_url: String,
     /// Extra PEM CA certificates to trust for `https://` upstreams (besides the system's).
     pub ca_file: Option<PathBuf>,
-    /// Whole-request timeout for calls to Qdrant (504 when exceeded).
+    /// Whole-exchange timeout for calls to Qdrant, answer body included (504 /
+    /// DEADLINE_EXCEEDED when exceeded before the answer starts; cut after).
     pub timeout_ms: u64,
+    /// The same for snapshot transfers (`.../snapshots...` paths), which may be large.
+    pub snapshot_timeout_ms: u64,
     pub connect_timeout_ms: u64,
+    /// Idle REST connections are closed after this; keep it below Qdrant's keep-alive
+    /// (5 s) so a pooled connection is never one Qdrant is closing.
+    pub pool_idle_timeout_ms: u64,
 }
 
 impl Default for UpstreamConfig {
@@ -94,7 +100,9 @@ impl Default for UpstreamConfig {
             grpc_url: "http://localhost:6334".into(),
             ca_file: None,
             timeout_ms: 30_000,
+            snapshot_timeout_ms: 3_600_000,
             connect_timeout_ms: 3_000,
+            pool_idle_timeout_ms: 4_000,
         }
     }
 }

@@ -1,20 +1,29 @@
 //! The HTTP client to Qdrant: streaming pass-through and buffered JSON calls.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName};
-use http::{Request, Response, Uri};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, Uri};
+use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::early_answer::EarlyAnswer;
+use super::grpc::frame::{status_headers, Code};
 use crate::config::UpstreamConfig;
 use crate::error::Error;
 use crate::http_client::{self, describe, Versions};
 use crate::metrics::Metrics;
+use std::future::Future;
+
+type Connector = EarlyAnswer<HttpsConnector<HttpConnector>>;
 
 /// Headers that describe one connection, not the message: never forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -57,11 +66,12 @@ pub enum Protocol {
 
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    client: Client<Connector, Body>,
     protocol: Protocol,
     /// `scheme://authority` plus any path prefix, without a trailing slash.
     base: String,
     timeout: Duration,
+    snapshot_timeout: Duration,
     metrics: std::sync::Arc<Metrics>,
 }
 
@@ -86,12 +96,27 @@ impl Upstream {
             Protocol::Rest => Versions::Any,
             Protocol::Grpc => Versions::Http2Only,
         };
-        let client = http_client::client(
+        let connector = http_client::https_connector(
             Duration::from_millis(cfg.connect_timeout_ms),
             cfg.ca_file.as_deref(),
             versions,
         )
         .map_err(Error::Internal)?;
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_millis(cfg.pool_idle_timeout_ms))
+            // Pings find a dead HTTP/2 connection to Qdrant so it is replaced, not
+            // reused; idle ones too, since one connection carries every gRPC call.
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .http2_keep_alive_timeout(Duration::from_secs(5))
+            .http2_keep_alive_while_idle(true)
+            // Qdrant is trusted: cancelled calls (clients that give up) must not add up
+            // to h2's "too many internal resets" GOAWAY on the one shared connection.
+            .http2_max_local_error_reset_streams(None)
+            .http2_only(versions == Versions::Http2Only);
+        let client = builder.build(EarlyAnswer(connector));
         let url = match protocol {
             Protocol::Rest => &cfg.url,
             Protocol::Grpc => &cfg.grpc_url,
@@ -101,6 +126,7 @@ impl Upstream {
             protocol,
             base: url.trim_end_matches('/').to_string(),
             timeout: Duration::from_millis(cfg.timeout_ms),
+            snapshot_timeout: Duration::from_millis(cfg.snapshot_timeout_ms),
             metrics,
         })
     }
@@ -116,7 +142,9 @@ impl Upstream {
     }
 
     /// Sends `req` to Qdrant unchanged (but for hop-by-hop headers and `Host`) and
-    /// streams the answer back.
+    /// streams the answer back. The whole exchange, the answer's body included, ends
+    /// by the deadline (see [`Upstream::deadline`]): a body still streaming then is cut
+    /// (gRPC: ended with DEADLINE_EXCEEDED).
     pub async fn forward(&self, req: Request<Body>) -> Result<Response<Body>, Error> {
         let (mut parts, body) = req.into_parts();
         let pq = parts
@@ -125,31 +153,84 @@ impl Upstream {
             .map(|p| p.as_str())
             .unwrap_or("/")
             .to_string();
+        let (deadline, budget) = self.deadline(&pq, &parts.headers);
         parts.uri = self.uri(&pq)?;
         self.prepare_headers(&mut parts.headers);
-        let (resp, _) = self.send(Request::from_parts(parts, body)).await?;
+        // A request without a body can be sent again when a pooled connection turns out
+        // to be closing; one with a streamed body cannot.
+        let replay = (matches!(parts.method, Method::GET | Method::HEAD)).then(|| parts.clone());
+        let resp = match self
+            .send(Request::from_parts(parts, body), deadline, budget)
+            .await
+        {
+            Err(e) if e.closed_early => match replay {
+                Some(parts) => {
+                    self.send(Request::from_parts(parts, Body::empty()), deadline, budget)
+                        .await
+                }
+                None => Err(e),
+            },
+            other => other,
+        }
+        .map_err(|e| e.error)?;
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        let body = Deadline {
+            inner: body,
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            protocol: self.protocol,
+            budget,
+            metrics: self.metrics.clone(),
+            done: false,
+        };
         Ok(Response::from_parts(parts, Body::new(body)))
     }
 
-    /// Sends a request and reads the whole answer (for responses we rewrite).
-    pub async fn call(&self, req: Request<Body>) -> Result<Buffered, Error> {
+    /// Sends a request with a buffered body and reads the whole answer (for responses
+    /// we rewrite). Read-only searches, so one that met a pooled connection Qdrant was
+    /// closing is sent once more.
+    pub async fn call(
+        &self,
+        mut parts: http::request::Parts,
+        body: Bytes,
+    ) -> Result<Buffered, Error> {
         let started = Instant::now();
-        let (mut parts, body) = req.into_parts();
         let pq = parts
             .uri
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/")
             .to_string();
+        let (deadline, budget) = self.deadline(&pq, &parts.headers);
         parts.uri = self.uri(&pq)?;
         self.prepare_headers(&mut parts.headers);
-        let (resp, deadline) = self.send(Request::from_parts(parts, body)).await?;
+        let again = parts.clone();
+        let resp = match self
+            .send(
+                Request::from_parts(parts, Body::from(body.clone())),
+                deadline,
+                budget,
+            )
+            .await
+        {
+            Err(e) if e.closed_early => {
+                self.send(
+                    Request::from_parts(again, Body::from(body)),
+                    deadline,
+                    budget,
+                )
+                .await
+            }
+            other => other,
+        }
+        .map_err(|e| e.error)?;
         let (mut parts, body) = resp.into_parts();
         let collected = tokio::time::timeout_at(deadline, body.collect())
             .await
-            .map_err(|_| Error::UpstreamTimeout(self.timeout.as_millis() as u64))?
+            .map_err(|_| {
+                self.count_error("timeout");
+                Error::UpstreamTimeout(budget.as_millis() as u64)
+            })?
             .map_err(|e| Error::UpstreamUnreachable(format!("reading the response: {e}")))?;
         let trailers = collected.trailers().cloned();
         strip_hop_by_hop(&mut parts.headers);
@@ -160,6 +241,29 @@ impl Upstream {
             trailers,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// When the exchange must be over: `timeout_ms` (snapshot transfers:
+    /// `snapshot_timeout_ms`), or a gRPC client's shorter `grpc-timeout`.
+    fn deadline(&self, path: &str, headers: &HeaderMap) -> (tokio::time::Instant, Duration) {
+        let mut budget = if path.contains("/snapshots") {
+            self.snapshot_timeout
+        } else {
+            self.timeout
+        };
+        if self.protocol == Protocol::Grpc {
+            if let Some(t) = headers.get("grpc-timeout").and_then(grpc_timeout) {
+                budget = budget.min(t);
+            }
+        }
+        (tokio::time::Instant::now() + budget, budget)
+    }
+
+    fn count_error(&self, kind: &str) {
+        self.metrics
+            .upstream_errors
+            .with_label_values(&[kind])
+            .inc();
     }
 
     /// Connection-level headers go; gRPC keeps `te: trailers`, which it requires.
@@ -177,29 +281,30 @@ impl Upstream {
     async fn send(
         &self,
         req: Request<Body>,
-    ) -> Result<(Response<hyper::body::Incoming>, tokio::time::Instant), Error> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let count_error = |kind: &str| {
-            self.metrics
-                .upstream_errors
-                .with_label_values(&[kind])
-                .inc()
-        };
+        deadline: tokio::time::Instant,
+        budget: Duration,
+    ) -> Result<Response<hyper::body::Incoming>, SendError> {
         match tokio::time::timeout_at(deadline, self.client.request(req)).await {
             Err(_) => {
-                count_error("timeout");
-                Err(Error::UpstreamTimeout(self.timeout.as_millis() as u64))
+                self.count_error("timeout");
+                Err(SendError {
+                    error: Error::UpstreamTimeout(budget.as_millis() as u64),
+                    closed_early: false,
+                })
             }
             Ok(Err(e)) => {
-                count_error(if e.is_connect() { "connect" } else { "other" });
-                Err(Error::UpstreamUnreachable(describe(&e)))
+                self.count_error(if e.is_connect() { "connect" } else { "other" });
+                Err(SendError {
+                    closed_early: closed_before_answer(&e),
+                    error: Error::UpstreamUnreachable(describe(&e)),
+                })
             }
             Ok(Ok(resp)) => {
                 self.metrics
                     .upstream_responses
                     .with_label_values(&[Metrics::class(resp.status().as_u16())])
                     .inc();
-                Ok((resp, deadline))
+                Ok(resp)
             }
         }
     }
@@ -221,6 +326,119 @@ impl Upstream {
             tokio::time::timeout(self.timeout.min(Duration::from_secs(2)), probe).await,
             Ok(Ok(_))
         )
+    }
+}
+
+struct SendError {
+    error: Error,
+    /// The connection closed before any of the answer arrived (a pooled connection
+    /// Qdrant was closing): safe to send a replayable request again.
+    closed_early: bool,
+}
+
+fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message() || h.is_canceled();
+        }
+        src = s.source();
+    }
+    false
+}
+
+/// gRPC's `grpc-timeout` header: digits and a unit (H, M, S, m, u, n).
+fn grpc_timeout(v: &HeaderValue) -> Option<Duration> {
+    let v = v.to_str().ok()?;
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (n, unit) = v.split_at(v.len() - 1);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// An upstream answer body that ends at the exchange's deadline. REST: an error, so the
+/// client's connection is cut rather than left waiting; gRPC: trailers with
+/// DEADLINE_EXCEEDED, so the client gets a proper status. Either way the upstream
+/// stream is dropped, which closes (HTTP/1) or resets (HTTP/2) it.
+struct Deadline {
+    inner: hyper::body::Incoming,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    protocol: Protocol,
+    budget: Duration,
+    metrics: std::sync::Arc<Metrics>,
+    done: bool,
+}
+
+impl http_body::Body for Deadline {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) if this.protocol == Protocol::Grpc => {
+                this.done = true;
+                this.metrics
+                    .upstream_errors
+                    .with_label_values(&["other"])
+                    .inc();
+                let msg = format!("upstream Qdrant broke off its answer: {e}");
+                return Poll::Ready(Some(Ok(Frame::trailers(status_headers(
+                    Code::Unavailable,
+                    &msg,
+                )))));
+            }
+            Poll::Ready(Some(r)) => return Poll::Ready(Some(r.map_err(Into::into))),
+            Poll::Ready(None) => {
+                this.done = true;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        if this.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.done = true;
+        this.metrics
+            .upstream_errors
+            .with_label_values(&["timeout"])
+            .inc();
+        let msg = format!(
+            "upstream Qdrant did not finish its answer within {} ms",
+            this.budget.as_millis()
+        );
+        tracing::warn!("{msg}; cutting the answer");
+        Poll::Ready(Some(match this.protocol {
+            Protocol::Grpc => Ok(Frame::trailers(status_headers(
+                Code::DeadlineExceeded,
+                &msg,
+            ))),
+            Protocol::Rest => Err(msg.into()),
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

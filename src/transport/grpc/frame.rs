@@ -92,14 +92,20 @@ pub fn response(headers: HeaderMap, data: Bytes, trailers: Option<HeaderMap>) ->
 
 /// A trailers-only error response, as gRPC servers send them.
 pub fn error(code: Code, message: &str) -> Response {
-    let mut h = HeaderMap::new();
+    let mut h = status_headers(code, message);
     h.insert("content-type", HeaderValue::from_static("application/grpc"));
+    response(h, Bytes::new(), None)
+}
+
+/// `grpc-status` and `grpc-message`, for trailers or a trailers-only response.
+pub fn status_headers(code: Code, message: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
     h.insert("grpc-status", HeaderValue::from((code as u8) as u16));
     let msg = percent_encoding::utf8_percent_encode(message, GRPC_MESSAGE).to_string();
     if let Ok(v) = HeaderValue::from_str(&msg) {
         h.insert("grpc-message", v);
     }
-    response(h, Bytes::new(), None)
+    h
 }
 
 /// gRPC percent-encodes `grpc-message` outside printable ASCII and `%`.

@@ -224,11 +224,7 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         .headers
         .insert("grpc-accept-encoding", HeaderValue::from_static("identity"));
     let widened = frame::encode(&request.encode_to_vec());
-    let upstream = match state
-        .grpc_upstream
-        .call(Request::from_parts(parts, Body::from(widened)))
-        .await
-    {
+    let upstream = match state.grpc_upstream.call(parts, widened).await {
         Ok(u) => u,
         Err(e) => {
             let resp = error_response(&e);

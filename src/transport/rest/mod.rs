@@ -60,7 +60,7 @@ async fn forward(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let started = Instant::now();
     let resp = match state.upstream.forward(req).await {
         Ok(resp) => resp,
-        Err(e) => e.into_response(),
+        Err(e) => error_response(e, started),
     };
     state.record("forward", "_none", "none", &resp, started);
     resp
@@ -207,11 +207,7 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
         HeaderValue::from_static("identity"),
     );
     let out = serde_json::to_vec(&prepared.body).expect("json serializes");
-    let upstream = match state
-        .upstream
-        .call(unchanged(parts, Bytes::from(out)))
-        .await
-    {
+    let upstream = match state.upstream.call(parts, Bytes::from(out)).await {
         Ok(u) => u,
         Err(e) => {
             let resp = error_response(e, started);
