@@ -6,6 +6,7 @@
 pub mod convert;
 pub mod frame;
 pub mod points;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,7 +67,7 @@ fn error_response(e: &Error) -> Response {
         Error::UpstreamTimeout(_) => Code::DeadlineExceeded,
         Error::UpstreamInvalid(_) | Error::Internal(_) => Code::Internal,
         Error::BadRequest(_) => Code::InvalidArgument,
-        Error::PayloadTooLarge(_) => Code::ResourceExhausted,
+        Error::PayloadTooLarge(_) | Error::DecompressedTooLarge(_) => Code::ResourceExhausted,
         Error::Rerank(crate::rerank::RerankError::Overloaded) => Code::ResourceExhausted,
         Error::Rerank(_) => Code::Unavailable,
     };
@@ -136,9 +137,17 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         .get("grpc-encoding")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let decoded =
-        frame::decode_unary(&bytes, encoding.as_deref()).and_then(|m| M::Req::decode(&m[..]).ok());
-    let Some(mut request) = decoded else {
+    let message = match frame::decode_unary(&bytes, encoding.as_deref(), max) {
+        Ok(m) => Some(m),
+        Err(frame::Unreadable::TooLarge) => {
+            let resp = error_response(&Error::DecompressedTooLarge(max));
+            state.record(route, "_none", "error", &resp, started);
+            return resp;
+        }
+        Err(frame::Unreadable::NotOurs) => None,
+    };
+    let decoded = message.as_deref().and_then(|m| M::Req::decode(m).ok());
+    let (Some(message), Some(request)) = (message, decoded) else {
         // Not a message we can read: Qdrant answers it.
         return forward_as_is(
             &state,
@@ -175,7 +184,8 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         }
     };
     let mut planned = Vec::new();
-    for item in M::items(&mut request) {
+    let mut edits = Vec::new();
+    for item in M::items(&request) {
         let query = header_query.clone().or_else(|| item.document_text());
         let mut decision = decide(SearchInput {
             settings: &settings,
@@ -184,19 +194,21 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
             shape: item.shape(),
         });
         let mut restore = Restore::Keep;
+        let mut edit = None;
         if let Decision::Rerank(plan) = &decision {
             let current = convert::selector_to_json(item.selector());
             match rewrite(current.as_ref(), &settings.text_field)
                 .and_then(|rw| Some((convert::selector_from_json(&rw.selector)?, rw.restore)))
             {
                 Some((selector, r)) => {
-                    item.widen(plan.cut.fetch(), selector);
+                    edit = Some(<M::Item as SearchItem>::widen(plan.cut.fetch(), &selector));
                     restore = r;
                 }
                 None => decision = Decision::Skip("with_payload not understood".into()),
             }
         }
         planned.push(Planned { decision, restore });
+        edits.push(edit);
     }
     if !planned
         .iter()
@@ -208,6 +220,34 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         }));
         return forward_as_is(&state, route, &label, parts, bytes, status, started).await;
     }
+    // Only the fields we must change are rewritten, on the client's own bytes: fields
+    // newer than our stubs reach Qdrant as sent.
+    let patched = match M::ITEMS {
+        None => edits
+            .into_iter()
+            .next()
+            .flatten()
+            .unwrap_or_default()
+            .apply(&message),
+        Some(field) => wire::Edit::new().each(field, edits).apply(&message),
+    };
+    let widened = match patched {
+        Ok(w) => w,
+        // prost read it, so this does not happen; if it did, Qdrant still answers.
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot patch a gRPC search; forwarded as sent");
+            return forward_as_is(
+                &state,
+                route,
+                &label,
+                parts,
+                bytes,
+                RerankStatus::Skipped,
+                started,
+            )
+            .await;
+        }
+    };
     for h in [
         crate::transport::rest::QUERY_HEADER,
         QUERY_BIN_HEADER,
@@ -223,10 +263,12 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
     parts
         .headers
         .insert("grpc-accept-encoding", HeaderValue::from_static("identity"));
-    let widened = frame::encode(&request.encode_to_vec());
     let upstream = match state
         .grpc_upstream
-        .call(Request::from_parts(parts, Body::from(widened)))
+        .call(Request::from_parts(
+            parts,
+            Body::from(frame::encode(&widened)),
+        ))
         .await
     {
         Ok(u) => u,
@@ -331,7 +373,9 @@ impl Rewrite<'_> {
             .headers
             .get("grpc-encoding")
             .and_then(|v| v.to_str().ok());
-        let mut answer = frame::decode_unary(&upstream.body, encoding)
+        // Qdrant is trusted (and asked for identity): its answer is not bounded.
+        let mut answer = frame::decode_unary(&upstream.body, encoding, usize::MAX)
+            .ok()
             .and_then(|m| M::Resp::decode(&m[..]).ok())
             .ok_or_else(|| Error::UpstreamInvalid("cannot decode Qdrant's gRPC answer".into()))?;
         let field = &self.settings.text_field;
