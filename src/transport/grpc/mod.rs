@@ -3,6 +3,7 @@
 //! request we do not understand) is forwarded as undecoded HTTP/2 frames, metadata
 //! and trailers untouched.
 
+pub mod answer;
 pub mod convert;
 pub mod frame;
 pub mod points;
@@ -29,6 +30,7 @@ use crate::plan::{
     decide, displacement, order_groups, order_page, Cut, Decision, Ranked, RerankPlan,
     RerankStatus, SearchInput,
 };
+use answer::Order;
 use frame::Code;
 use points::{Hits, Method, SearchItem};
 
@@ -374,10 +376,12 @@ impl Rewrite<'_> {
             .get("grpc-encoding")
             .and_then(|v| v.to_str().ok());
         // Qdrant is trusted (and asked for identity): its answer is not bounded.
-        let mut answer = frame::decode_unary(&upstream.body, encoding, usize::MAX)
-            .ok()
-            .and_then(|m| M::Resp::decode(&m[..]).ok())
+        let message = frame::decode_unary(&upstream.body, encoding, usize::MAX).ok();
+        let mut answer = message
+            .as_deref()
+            .and_then(|m| M::Resp::decode(m).ok())
             .ok_or_else(|| Error::UpstreamInvalid("cannot decode Qdrant's gRPC answer".into()))?;
+        let message = message.unwrap_or_default();
         let field = &self.settings.text_field;
         let mut answers = M::answers(&mut answer);
         if answers.len() != planned.len() {
@@ -413,18 +417,35 @@ impl Rewrite<'_> {
         let (outcomes, rerank_time) = engine
             .rerank_request(self.collection, self.settings, &decisions, texts)
             .await?;
+        let mut orders = Vec::with_capacity(planned.len());
         for ((p, hits), (outcome, group_sizes)) in planned
             .iter()
-            .zip(answers.iter_mut())
+            .zip(answers.iter())
             .zip(outcomes.iter().zip(&sizes))
         {
-            if let Decision::Rerank(plan) = &p.decision {
-                let moved = apply(hits, plan, outcome, &p.restore, group_sizes);
-                engine.record_displacement(self.collection, moved);
-            }
+            orders.push(match &p.decision {
+                Decision::Rerank(plan) => {
+                    let (order, moved) = ranking(hits, plan, outcome, &p.restore, group_sizes);
+                    engine.record_displacement(self.collection, moved);
+                    order
+                }
+                _ => Order::Keep,
+            });
         }
-        drop(answers);
-        M::set_time(&mut answer, self.started.elapsed().as_secs_f64());
+        let time = self.started.elapsed().as_secs_f64();
+        // On Qdrant's bytes, so that fields newer than our stubs reach the client.
+        let body = match answer::rewrite(&message, M::LAYOUT, &orders, time) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(error = %e, "gRPC answer rewritten from the decoded message");
+                for (hits, order) in answers.iter_mut().zip(&orders) {
+                    apply(hits, order);
+                }
+                drop(answers);
+                M::set_time(&mut answer, time);
+                answer.encode_to_vec()
+            }
+        };
         let status = RerankStatus::combine(outcomes.iter().map(|o| o.status));
         let mut headers = upstream.headers;
         for h in ["content-length", "grpc-encoding"] {
@@ -433,30 +454,42 @@ impl Rewrite<'_> {
         marker(&mut headers, &outcomes, status, rerank_time);
         let trailers = upstream.trailers;
         Ok((
-            frame::response(headers, frame::encode(&answer.encode_to_vec()), trailers),
+            frame::response(headers, frame::encode(&body), trailers),
             status,
         ))
     }
 }
 
-/// Writes one search's outcome into its hits; returns the page's rank displacement
-/// when scores were applied.
-fn apply(
-    hits: &mut Hits<'_>,
+/// How one search's hits are to be ordered, and the page's rank displacement when
+/// scores were applied.
+fn ranking<'a>(
+    hits: &Hits<'_>,
     plan: &RerankPlan,
     outcome: &Outcome,
-    restore: &Restore,
+    restore: &'a Restore,
     sizes: &[usize],
-) -> Option<f64> {
+) -> (Order<'a>, Option<f64>) {
     let scores = outcome.scores.as_deref();
     match (hits, plan.cut) {
         (Hits::Points(points), Cut::Page(w)) => {
             let ranked = order_page(scores, points.len(), plan.threshold, w);
-            reorder(points, &ranked, restore);
-            scores.and(displacement(&ranked, w))
+            let moved = scores.and(displacement(&ranked, w));
+            (Order::Page(ranked, restore), moved)
         }
-        (Hits::Groups(groups), Cut::Groups(w)) => {
+        (Hits::Groups(_), Cut::Groups(w)) => {
             let ranked = order_groups(scores, sizes, plan.threshold, w);
+            (Order::Groups(ranked, restore), None)
+        }
+        // A page plan always meets a points answer, a groups plan a groups answer.
+        _ => (Order::Keep, None),
+    }
+}
+
+/// Writes one search's order into its decoded hits (when the bytes cannot be patched).
+fn apply(hits: &mut Hits<'_>, order: &Order<'_>) {
+    match (hits, order) {
+        (Hits::Points(points), Order::Page(ranked, restore)) => reorder(points, ranked, restore),
+        (Hits::Groups(groups), Order::Groups(ranked, restore)) => {
             let mut taken: Vec<Option<_>> = std::mem::take(*groups).into_iter().map(Some).collect();
             for g in ranked {
                 if let Some(mut group) = taken.get_mut(g.index).and_then(Option::take) {
@@ -464,10 +497,8 @@ fn apply(
                     groups.push(group);
                 }
             }
-            None
         }
-        // A page plan always meets a points answer, a groups plan a groups answer.
-        _ => None,
+        _ => {}
     }
 }
 

@@ -12,6 +12,7 @@ use qdrant_client::qdrant::{
 
 use prost::Message as _;
 
+use super::answer::Layout;
 use super::wire::{Edit, Value as WireValue};
 use crate::plan::Shape;
 
@@ -61,6 +62,8 @@ pub trait Method: Send + Sync + 'static {
     const ROUTE: &'static str;
     /// The repeated field holding a batch's searches; `None`: the request is the search.
     const ITEMS: Option<u32>;
+    /// Where the response keeps its hits.
+    const LAYOUT: Layout;
     fn collection(req: &Self::Req) -> &str;
     fn items(req: &Self::Req) -> Vec<&Self::Item>;
     fn answers(resp: &mut Self::Resp) -> Vec<Hits<'_>>;
@@ -166,7 +169,7 @@ impl SearchItem for QueryPointGroups {
 
 /// One `Method`: where its searches are (`items`) and where their hits are (`answers`).
 macro_rules! method {
-    ($name:ident, $req:ty, $item:ty, $resp:ty, $route:literal, $items_field:expr,
+    ($name:ident, $req:ty, $item:ty, $resp:ty, $route:literal, $items_field:expr, $layout:expr,
      items: |$rq:ident| $items:expr, answers: |$rs:ident| $answers:expr) => {
         pub struct $name;
         impl Method for $name {
@@ -175,6 +178,7 @@ macro_rules! method {
             type Item = $item;
             const ROUTE: &'static str = $route;
             const ITEMS: Option<u32> = $items_field;
+            const LAYOUT: Layout = $layout;
             fn collection(req: &Self::Req) -> &str {
                 &req.collection_name
             }
@@ -194,7 +198,7 @@ macro_rules! method {
 /// One search, a list of points.
 macro_rules! single {
     ($name:ident, $req:ty, $resp:ty, $route:literal) => {
-        method!($name, $req, $req, $resp, $route, None,
+        method!($name, $req, $req, $resp, $route, None, Layout::Points,
             items: |req| vec![req],
             answers: |resp| vec![Hits::Points(&mut resp.result)]);
     };
@@ -203,7 +207,7 @@ macro_rules! single {
 /// Searches under `$field` (field number `$n`), one `BatchResult` each.
 macro_rules! batch {
     ($name:ident, $req:ty, $item:ty, $field:ident = $n:literal, $resp:ty, $route:literal) => {
-        method!($name, $req, $item, $resp, $route, Some($n),
+        method!($name, $req, $item, $resp, $route, Some($n), Layout::Batch,
             items: |req| req.$field.iter().collect(),
             answers: |resp| resp.result.iter_mut().map(|b| Hits::Points(&mut b.result)).collect());
     };
@@ -212,7 +216,7 @@ macro_rules! batch {
 /// One search, `result.groups`.
 macro_rules! groups {
     ($name:ident, $req:ty, $resp:ty, $route:literal) => {
-        method!($name, $req, $req, $resp, $route, None,
+        method!($name, $req, $req, $resp, $route, None, Layout::Groups,
             items: |req| vec![req],
             answers: |resp| vec![Hits::Groups(
                 &mut resp.result.get_or_insert_with(Default::default).groups,

@@ -137,11 +137,8 @@ fn read_field(
                 return Err(WireError::Group);
             }
             let mut at = 0;
-            loop {
-                match read_field(&rest[at..], Some(number), depth + 1)? {
-                    Some((_, n)) => at += n,
-                    None => break,
-                }
+            while let Some((_, n)) = read_field(&rest[at..], Some(number), depth + 1)? {
+                at += n;
             }
             // `at` is where the end tag starts; step over it.
             let (_, end_len) = read_varint(&rest[at..])?;
