@@ -423,6 +423,22 @@ async fn grpc_searches_keep_fields_newer_than_the_stubs() {
         assert_eq!(sent.query, dense_query());
     }
 
+    // A gzip message is read (within the limit), reranked and sent on plain.
+    let z = encode(Coding::Gzip, &with_unknown(q.encode_to_vec()));
+    let mut body = vec![1];
+    body.extend_from_slice(&(z.len() as u32).to_be_bytes());
+    body.extend_from_slice(&z);
+    let gz_meta = [("x-rerank-query", QUERY), ("grpc-encoding", "gzip")];
+    let a = grpc(&c, &base, "Query", Bytes::from(body), &gz_meta).await;
+    assert_eq!(a.status(), Some(0));
+    assert_eq!(a.headers["x-rerank-status"], "applied");
+    {
+        let log = seen.lock().unwrap();
+        let (_, msg) = log.last().unwrap();
+        assert!(has_unknown(msg));
+        assert_eq!(QueryPoints::decode(&msg[..]).unwrap().limit, Some(20));
+    }
+
     // A batch: the unknown field of each search and of the batch itself survive.
     let search = QueryPoints {
         collection_name: "docs".into(),
