@@ -18,6 +18,9 @@ pub enum Error {
     BadRequest(String),
     #[error("request body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// A compressed message that expands past the body limit (tonic's wording).
+    #[error("Error decompressing: size limit, of {0} bytes, exceeded while decompressing message")]
+    DecompressedTooLarge(usize),
     #[error("rerank failed: {0}")]
     Rerank(#[from] RerankError),
     #[error("internal error: {0}")]
@@ -30,7 +33,9 @@ impl Error {
             Error::UpstreamUnreachable(_) | Error::UpstreamInvalid(_) => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::PayloadTooLarge(_) | Error::DecompressedTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Error::Rerank(RerankError::Overloaded) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Rerank(_) => StatusCode::BAD_GATEWAY,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

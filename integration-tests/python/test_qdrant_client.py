@@ -200,3 +200,30 @@ def test_grpcio_sees_secondpass_errors_as_their_status(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_grpc_errors_made_by_secondpass_keep_their_status(grpc_client, collection):
+    """secondpass's own gRPC errors are trailers-only responses that grpc-core clients
+    read as the status sent (an empty DATA frame instead made them UNKNOWN)."""
+    import grpc
+
+    with headers({"x-rerank-query": quote(QUERY), "x-rerank-pool": "many"}):
+        with pytest.raises(grpc.RpcError) as err:
+            grpc_client.query_points(collection, query=VECTOR, limit=3)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "x-rerank-pool" in err.value.details()
+
+
+def test_reranked_rest_answers_come_compressed(proxy, client, collection):
+    import httpx
+
+    r = httpx.post(
+        f"http://{proxy['rest']}/collections/{collection}/points/query",
+        json={"query": VECTOR, "limit": 3},
+        headers={"x-rerank-query": quote(QUERY), "accept-encoding": "gzip"},
+        timeout=30,
+    )
+    assert r.status_code == 200
+    assert r.headers["content-encoding"] == "gzip"
+    assert "accept-encoding" in r.headers["vary"].lower()
+    assert r.json()["rerank"]["status"] == "applied"

@@ -200,7 +200,7 @@ async fn malformed_json_gets_qdrants_own_error() {
 }
 
 #[tokio::test]
-async fn gzip_accepting_clients_get_plain_json_for_reranked_answers() {
+async fn gzip_accepting_clients_get_gzip_json_for_reranked_answers() {
     let (_qdrant, proxy) = with_double(&["docs"], "").await;
     proxy.seed("docs", false).await;
     let r = proxy
@@ -214,7 +214,9 @@ async fn gzip_accepting_clients_get_plain_json_for_reranked_answers() {
         )
         .await;
     assert_eq!(r.status, 200);
-    assert!(r.header("content-encoding").is_none());
+    // Compressed as Qdrant would have (`request` gunzips `body`; `raw` is as sent).
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_ne!(r.raw, r.body);
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.json()["rerank"]["status"], "applied");
 }

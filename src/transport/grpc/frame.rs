@@ -21,30 +21,47 @@ pub enum Code {
     Unavailable = 14,
 }
 
-/// The single message of a unary request or response. `None` when the body is not
-/// exactly one well-formed message (or uses a compression we do not read).
-pub fn decode_unary(body: &[u8], encoding: Option<&str>) -> Option<Vec<u8>> {
+/// Why a body is not a message we can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Not exactly one well-formed message, a compression we do not read, or corrupt.
+    NotOurs,
+    /// Decompressed, the message would pass the limit.
+    TooLarge,
+}
+
+/// The single message of a unary request or response, decompressed to at most `max`
+/// bytes (a small compressed message can expand without bound).
+pub fn decode_unary(
+    body: &[u8],
+    encoding: Option<&str>,
+    max: usize,
+) -> Result<Vec<u8>, Unreadable> {
     if body.len() < 5 {
-        return None;
+        return Err(Unreadable::NotOurs);
     }
     let compressed = body[0] == 1;
     let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
     if body.len() != 5 + len {
-        return None;
+        return Err(Unreadable::NotOurs);
     }
     let msg = &body[5..];
     if !compressed {
-        return Some(msg.to_vec());
+        return Ok(msg.to_vec());
     }
     match encoding {
         Some("gzip") => {
             let mut out = Vec::new();
             flate2::read::GzDecoder::new(msg)
+                .take((max as u64).saturating_add(1))
                 .read_to_end(&mut out)
-                .ok()?;
-            Some(out)
+                .map_err(|_| Unreadable::NotOurs)?;
+            if out.len() > max {
+                return Err(Unreadable::TooLarge);
+            }
+            Ok(out)
         }
-        _ => None,
+        _ => Err(Unreadable::NotOurs),
     }
 }
 
@@ -67,15 +84,6 @@ pub fn status(headers: &HeaderMap, trailers: Option<&HeaderMap>) -> Option<u32> 
 
 /// A response whose body is `data` followed by `trailers` (as HTTP/2 frames).
 pub fn response(headers: HeaderMap, data: Bytes, trailers: Option<HeaderMap>) -> Response {
-    // Nothing to send after the headers: an empty body, so that HTTP/2 ends the stream on
-    // the HEADERS frame (a real trailers-only answer). A stream body would add an empty
-    // DATA frame with END_STREAM, which grpcio (the Python client) reports as UNKNOWN
-    // "Stream removed" instead of the status in the headers.
-    if data.is_empty() && trailers.is_none() {
-        let mut resp = Response::new(Body::empty());
-        *resp.headers_mut() = headers;
-        return resp;
-    }
     let mut frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = Vec::new();
     if !data.is_empty() {
         frames.push(Ok(Frame::data(data)));
@@ -83,7 +91,14 @@ pub fn response(headers: HeaderMap, data: Bytes, trailers: Option<HeaderMap>) ->
     if let Some(t) = trailers {
         frames.push(Ok(Frame::trailers(t)));
     }
-    let body = Body::new(StreamBody::new(futures_util::stream::iter(frames)));
+    // Nothing to send: an empty body ends the stream on the HEADERS frame (a
+    // trailers-only response); an empty DATA frame instead makes grpc-core clients
+    // (Python, ...) report UNKNOWN "Stream removed" rather than the status.
+    let body = if frames.is_empty() {
+        Body::empty()
+    } else {
+        Body::new(StreamBody::new(futures_util::stream::iter(frames)))
+    };
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     *resp.headers_mut() = headers;
@@ -120,36 +135,67 @@ mod tests {
     fn round_trip_and_malformed() {
         let f = encode(b"hello");
         assert_eq!(&f[..5], &[0, 0, 0, 0, 5]);
-        assert_eq!(decode_unary(&f, None).unwrap(), b"hello");
-        assert!(decode_unary(&f[..6], None).is_none());
-        assert!(decode_unary(b"\0\0\0", None).is_none());
+        assert_eq!(decode_unary(&f, None, 5).unwrap(), b"hello");
+        assert_eq!(decode_unary(&f[..6], None, 5), Err(Unreadable::NotOurs));
+        assert_eq!(decode_unary(b"\0\0\0", None, 5), Err(Unreadable::NotOurs));
         let mut two = f.to_vec();
         two.extend_from_slice(&f);
-        assert!(decode_unary(&two, None).is_none(), "streams are not unary");
+        assert_eq!(
+            decode_unary(&two, None, 100),
+            Err(Unreadable::NotOurs),
+            "streams are not unary"
+        );
     }
 
-    #[test]
-    fn gzip_messages_are_read() {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(b"payload").unwrap();
+    fn gzip_frame(msg: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(msg).unwrap();
         let z = gz.finish().unwrap();
         let mut frame = vec![1];
         frame.extend_from_slice(&(z.len() as u32).to_be_bytes());
         frame.extend_from_slice(&z);
-        assert_eq!(decode_unary(&frame, Some("gzip")).unwrap(), b"payload");
-        assert!(decode_unary(&frame, Some("zstd")).is_none());
+        frame
+    }
+
+    #[test]
+    fn gzip_messages_are_read() {
+        let frame = gzip_frame(b"payload");
+        assert_eq!(decode_unary(&frame, Some("gzip"), 7).unwrap(), b"payload");
+        assert_eq!(
+            decode_unary(&frame, Some("zstd"), 7),
+            Err(Unreadable::NotOurs)
+        );
+        let mut corrupt = frame.clone();
+        corrupt[5] ^= 0xff; // the gzip magic
+        assert_eq!(
+            decode_unary(&corrupt, Some("gzip"), 100),
+            Err(Unreadable::NotOurs)
+        );
+    }
+
+    #[test]
+    fn gzip_bombs_stop_at_the_limit() {
+        // 16 MiB of zeros in a ~16 KiB message: decoding stops just past 1 MiB.
+        let frame = gzip_frame(&vec![0u8; 16 << 20]);
+        assert!(frame.len() < 64 << 10);
+        assert_eq!(
+            decode_unary(&frame, Some("gzip"), 1 << 20),
+            Err(Unreadable::TooLarge)
+        );
+        assert_eq!(
+            decode_unary(&frame, Some("gzip"), 16 << 20).map(|m| m.len()),
+            Ok(16 << 20)
+        );
     }
 
     #[test]
     fn errors_are_trailers_only() {
-        use axum::body::HttpBody as _;
-        let resp = error(Code::Unavailable, "upstream down");
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.headers()["grpc-status"], "14");
-        assert!(
-            resp.body().is_end_stream(),
-            "the stream must end on the HEADERS frame"
-        );
+        use hyper::body::Body as _;
+        let r = error(Code::ResourceExhausted, "too big: 100%");
+        assert_eq!(r.headers()["grpc-status"], "8");
+        assert_eq!(r.headers()["grpc-message"], "too big: 100%25");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.body().is_end_stream(), "END_STREAM on the headers");
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! request we do not understand) is forwarded as undecoded HTTP/2 frames, metadata
 //! and trailers untouched.
 
+pub mod answer;
 pub mod convert;
 pub mod frame;
 pub mod points;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +30,7 @@ use crate::plan::{
     decide, displacement, order_groups, order_page, Cut, Decision, Ranked, RerankPlan,
     RerankStatus, SearchInput,
 };
+use answer::Order;
 use frame::Code;
 use points::{Hits, Method, SearchItem};
 
@@ -66,7 +69,7 @@ fn error_response(e: &Error) -> Response {
         Error::UpstreamTimeout(_) => Code::DeadlineExceeded,
         Error::UpstreamInvalid(_) | Error::Internal(_) => Code::Internal,
         Error::BadRequest(_) => Code::InvalidArgument,
-        Error::PayloadTooLarge(_) => Code::ResourceExhausted,
+        Error::PayloadTooLarge(_) | Error::DecompressedTooLarge(_) => Code::ResourceExhausted,
         Error::Rerank(crate::rerank::RerankError::Overloaded) => Code::ResourceExhausted,
         Error::Rerank(_) => Code::Unavailable,
     };
@@ -136,9 +139,17 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         .get("grpc-encoding")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let decoded =
-        frame::decode_unary(&bytes, encoding.as_deref()).and_then(|m| M::Req::decode(&m[..]).ok());
-    let Some(mut request) = decoded else {
+    let message = match frame::decode_unary(&bytes, encoding.as_deref(), max) {
+        Ok(m) => Some(m),
+        Err(frame::Unreadable::TooLarge) => {
+            let resp = error_response(&Error::DecompressedTooLarge(max));
+            state.record(route, "_none", "error", &resp, started);
+            return resp;
+        }
+        Err(frame::Unreadable::NotOurs) => None,
+    };
+    let decoded = message.as_deref().and_then(|m| M::Req::decode(m).ok());
+    let (Some(message), Some(request)) = (message, decoded) else {
         // Not a message we can read: Qdrant answers it.
         return forward_as_is(
             &state,
@@ -175,7 +186,8 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         }
     };
     let mut planned = Vec::new();
-    for item in M::items(&mut request) {
+    let mut edits = Vec::new();
+    for item in M::items(&request) {
         let query = header_query.clone().or_else(|| item.document_text());
         let mut decision = decide(SearchInput {
             settings: &settings,
@@ -184,19 +196,21 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
             shape: item.shape(),
         });
         let mut restore = Restore::Keep;
+        let mut edit = None;
         if let Decision::Rerank(plan) = &decision {
             let current = convert::selector_to_json(item.selector());
             match rewrite(current.as_ref(), &settings.text_field)
                 .and_then(|rw| Some((convert::selector_from_json(&rw.selector)?, rw.restore)))
             {
                 Some((selector, r)) => {
-                    item.widen(plan.cut.fetch(), selector);
+                    edit = Some(<M::Item as SearchItem>::widen(plan.cut.fetch(), &selector));
                     restore = r;
                 }
                 None => decision = Decision::Skip("with_payload not understood".into()),
             }
         }
         planned.push(Planned { decision, restore });
+        edits.push(edit);
     }
     if !planned
         .iter()
@@ -208,6 +222,34 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         }));
         return forward_as_is(&state, route, &label, parts, bytes, status, started).await;
     }
+    // Only the fields we must change are rewritten, on the client's own bytes: fields
+    // newer than our stubs reach Qdrant as sent.
+    let patched = match M::ITEMS {
+        None => edits
+            .into_iter()
+            .next()
+            .flatten()
+            .unwrap_or_default()
+            .apply(&message),
+        Some(field) => wire::Edit::new().each(field, edits).apply(&message),
+    };
+    let widened = match patched {
+        Ok(w) => w,
+        // prost read it, so this does not happen; if it did, Qdrant still answers.
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot patch a gRPC search; forwarded as sent");
+            return forward_as_is(
+                &state,
+                route,
+                &label,
+                parts,
+                bytes,
+                RerankStatus::Skipped,
+                started,
+            )
+            .await;
+        }
+    };
     for h in [
         crate::transport::rest::QUERY_HEADER,
         QUERY_BIN_HEADER,
@@ -223,8 +265,11 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
     parts
         .headers
         .insert("grpc-accept-encoding", HeaderValue::from_static("identity"));
-    let widened = frame::encode(&request.encode_to_vec());
-    let upstream = match state.grpc_upstream.call(parts, widened).await {
+    let upstream = match state
+        .grpc_upstream
+        .call(parts, frame::encode(&widened))
+        .await
+    {
         Ok(u) => u,
         Err(e) => {
             let resp = error_response(&e);
@@ -327,9 +372,13 @@ impl Rewrite<'_> {
             .headers
             .get("grpc-encoding")
             .and_then(|v| v.to_str().ok());
-        let mut answer = frame::decode_unary(&upstream.body, encoding)
-            .and_then(|m| M::Resp::decode(&m[..]).ok())
+        // Qdrant is trusted (and asked for identity): its answer is not bounded.
+        let message = frame::decode_unary(&upstream.body, encoding, usize::MAX).ok();
+        let mut answer = message
+            .as_deref()
+            .and_then(|m| M::Resp::decode(m).ok())
             .ok_or_else(|| Error::UpstreamInvalid("cannot decode Qdrant's gRPC answer".into()))?;
+        let message = message.unwrap_or_default();
         let field = &self.settings.text_field;
         let mut answers = M::answers(&mut answer);
         if answers.len() != planned.len() {
@@ -365,18 +414,35 @@ impl Rewrite<'_> {
         let (outcomes, rerank_time) = engine
             .rerank_request(self.collection, self.settings, &decisions, texts)
             .await?;
+        let mut orders = Vec::with_capacity(planned.len());
         for ((p, hits), (outcome, group_sizes)) in planned
             .iter()
-            .zip(answers.iter_mut())
+            .zip(answers.iter())
             .zip(outcomes.iter().zip(&sizes))
         {
-            if let Decision::Rerank(plan) = &p.decision {
-                let moved = apply(hits, plan, outcome, &p.restore, group_sizes);
-                engine.record_displacement(self.collection, moved);
-            }
+            orders.push(match &p.decision {
+                Decision::Rerank(plan) => {
+                    let (order, moved) = ranking(hits, plan, outcome, &p.restore, group_sizes);
+                    engine.record_displacement(self.collection, moved);
+                    order
+                }
+                _ => Order::Keep,
+            });
         }
-        drop(answers);
-        M::set_time(&mut answer, self.started.elapsed().as_secs_f64());
+        let time = self.started.elapsed().as_secs_f64();
+        // On Qdrant's bytes, so that fields newer than our stubs reach the client.
+        let body = match answer::rewrite(&message, M::LAYOUT, &orders, time) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(error = %e, "gRPC answer rewritten from the decoded message");
+                for (hits, order) in answers.iter_mut().zip(&orders) {
+                    apply(hits, order);
+                }
+                drop(answers);
+                M::set_time(&mut answer, time);
+                answer.encode_to_vec()
+            }
+        };
         let status = RerankStatus::combine(outcomes.iter().map(|o| o.status));
         let mut headers = upstream.headers;
         for h in ["content-length", "grpc-encoding"] {
@@ -385,30 +451,42 @@ impl Rewrite<'_> {
         marker(&mut headers, &outcomes, status, rerank_time);
         let trailers = upstream.trailers;
         Ok((
-            frame::response(headers, frame::encode(&answer.encode_to_vec()), trailers),
+            frame::response(headers, frame::encode(&body), trailers),
             status,
         ))
     }
 }
 
-/// Writes one search's outcome into its hits; returns the page's rank displacement
-/// when scores were applied.
-fn apply(
-    hits: &mut Hits<'_>,
+/// How one search's hits are to be ordered, and the page's rank displacement when
+/// scores were applied.
+fn ranking<'a>(
+    hits: &Hits<'_>,
     plan: &RerankPlan,
     outcome: &Outcome,
-    restore: &Restore,
+    restore: &'a Restore,
     sizes: &[usize],
-) -> Option<f64> {
+) -> (Order<'a>, Option<f64>) {
     let scores = outcome.scores.as_deref();
     match (hits, plan.cut) {
         (Hits::Points(points), Cut::Page(w)) => {
             let ranked = order_page(scores, points.len(), plan.threshold, w);
-            reorder(points, &ranked, restore);
-            scores.and(displacement(&ranked, w))
+            let moved = scores.and(displacement(&ranked, w));
+            (Order::Page(ranked, restore), moved)
         }
-        (Hits::Groups(groups), Cut::Groups(w)) => {
+        (Hits::Groups(_), Cut::Groups(w)) => {
             let ranked = order_groups(scores, sizes, plan.threshold, w);
+            (Order::Groups(ranked, restore), None)
+        }
+        // A page plan always meets a points answer, a groups plan a groups answer.
+        _ => (Order::Keep, None),
+    }
+}
+
+/// Writes one search's order into its decoded hits (when the bytes cannot be patched).
+fn apply(hits: &mut Hits<'_>, order: &Order<'_>) {
+    match (hits, order) {
+        (Hits::Points(points), Order::Page(ranked, restore)) => reorder(points, ranked, restore),
+        (Hits::Groups(groups), Order::Groups(ranked, restore)) => {
             let mut taken: Vec<Option<_>> = std::mem::take(*groups).into_iter().map(Some).collect();
             for g in ranked {
                 if let Some(mut group) = taken.get_mut(g.index).and_then(Option::take) {
@@ -416,10 +494,8 @@ fn apply(
                     groups.push(group);
                 }
             }
-            None
         }
-        // A page plan always meets a points answer, a groups plan a groups answer.
-        _ => None,
+        _ => {}
     }
 }
 

@@ -1,8 +1,8 @@
 //! The Qdrant-compatible REST listener: intercepted searches, everything else forwarded.
 
 pub mod body;
+pub mod encoding;
 
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +20,7 @@ use crate::error::{qdrant_error_response, Error};
 use crate::plan::query_text::{self, Directive};
 use crate::plan::{Decision, RerankStatus};
 use body::{apply, candidates, marker, prepare, Endpoint, PrepareError};
+use encoding::{BodyCoding, Coding};
 
 pub const QUERY_HEADER: &str = "x-rerank-query";
 pub const STATUS_HEADER: &str = "x-rerank-status";
@@ -115,16 +116,13 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
         }
     };
     let max = state.config().server.max_body_bytes;
-    let encoded = parts
-        .headers
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| v.as_bytes() != b"identity");
+    let coding = encoding::request_coding(&parts.headers);
     let too_big = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         .is_some_and(|n| n > max);
-    if encoded || too_big {
+    if coding == BodyCoding::Other || too_big {
         // Not ours to rewrite: Qdrant gets it exactly as sent.
         let resp = match state
             .upstream
@@ -147,6 +145,28 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
     };
     let unchanged =
         |parts: http::request::Parts, bytes: Bytes| Request::from_parts(parts, Body::from(bytes));
+    let bytes = match coding {
+        BodyCoding::Known(c) => match encoding::decode(c, &bytes, max) {
+            Ok(plain) => {
+                // Qdrant gets the plain body (it reads either).
+                parts.headers.remove(header::CONTENT_ENCODING);
+                parts.headers.remove(header::CONTENT_LENGTH);
+                Bytes::from(plain)
+            }
+            Err(_) => {
+                // Corrupt, or larger than the limit once decoded: Qdrant gets the
+                // body as sent and answers in its own words (its 400 for a body past
+                // its limit); secondpass never holds more than the limit.
+                let resp = match state.upstream.forward(unchanged(parts, bytes)).await {
+                    Ok(r) => with_status(r, RerankStatus::Skipped),
+                    Err(e) => error_response(e, started),
+                };
+                state.record(route, &label, "skipped", &resp, started);
+                return resp;
+            }
+        },
+        _ => bytes,
+    };
     let prepared = match serde_json::from_slice::<Value>(&bytes) {
         // Malformed JSON: Qdrant's own error message is the right answer.
         Err(_) => Err(PrepareError::NotOurs),
@@ -201,7 +221,9 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
         state.record(route, &label, "disabled", &resp, started);
         return resp;
     }
-    // We read and rewrite the answer: ask for it uncompressed.
+    // We read and rewrite the answer: ask for it uncompressed, and compress it for
+    // the client as Qdrant would have.
+    let answer_coding = encoding::negotiate(&parts.headers);
     parts.headers.insert(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
@@ -222,8 +244,14 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
         .observe(upstream.elapsed.as_secs_f64());
     if !upstream.status.is_success() {
         // Qdrant's error, as Qdrant said it.
-        let mut resp = (upstream.status, upstream.body).into_response();
-        *resp.headers_mut() = upstream.headers;
+        let mut headers = upstream.headers;
+        let body = if headers.contains_key(header::CONTENT_ENCODING) {
+            upstream.body.to_vec() // already encoded by Qdrant: as it came
+        } else {
+            encoding::finish(&mut headers, upstream.body.to_vec(), answer_coding)
+        };
+        let mut resp = (upstream.status, body).into_response();
+        *resp.headers_mut() = headers;
         state.record(route, &label, "error", &resp, started);
         return resp;
     }
@@ -233,6 +261,7 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
         collection: &collection,
         settings: &settings,
         started,
+        coding: answer_coding,
     };
     let resp = match ctx
         .finish(&prepared, upstream.headers, &upstream.body)
@@ -258,6 +287,8 @@ struct Rewrite<'a> {
     collection: &'a str,
     settings: &'a crate::config::CollectionSettings,
     started: Instant,
+    /// How the client wants the answer compressed.
+    coding: Option<Coding>,
 }
 
 impl Rewrite<'_> {
@@ -315,13 +346,7 @@ impl Rewrite<'_> {
             obj.insert("rerank".into(), marker(&outcomes, self.ep, rerank_time));
         }
         let body = serde_json::to_vec(&answer).expect("json serializes");
-        for h in [
-            header::CONTENT_LENGTH,
-            header::CONTENT_ENCODING,
-            header::TRANSFER_ENCODING,
-        ] {
-            headers.remove(h);
-        }
+        let body = encoding::finish(&mut headers, body, self.coding);
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -340,19 +365,21 @@ impl Rewrite<'_> {
     }
 }
 
-/// Parses Qdrant's JSON answer, gunzipping it if Qdrant compressed it anyway.
+/// Parses Qdrant's JSON answer, decoding it if Qdrant compressed it anyway.
 fn decode_json(headers: &HeaderMap, raw: &[u8]) -> Result<Value, Error> {
-    let gz = headers
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-    let parsed = if gz {
-        let mut text = Vec::new();
-        flate2::read::GzDecoder::new(raw)
-            .read_to_end(&mut text)
-            .map_err(|e| Error::UpstreamInvalid(format!("bad gzip body: {e}")))?;
-        serde_json::from_slice(&text)
-    } else {
-        serde_json::from_slice(raw)
+    let parsed = match encoding::request_coding(headers) {
+        BodyCoding::Identity => serde_json::from_slice(raw),
+        // Qdrant is trusted: its answer is not bounded like a client's body.
+        BodyCoding::Known(c) => {
+            let text = encoding::decode(c, raw, usize::MAX)
+                .map_err(|e| Error::UpstreamInvalid(format!("bad {} body: {e:?}", c.as_str())))?;
+            serde_json::from_slice(&text)
+        }
+        BodyCoding::Other => {
+            return Err(Error::UpstreamInvalid(
+                "answer in a content-encoding secondpass does not read".into(),
+            ))
+        }
     };
     parsed.map_err(|e| Error::UpstreamInvalid(format!("answer is not JSON: {e}")))
 }
