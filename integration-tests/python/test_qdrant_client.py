@@ -185,18 +185,6 @@ def test_grpc_passes_everything_else(grpc_client, collection):
     assert collection in [c.name for c in grpc_client.get_collections().collections]
 
 
-def test_grpc_errors_made_by_secondpass_keep_their_status(grpc_client, collection):
-    """secondpass's own gRPC errors are trailers-only responses that grpc-core clients
-    read as the status sent (an empty DATA frame instead made them UNKNOWN)."""
-    import grpc
-
-    with headers({"x-rerank-query": quote(QUERY), "x-rerank-pool": "many"}):
-        with pytest.raises(grpc.RpcError) as err:
-            grpc_client.query_points(collection, query=VECTOR, limit=3)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "x-rerank-pool" in err.value.details()
-
-
 def test_reranked_rest_answers_come_compressed(proxy, client, collection):
     import httpx
 

@@ -91,14 +91,7 @@ pub fn response(headers: HeaderMap, data: Bytes, trailers: Option<HeaderMap>) ->
     if let Some(t) = trailers {
         frames.push(Ok(Frame::trailers(t)));
     }
-    // Nothing to send: an empty body ends the stream on the HEADERS frame (a
-    // trailers-only response); an empty DATA frame instead makes grpc-core clients
-    // (Python, ...) report UNKNOWN "Stream removed" rather than the status.
-    let body = if frames.is_empty() {
-        Body::empty()
-    } else {
-        Body::new(StreamBody::new(futures_util::stream::iter(frames)))
-    };
+    let body = Body::new(StreamBody::new(futures_util::stream::iter(frames)));
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     *resp.headers_mut() = headers;
@@ -180,15 +173,6 @@ mod tests {
             decode_unary(&frame, Some("gzip"), 16 << 20).map(|m| m.len()),
             Ok(16 << 20)
         );
-    }
-
-    #[test]
-    fn errors_are_trailers_only() {
-        use hyper::body::Body as _;
-        let r = error(Code::ResourceExhausted, "too big: 100%");
-        assert_eq!(r.headers()["grpc-status"], "8");
-        assert_eq!(r.headers()["grpc-message"], "too big: 100%25");
-        assert!(r.body().is_end_stream(), "END_STREAM on the headers");
     }
 
     #[test]
