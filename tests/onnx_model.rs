@@ -29,6 +29,7 @@ fn config(dir: PathBuf, file: Option<&str>, batch_size: usize) -> OnnxConfig {
         model_dir: dir,
         model_file: file.map(PathBuf::from),
         max_length: 128,
+        max_query_tokens: secondpass::config::default_max_query_tokens(),
         batch_size,
         intra_threads: 0,
         workers: 1,

@@ -178,7 +178,7 @@ impl Upstream {
         &self,
         req: Request<Body>,
     ) -> Result<(Response<hyper::body::Incoming>, tokio::time::Instant), Error> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        let deadline = crate::deadline::tokio_in(self.timeout);
         let count_error = |kind: &str| {
             self.metrics
                 .upstream_errors

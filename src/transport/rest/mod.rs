@@ -72,6 +72,22 @@ fn with_status(mut resp: Response, status: RerankStatus) -> Response {
     resp
 }
 
+/// Qdrant answers that may come from widening: the client's mistakes (4xx) and 500
+/// (Qdrant's answer to some invalid values); not 502/503/504 (overload, restarts).
+fn refused(status: StatusCode) -> bool {
+    status.is_client_error() || status == StatusCode::INTERNAL_SERVER_ERROR
+}
+
+/// A request head with the same method, URI, version and headers.
+fn copy_parts(parts: &http::request::Parts) -> http::request::Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    req.into_parts().0
+}
+
 fn error_response(e: Error, started: Instant) -> Response {
     qdrant_error_response(
         e.http_status(),
@@ -106,6 +122,12 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
                 Directive::from_headers(|n| headers.get(n).map(|v| v.as_bytes()))?,
             ))
         });
+    let from_headers = from_headers.and_then(|(q, d)| {
+        if let Some(q) = &q {
+            query_text::check_len(q, settings.max_query_bytes)?;
+        }
+        Ok((q, d))
+    });
     let (header_query, header_directive) = match from_headers {
         Ok(found) => found,
         Err(why) => {
@@ -201,17 +223,24 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
         state.record(route, &label, "disabled", &resp, started);
         return resp;
     }
+    // Qdrant's own answer to the client's own values, should it refuse the widened ones.
+    let replay_parts = copy_parts(&parts);
     // We read and rewrite the answer: ask for it uncompressed.
     parts.headers.insert(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
-    let out = serde_json::to_vec(&prepared.body).expect("json serializes");
-    let upstream = match state
-        .upstream
-        .call(unchanged(parts, Bytes::from(out)))
-        .await
-    {
+    let unwidened = match prepared.unwidened.as_ref() {
+        Some(b) => Bytes::from(b.clone()),
+        None => bytes,
+    };
+    let out = if prepared.widened {
+        Bytes::from(serde_json::to_vec(&prepared.body).expect("json serializes"))
+    } else {
+        // Nothing widened (every search skipped): the client's values as they came.
+        unwidened.clone()
+    };
+    let upstream = match state.upstream.call(unchanged(parts, out)).await {
         Ok(u) => u,
         Err(e) => {
             let resp = error_response(e, started);
@@ -219,6 +248,27 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
             return resp;
         }
     };
+    if prepared.widened && refused(upstream.status) {
+        // Qdrant refused the widened search (a value it rejects, a format error whose
+        // column moved): ask again with the client's values, so that the client gets
+        // Qdrant's own answer, byte for byte. Searches do not change data.
+        let resp = match state
+            .upstream
+            .forward(unchanged(replay_parts, unwidened))
+            .await
+        {
+            Ok(r) if r.status().is_success() => with_status(r, RerankStatus::Skipped),
+            Ok(r) => r,
+            Err(e) => error_response(e, started),
+        };
+        let status = if resp.status().is_success() {
+            "skipped"
+        } else {
+            "error"
+        };
+        state.record(route, &label, status, &resp, started);
+        return resp;
+    }
     state
         .metrics
         .upstream_duration
