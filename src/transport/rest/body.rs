@@ -134,10 +134,8 @@ pub struct Prepared {
     pub changed: bool,
     /// Whether a search was widened (its limit, offset or payload selector rewritten).
     pub widened: bool,
-    /// The client's body without its `rerank` objects, when it had any; otherwise the
-    /// client's bytes are that body. Sent instead of `body` when nothing was widened, and
-    /// again when Qdrant refused the widened body, so that the client gets Qdrant's own
-    /// answer to its own values.
+    /// The client's body without its `rerank` objects, when it had any (otherwise the
+    /// client's bytes are that body): what is sent when nothing was widened.
     pub unwidened: Option<Vec<u8>>,
 }
 

@@ -180,7 +180,7 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
             header_directive.as_ref(),
         ),
     };
-    let prepared = match prepared {
+    let mut prepared = match prepared {
         Ok(p) => p,
         Err(PrepareError::NotOurs) => {
             let resp = match state.upstream.forward(unchanged(parts, bytes)).await {
@@ -230,15 +230,16 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
-    let unwidened = match prepared.unwidened.as_ref() {
-        Some(b) => Bytes::from(b.clone()),
-        None => bytes,
-    };
+    // What Qdrant gets: the widened body; when nothing was widened (every search
+    // skipped), the client's, less any `rerank` objects.
+    let differs = prepared.widened || prepared.unwidened.is_some();
     let out = if prepared.widened {
         Bytes::from(serde_json::to_vec(&prepared.body).expect("json serializes"))
     } else {
-        // Nothing widened (every search skipped): the client's values as they came.
-        unwidened.clone()
+        prepared
+            .unwidened
+            .take()
+            .map_or_else(|| bytes.clone(), Bytes::from)
     };
     let upstream = match state.upstream.call(unchanged(parts, out)).await {
         Ok(u) => u,
@@ -248,15 +249,12 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
             return resp;
         }
     };
-    if prepared.widened && refused(upstream.status) {
-        // Qdrant refused the widened search (a value it rejects, a format error whose
-        // column moved): ask again with the client's values, so that the client gets
-        // Qdrant's own answer, byte for byte. Searches do not change data.
-        let resp = match state
-            .upstream
-            .forward(unchanged(replay_parts, unwidened))
-            .await
-        {
+    if differs && refused(upstream.status) {
+        // Qdrant refused what secondpass made of the request (a value it rejects, a
+        // format error whose column moved): ask again with the client's bytes, so that
+        // the client gets Qdrant's own answer to them. Searches do not change data, and
+        // Qdrant ignores the unknown top-level `rerank` field.
+        let resp = match state.upstream.forward(unchanged(replay_parts, bytes)).await {
             Ok(r) if r.status().is_success() => with_status(r, RerankStatus::Skipped),
             Ok(r) => r,
             Err(e) => error_response(e, started),
