@@ -146,6 +146,7 @@ fn load(a: &Args, metrics: &Arc<Metrics>) -> OnnxReranker {
         model_dir: model_dir(),
         model_file: file,
         max_length: a.max_len,
+        max_query_tokens: secondpass::config::default_max_query_tokens(),
         batch_size: a.batch,
         intra_threads: a.threads,
         workers: a.workers,
@@ -176,7 +177,7 @@ async fn measure(a: &Args, callers: usize, pairs: usize) {
     let r = Arc::new(load(a, &metrics));
     let (query, docs) = corpus(pairs);
     let req = move || RerankRequest {
-        query: query.clone(),
+        query: query.as_str().into(),
         documents: docs.clone(),
         max_length: None,
         deadline: None,

@@ -32,6 +32,7 @@ pub struct Metrics {
     pub rerank_candidates: HistogramVec,
     pub candidates_without_text: IntCounterVec,
     pub rerank_errors: IntCounterVec,
+    pub nonfinite_scores: IntCounterVec,
     pub fail_open: IntCounterVec,
     pub fallback: IntCounterVec,
     pub breaker_state: IntGaugeVec,
@@ -140,6 +141,11 @@ impl Metrics {
                 "secondpass_rerank_errors_total",
                 "Rerank failures by reranker and kind",
                 &["reranker", "kind"],
+            ),
+            nonfinite_scores: counter(
+                "secondpass_nonfinite_scores_total",
+                "Scores a reranker returned as NaN or infinity (or beyond f32), clamped to finite values",
+                &["reranker"],
             ),
             fail_open: counter(
                 "secondpass_fail_open_total",

@@ -146,7 +146,8 @@ fn merge(old: CollectionOverrides, change: CollectionOverrides) -> CollectionOve
         score_threshold,
         on_failure,
         timeout_ms,
-        cache
+        cache,
+        max_query_bytes
     )
 }
 

@@ -23,6 +23,7 @@ fn config(batch_size: usize, workers: usize, queue_capacity: usize) -> OnnxConfi
         model_dir: shared().join("models/cranfield-minilm-l6-ce"),
         model_file: None,
         max_length: 128,
+        max_query_tokens: secondpass::config::default_max_query_tokens(),
         batch_size,
         intra_threads: 1,
         workers,

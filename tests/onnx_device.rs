@@ -16,6 +16,7 @@ fn config(device: &str) -> OnnxConfig {
         model_dir: shared.join("models/cranfield-minilm-l6-ce"),
         model_file: Some("model_int8.onnx".into()),
         max_length: 128,
+        max_query_tokens: secondpass::config::default_max_query_tokens(),
         batch_size: 8,
         intra_threads: 1,
         workers: 1,

@@ -29,6 +29,7 @@ fn config(dir: PathBuf, file: Option<&str>, batch_size: usize) -> OnnxConfig {
         model_dir: dir,
         model_file: file.map(PathBuf::from),
         max_length: 128,
+        max_query_tokens: secondpass::config::default_max_query_tokens(),
         batch_size,
         intra_threads: 0,
         workers: 1,
@@ -164,4 +165,27 @@ fn missing_model_dir_is_a_clear_error() {
         e.contains("/nonexistent/model") && e.contains("scripts/setup"),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn a_huge_query_is_cut_to_max_query_tokens_once_and_scores_as_its_head() {
+    let r = OnnxReranker::load(&config(model_dir(), None, 32)).expect("load model");
+    let docs: Vec<String> = [
+        "the capital of Germany is Berlin",
+        "boundary layer flow over a flat plate",
+        "Germany",
+    ]
+    .map(String::from)
+    .to_vec();
+    // 10 MB (as the probe sent): only the first max_query_tokens tokens matter, and a
+    // pair keeps at most what leaves the document room; so it scores as a query of a
+    // few hundred of those tokens does.
+    let unit = "capital of Germany ";
+    let huge = unit.repeat(10 * 1024 * 1024 / unit.len());
+    let head = unit.repeat(100);
+    let got = score(&r, &huge, docs.clone()).await;
+    let want = score(&r, &head, docs.clone()).await;
+    assert_eq!(got, want);
+    // and it is not the score of a short query (the head really was kept)
+    assert_ne!(score(&r, unit, docs).await, want);
 }

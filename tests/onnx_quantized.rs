@@ -58,6 +58,7 @@ fn load(dir: PathBuf, file: Option<&str>) -> OnnxReranker {
         model_dir: dir.clone(),
         model_file: file.map(PathBuf::from),
         max_length: 128,
+        max_query_tokens: secondpass::config::default_max_query_tokens(),
         batch_size: 50,
         intra_threads: 0,
         workers: 1,

@@ -43,6 +43,7 @@ async fn check(dir: PathBuf, expected: PathBuf) {
         model_dir: dir.clone(),
         model_file: None,
         max_length: 128,
+        max_query_tokens: secondpass::config::default_max_query_tokens(),
         batch_size: 4,
         intra_threads: 0,
         workers: 1,

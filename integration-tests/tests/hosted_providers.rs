@@ -217,7 +217,7 @@ async fn scores_come_back_in_input_order_with_the_documented_request() {
         match case.provider {
             Provider::Pinecone => {
                 assert_eq!(r.header("api-key"), Some(s.key.as_str()), "{label}");
-                assert_eq!(r.header("x-pinecone-api-version"), Some("2025-10"));
+                assert_eq!(r.header("x-pinecone-api-version"), Some("2026-07"));
                 assert_eq!(r.header("authorization"), None, "{label}");
             }
             _ => {
@@ -546,6 +546,176 @@ async fn large_requests_are_split_and_merged_in_order() {
 }
 
 #[tokio::test]
+async fn huge_retry_after_fails_at_once_and_never_panics() {
+    let runs = cases().into_iter().map(|case| async move {
+        let label = case.label();
+        for value in [
+            "18446744073709551615",
+            "99999999999999",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            for deadline in [Some(Duration::from_secs(2)), None] {
+                let b = Behaviour::RateLimitedThenOk(RetryAfter::Raw(value));
+                let s = setup("429huge", case, b, json!({})).await;
+                let started = Instant::now();
+                let err = s
+                    .reranker
+                    .rerank(request(documents(), deadline.map(|d| started + d)))
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(err, RerankError::RateLimited(_)),
+                    "{label} {value}: {err:?}"
+                );
+                assert!(
+                    started.elapsed() < Duration::from_millis(1000),
+                    "{label} {value}: it waited"
+                );
+                assert_eq!(s.stub.calls(), 1, "{label} {value}");
+            }
+        }
+    });
+    join_all(runs).await;
+}
+
+/// `n` documents, all different, some matching the query.
+fn many_documents(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| match i % 3 {
+            0 => format!("capital city {i}"),
+            1 => format!("Germany {i} and its capital city"),
+            _ => format!("nothing {i}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn default_batch_sizes_are_what_each_server_accepts() {
+    let runs = cases().into_iter().map(|case| async move {
+        let label = case.label();
+        // no max_documents: the provider's default
+        let s = setup("defaults", case, Behaviour::Normal, json!({})).await;
+        let docs = many_documents(120);
+        let got = s.reranker.rerank(request(docs.clone(), None)).await;
+        let got = got.unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_scores(&label, &got, &expected(case, &docs));
+        let log = s.stub.request_log();
+        assert!(log.iter().all(|r| r.status == 200), "{label}: refused");
+        let biggest = log.iter().map(|r| r.document_count()).max().unwrap();
+        let want = case.provider.default_max_documents().min(120);
+        assert_eq!(biggest, want, "{label}");
+        if let Some(max) = case.api().max_documents() {
+            assert!(biggest <= max, "{label}");
+        }
+        assert_eq!(
+            s.reranker.max_documents(),
+            case.provider.default_max_documents()
+        );
+    });
+    join_all(runs).await;
+    assert_eq!(Provider::Tei.default_max_documents(), 32);
+}
+
+#[tokio::test]
+async fn batches_refused_as_too_large_are_halved_and_the_size_remembered() {
+    let runs = cases().into_iter().map(|case| async move {
+        let label = case.label();
+        let stub = ProviderStub::start(
+            case.api(),
+            StubOptions {
+                api_key: Some(key_for(&label)),
+                max_documents: Some(25),
+                ..Default::default()
+            },
+        )
+        .await;
+        let path = key_file("halves", &label, &key_for(&label));
+        // TEI's old default: 100 documents a call, where the server takes 25
+        let cfg = config(
+            case,
+            &stub.url(),
+            Some(&path),
+            json!({"max_documents": 100}),
+        );
+        let r = HostedReranker::new(&label, case.provider, &cfg).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let docs = many_documents(100);
+        let got = r.rerank(request(docs.clone(), None)).await;
+        let got = got.unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_scores(&label, &got, &expected(case, &docs));
+        let log = stub.request_log();
+        // 100 refused, 2 × 50 refused, 4 × 25 answered
+        let mut statuses: Vec<(usize, u16)> =
+            log.iter().map(|r| (r.document_count(), r.status)).collect();
+        statuses.sort();
+        let refused = case.api().validation_status();
+        assert_eq!(
+            statuses,
+            [
+                (25, 200),
+                (25, 200),
+                (25, 200),
+                (25, 200),
+                (50, refused),
+                (50, refused),
+                (100, refused)
+            ],
+            "{label}"
+        );
+        assert_eq!(r.max_documents(), 25, "{label}: the smaller size is kept");
+        // the next request goes out in batches the server takes
+        let got = r.rerank(request(docs.clone(), None)).await.unwrap();
+        assert_scores(&label, &got, &expected(case, &docs));
+        let later: Vec<(usize, u16)> = stub.request_log()[log.len()..]
+            .iter()
+            .map(|r| (r.document_count(), r.status))
+            .collect();
+        assert_eq!(later, [(25, 200); 4], "{label}");
+    });
+    join_all(runs).await;
+}
+
+#[tokio::test]
+async fn base_urls_written_as_the_sdks_write_them_do_not_double_the_version() {
+    let runs = cases().into_iter().map(|case| async move {
+        let label = case.label();
+        let Some(version) = case
+            .path()
+            .strip_prefix('/')
+            .and_then(|p| p.split_once('/'))
+            .map(|(v, _)| v)
+            .filter(|v| v.starts_with('v'))
+        else {
+            return; // /rerank: no version segment
+        };
+        let stub = ProviderStub::start(
+            case.api(),
+            StubOptions {
+                api_key: Some(key_for(&label)),
+                ..Default::default()
+            },
+        )
+        .await;
+        let path = key_file("sdkbase", &label, &key_for(&label));
+        // e.g. https://api.voyageai.com/v1, as the Voyage and ZeroEntropy SDKs write it
+        for base in [
+            format!("{}/{version}", stub.url()),
+            format!("{}/{version}/", stub.url()),
+        ] {
+            let cfg = config(case, &base, Some(&path), json!({}));
+            let r = HostedReranker::new(&label, case.provider, &cfg).unwrap();
+            let got = r.rerank(request(documents(), None)).await;
+            assert!(got.is_ok(), "{label} {base}: {got:?}");
+        }
+        std::fs::remove_file(&path).unwrap();
+        for r in stub.request_log() {
+            assert_eq!(r.path, case.path(), "{label}");
+        }
+    });
+    join_all(runs).await;
+}
+
+#[tokio::test]
 async fn base_url_path_prefixes_are_kept() {
     let runs = cases().into_iter().map(|case| async move {
         let label = case.label();
@@ -729,7 +899,7 @@ async fn stubs_enforce_the_documented_request() {
     let stub = ProviderStub::start(Api::Pinecone, opts()).await;
     let url = format!("{}/rerank", stub.url());
     let good = json!({"model": "m", "query": "q", "documents": [{"text": "a"}], "return_documents": false});
-    let version = ("x-pinecone-api-version", "2025-10");
+    let version = ("x-pinecone-api-version", "2026-07");
     let api_key = ("api-key", "k1");
     assert_eq!(
         raw_post(&url, &[json_ct, api_key, version], &good.to_string())

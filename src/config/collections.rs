@@ -24,6 +24,10 @@ pub enum OnFailure {
     Error,
 }
 
+/// Default of `max_query_bytes` (collections and the rerank API): 16 KiB, thousands of
+/// tokens, more than any rerank model reads of a query.
+pub const DEFAULT_MAX_QUERY_BYTES: usize = 16 * 1024;
+
 /// A collection section as written: every key optional, inherited from `default`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +44,7 @@ pub struct CollectionOverrides {
     pub on_failure: Option<OnFailure>,
     pub timeout_ms: Option<u64>,
     pub cache: Option<bool>,
+    pub max_query_bytes: Option<usize>,
 }
 
 /// A collection's effective settings.
@@ -64,6 +69,10 @@ pub struct CollectionSettings {
     pub timeout: Duration,
     /// Use the score cache (when `[cache]` has room for entries).
     pub cache: bool,
+    /// Longest query text reranked, in bytes: a longer `x-rerank-query` or `rerank.query`
+    /// is a 400 (gRPC INVALID_ARGUMENT); a longer Document query text is searched but not
+    /// reranked.
+    pub max_query_bytes: usize,
 }
 
 impl Default for CollectionSettings {
@@ -81,6 +90,7 @@ impl Default for CollectionSettings {
             on_failure: OnFailure::FailOpen,
             timeout: Duration::from_secs(10),
             cache: true,
+            max_query_bytes: DEFAULT_MAX_QUERY_BYTES,
         }
     }
 }
@@ -100,7 +110,16 @@ impl CollectionSettings {
             ($($f:ident),*) => { $( if let Some(v) = &o.$f { self.$f = v.clone(); } )* };
         }
         take!(
-            enabled, text_field, pool, max_pool, reranker, rerankers, score_mode, on_failure, cache
+            enabled,
+            text_field,
+            pool,
+            max_pool,
+            reranker,
+            rerankers,
+            score_mode,
+            on_failure,
+            cache,
+            max_query_bytes
         );
         if o.max_length.is_some() {
             self.max_length = o.max_length;

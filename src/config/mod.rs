@@ -213,6 +213,9 @@ impl Config {
             if o.max_length < 8 {
                 return Err(invalid(key("max_length"), "must be at least 8"));
             }
+            if o.max_query_tokens == 0 {
+                return Err(invalid(key("max_query_tokens"), "must be greater than 0"));
+            }
             if o.batch_size == 0 {
                 return Err(invalid(key("batch_size"), "must be greater than 0"));
             }
@@ -253,10 +256,10 @@ impl Config {
                     ));
                 }
             }
-            if api.timeout_ms == 0 || api.max_documents == 0 {
+            if api.timeout_ms == 0 || api.max_documents == 0 || api.max_query_bytes == 0 {
                 return Err(invalid(
                     "rerank_api",
-                    "timeout_ms and max_documents must be greater than 0",
+                    "timeout_ms, max_documents and max_query_bytes must be greater than 0",
                 ));
             }
         }
@@ -314,6 +317,9 @@ impl Config {
         }
         if s.timeout.is_zero() {
             return Err(invalid(key("timeout_ms"), "must be greater than 0"));
+        }
+        if s.max_query_bytes == 0 {
+            return Err(invalid(key("max_query_bytes"), "must be greater than 0"));
         }
         if let Some(t) = s.score_threshold {
             if !t.is_finite() {

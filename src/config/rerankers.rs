@@ -65,6 +65,25 @@ impl Provider {
         }
     }
 
+    /// Documents per call that the server accepts by default: TEI's
+    /// `--max-client-batch-size` (32, a 422 beyond), Cohere's and Voyage's documented 1000,
+    /// Pinecone's 100 (`bge-reranker-v2-m3` and `pinecone-rerank-v0`; `cohere-rerank-3.5`
+    /// takes 200). Jina, Mixedbread, ZeroEntropy, llama.cpp and Infinity document no count
+    /// limit: 100. A server that still answers "batch too large" gets halves (see
+    /// `rerank::hosted`).
+    pub fn default_max_documents(self) -> usize {
+        match self {
+            Provider::Tei => 32,
+            Provider::Cohere | Provider::Voyage => 1000,
+            Provider::Pinecone
+            | Provider::Jina
+            | Provider::Mixedbread
+            | Provider::ZeroEntropy
+            | Provider::LlamaCpp
+            | Provider::Infinity => 100,
+        }
+    }
+
     /// Whether the provider requires an API key.
     pub fn needs_key(self) -> bool {
         !matches!(
@@ -112,9 +131,10 @@ pub struct HostedConfig {
     /// Per-call timeout (the collection's `timeout_ms` bounds the whole rerank step).
     #[serde(default = "default_hosted_timeout")]
     pub timeout_ms: u64,
-    /// Documents per call; larger requests are split into concurrent calls.
-    #[serde(default = "default_max_documents")]
-    pub max_documents: usize,
+    /// Documents per call; larger requests are split into concurrent calls. Unset: what
+    /// the provider accepts by default ([`Provider::default_max_documents`]).
+    #[serde(default)]
+    pub max_documents: Option<usize>,
     /// Retries of 429 and 5xx answers (with jittered backoff, honouring Retry-After).
     #[serde(default = "default_retries")]
     pub max_retries: u32,
@@ -131,9 +151,6 @@ pub struct HostedConfig {
 
 fn default_hosted_timeout() -> u64 {
     5_000
-}
-fn default_max_documents() -> usize {
-    100
 }
 fn default_retries() -> u32 {
     2
@@ -157,6 +174,11 @@ pub struct OnnxConfig {
     /// Longest (query, document) pair in tokens; the document is cut, the query kept.
     #[serde(default = "default_max_length")]
     pub max_length: usize,
+    /// The query is cut to this many tokens (tokenized once per request) before it is
+    /// paired with each document; a pair still leaves the document at least half of
+    /// `max_length`.
+    #[serde(default = "default_max_query_tokens")]
+    pub max_query_tokens: usize,
     /// Pairs per inference call.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
@@ -190,6 +212,7 @@ impl OnnxConfig {
             model_dir: model_dir.into(),
             model_file: None,
             max_length: default_max_length(),
+            max_query_tokens: default_max_query_tokens(),
             batch_size: default_batch_size(),
             intra_threads: 0,
             workers: 1,
@@ -229,6 +252,9 @@ impl Default for CacheConfig {
 
 fn default_max_length() -> usize {
     512
+}
+pub fn default_max_query_tokens() -> usize {
+    256
 }
 fn default_batch_size() -> usize {
     32
@@ -293,7 +319,7 @@ pub(super) fn validate_hosted(
     if h.timeout_ms == 0 {
         return Err(invalid(key("timeout_ms"), "must be greater than 0"));
     }
-    if h.max_documents == 0 {
+    if h.max_documents == Some(0) {
         return Err(invalid(key("max_documents"), "must be greater than 0"));
     }
     if h.breaker_failures == 0 {

@@ -17,6 +17,8 @@ pub struct RerankApiConfig {
     pub timeout_ms: u64,
     /// Most documents in one request (Cohere recommends at most 1000).
     pub max_documents: usize,
+    /// Longest `query` accepted, in bytes (a 400, or TEI's 422, beyond).
+    pub max_query_bytes: usize,
     /// When set, requests need `Authorization: Bearer <token>`, read from this
     /// environment variable.
     pub token_env: Option<String>,
@@ -40,6 +42,7 @@ impl Default for RerankApiConfig {
             rerankers: Vec::new(),
             timeout_ms: 30_000,
             max_documents: 1000,
+            max_query_bytes: super::DEFAULT_MAX_QUERY_BYTES,
             token_env: None,
         }
     }

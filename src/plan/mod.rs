@@ -58,7 +58,7 @@ impl Cut {
 /// A search that will be reranked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RerankPlan {
-    pub query: String,
+    pub query: std::sync::Arc<str>,
     pub cut: Cut,
     pub threshold: Option<f32>,
 }
@@ -83,12 +83,26 @@ pub fn decide(input: SearchInput<'_>) -> Decision {
     let Some(query) = input.query else {
         return Decision::Skip(NO_QUERY_TEXT.into());
     };
+    // A query the client named for reranking was checked before (400); one taken from
+    // a Document query is Qdrant's business, so it is searched, just not reranked.
+    if let Err(why) = query_text::check_len(query, s.max_query_bytes) {
+        return Decision::Skip(format!("{why}; not reranked"));
+    }
     let to_usize = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
     let pool = input.directive.and_then(|d| d.pool);
     let cut = match input.shape {
         Shape::Page { limit: None, .. } | Shape::Groups { limit: None, .. } => {
             return Decision::Skip("no valid limit in the search".into())
         }
+        // Qdrant refuses these (`minimum: 1`); widening them would turn its error into
+        // an answer. Sent as they came, they get Qdrant's own error.
+        Shape::Page { limit: Some(0), .. } | Shape::Groups { limit: Some(0), .. } => {
+            return Decision::Skip("limit 0 is not valid; forwarded as sent".into())
+        }
+        Shape::Groups {
+            group_size: Some(0),
+            ..
+        } => return Decision::Skip("group_size 0 is not valid; forwarded as sent".into()),
         Shape::Groups {
             group_size: None, ..
         } => return Decision::Skip("no valid group_size in the search".into()),
@@ -112,7 +126,7 @@ pub fn decide(input: SearchInput<'_>) -> Decision {
     match cut {
         Err(reason) => Decision::Skip(reason),
         Ok(cut) => Decision::Rerank(RerankPlan {
-            query: query.to_string(),
+            query: query.into(),
             cut,
             threshold: input
                 .directive
@@ -283,6 +297,45 @@ mod tests {
             group_size: None,
         };
         assert!(matches!(decide(i), Decision::Skip(r) if r.contains("group_size")));
+    }
+
+    #[test]
+    fn decide_leaves_what_qdrant_refuses_to_qdrant() {
+        let s = on();
+        let mut i = input(&s, None);
+        for shape in [
+            Shape::Page {
+                offset: None,
+                limit: Some(0),
+            },
+            Shape::Groups {
+                limit: Some(0),
+                group_size: Some(3),
+            },
+            Shape::Groups {
+                limit: Some(3),
+                group_size: Some(0),
+            },
+        ] {
+            i.shape = shape;
+            assert!(
+                matches!(decide(i), Decision::Skip(ref r) if r.contains("forwarded as sent")),
+                "{shape:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn decide_skips_a_document_query_over_the_byte_cap() {
+        let s = CollectionSettings {
+            max_query_bytes: 4,
+            ..on()
+        };
+        let mut i = input(&s, None);
+        i.query = Some("12345");
+        assert!(matches!(decide(i), Decision::Skip(r) if r.contains("max_query_bytes")));
+        i.query = Some("1234");
+        assert!(matches!(decide(i), Decision::Rerank(_)));
     }
 
     #[test]

@@ -83,6 +83,18 @@ pub fn document_text(search: &Map<String, Value>) -> Option<String> {
     (!text.trim().is_empty()).then(|| text.to_string())
 }
 
+/// A query text the client sent for reranking may be at most `max` bytes (a 10 MB query
+/// would hold an inference worker for most of a minute).
+pub fn check_len(query: &str, max: usize) -> Result<(), String> {
+    if query.len() > max {
+        return Err(format!(
+            "rerank query is {} bytes, more than max_query_bytes ({max})",
+            query.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Decodes a header value: percent-encoded UTF-8 (plain ASCII passes through).
 pub fn decode_header(raw: &[u8]) -> Result<String, String> {
     let decoded = percent_encoding::percent_decode(raw)
@@ -187,6 +199,16 @@ mod tests {
         assert!(Directive::from_headers(bad)
             .unwrap_err()
             .contains("x-rerank-pool"));
+    }
+
+    #[test]
+    fn query_length_cap() {
+        assert!(check_len("abcd", 4).is_ok());
+        let e = check_len("abcde", 4).unwrap_err();
+        assert!(
+            e.contains("5 bytes") && e.contains("max_query_bytes (4)"),
+            "{e}"
+        );
     }
 
     #[test]

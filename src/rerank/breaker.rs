@@ -74,11 +74,18 @@ impl Breaker {
         s.probing = false;
     }
 
+    /// The call ended in a way that says nothing about the reranker (the caller's own
+    /// budget ran out): no count either way, but a probe under way is over, so the next
+    /// call may probe.
+    pub fn release(&self) {
+        self.lock().probing = false;
+    }
+
     pub fn failure(&self, now: Instant) {
         let mut s = self.lock();
         s.failures = s.failures.saturating_add(1);
         if s.probing || s.failures >= self.threshold {
-            s.open_until = Some(now + self.open_for);
+            s.open_until = Some(crate::deadline::after(now, self.open_for));
             s.probing = false;
         }
     }
@@ -126,6 +133,27 @@ mod tests {
         b.failure(later);
         assert_eq!(b.state(later), State::Open);
         assert!(!b.allow(later + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn released_probe_lets_another_probe_through() {
+        let b = Breaker::new(1, Duration::from_secs(10));
+        let t0 = Instant::now();
+        b.failure(t0);
+        let later = t0 + Duration::from_secs(10);
+        assert!(b.allow(later));
+        assert!(!b.allow(later));
+        b.release();
+        assert_eq!(b.state(later), State::HalfOpen);
+        assert!(b.allow(later), "a new probe after a neutral one");
+    }
+
+    #[test]
+    fn huge_open_time_does_not_overflow() {
+        let b = Breaker::new(1, Duration::MAX);
+        let t0 = Instant::now();
+        b.failure(t0);
+        assert_eq!(b.state(t0 + Duration::from_secs(3600)), State::Open);
     }
 
     #[test]

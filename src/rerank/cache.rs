@@ -96,7 +96,7 @@ impl ScoreCache {
     }
 
     pub fn insert(&self, key: Key, score: f32) {
-        let expires = (self.clock)() + self.ttl;
+        let expires = crate::deadline::after((self.clock)(), self.ttl);
         self.shard(key)
             .lock()
             .expect("cache lock")

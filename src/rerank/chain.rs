@@ -133,7 +133,7 @@ impl Chain {
         budget: Duration,
         use_cache: bool,
     ) -> Result<Answer, Exhausted> {
-        let deadline = Instant::now() + budget;
+        let deadline = crate::deadline::in_(budget);
         let cache = self.cache.as_ref().filter(|_| use_cache);
         let mut failed: Vec<Attempt> = Vec::new();
         for (i, &name) in names.iter().enumerate() {
@@ -182,6 +182,33 @@ impl Chain {
             });
         }
         Err(Exhausted { failed })
+    }
+
+    /// Scores as finite numbers, whatever the reranker answered: ±infinity (and hosted
+    /// scores beyond f32) become ±`f32::MAX`, NaN the lowest score; each one counted.
+    /// JSON has no infinity or NaN (they would come out as `null`, which clients refuse).
+    fn finite(&self, name: &str, mut scores: Vec<f32>) -> Vec<f32> {
+        let mut fixed = 0u64;
+        for s in scores.iter_mut().filter(|s| !s.is_finite()) {
+            *s = if s.is_nan() {
+                f32::MIN
+            } else {
+                s.clamp(f32::MIN, f32::MAX)
+            };
+            fixed += 1;
+        }
+        if fixed > 0 {
+            self.metrics
+                .nonfinite_scores
+                .with_label_values(&[name])
+                .inc_by(fixed);
+            tracing::warn!(
+                reranker = name,
+                count = fixed,
+                "reranker returned scores that are not finite numbers; clamped"
+            );
+        }
+        scores
     }
 
     /// One reranker's scores for every document: cached ones, and the reranker's
@@ -255,9 +282,14 @@ impl Chain {
                     })
                 }
             });
+        let result = result.map(|scores| self.finite(name, scores));
         if let Some(b) = breaker {
             match &result {
                 Ok(_) => b.success(),
+                // The caller's budget ran out (a 1 ms collection, a slow chain before
+                // this reranker): not the reranker's failure, and one collection's
+                // budget must not open the breaker for every other collection.
+                Err(RerankError::Timeout(_)) if Instant::now() >= deadline => b.release(),
                 Err(_) => b.failure(Instant::now()),
             }
             self.record_state(name, b);
@@ -284,6 +316,40 @@ mod tests {
     struct Fake {
         fail: bool,
         calls: AtomicUsize,
+    }
+
+    /// Answers after `delay` with `scores` (cycled over the documents).
+    struct Slow {
+        delay: Duration,
+        scores: Vec<f32>,
+    }
+
+    impl Reranker for Slow {
+        fn model(&self) -> &str {
+            "slow"
+        }
+        fn score_kind(&self) -> ScoreKind {
+            ScoreKind::Logit
+        }
+        fn rerank(&self, r: RerankRequest) -> RerankFuture {
+            let (delay, scores) = (self.delay, self.scores.clone());
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                Ok(scores
+                    .iter()
+                    .copied()
+                    .cycle()
+                    .take(r.documents.len())
+                    .collect())
+            })
+        }
+    }
+
+    fn slow_chain(delay: Duration, scores: Vec<f32>) -> Chain {
+        let mut reg = Registry::default();
+        reg.insert("local", Arc::new(Slow { delay, scores }));
+        let cfg = Config::from_toml("").unwrap();
+        Chain::new(reg, &cfg, Arc::new(Metrics::new(&[])))
     }
 
     impl Reranker for Fake {
@@ -366,6 +432,49 @@ mod tests {
             .metrics
             .render()
             .contains("secondpass_fallback_total{from=\"ghost\",to=\"none\"} 1"));
+    }
+
+    #[tokio::test]
+    async fn the_callers_budget_running_out_does_not_open_the_breaker() {
+        // One collection with a 1 ms budget times out again and again ...
+        let c = slow_chain(Duration::from_millis(20), vec![0.5]);
+        for _ in 0..(LOCAL_BREAKER.0 * 3) {
+            let e = c
+                .run(&["local"], req(), Duration::from_millis(1))
+                .await
+                .unwrap_err();
+            assert!(matches!(e.error(), RerankError::Timeout(_)), "{e:?}");
+        }
+        assert_eq!(c.breaker_states(), [("local".to_string(), State::Closed)]);
+        // ... and another collection still reranks with the same reranker.
+        let a = c
+            .run(&["local"], req(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(a.raw, [0.5, 0.5]);
+    }
+
+    #[tokio::test]
+    async fn a_budget_too_large_to_add_to_now_still_works() {
+        let c = slow_chain(Duration::ZERO, vec![0.5]);
+        let a = c.run(&["local"], req(), Duration::MAX).await.unwrap();
+        assert_eq!(a.raw.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn non_finite_scores_become_finite_and_are_counted() {
+        let c = slow_chain(
+            Duration::ZERO,
+            vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1.5],
+        );
+        let mut r = req();
+        r.documents = vec!["a".into(), "b".into(), "c".into(), "d".into()];
+        let a = c.run(&["local"], r, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(a.raw, [f32::MIN, f32::MAX, f32::MIN, 1.5]);
+        assert!(c
+            .metrics
+            .render()
+            .contains("secondpass_nonfinite_scores_total{reranker=\"local\"} 3"));
     }
 
     #[tokio::test]

@@ -25,7 +25,8 @@ pub enum ScoreKind {
 
 #[derive(Debug, Clone)]
 pub struct RerankRequest {
-    pub query: String,
+    /// Shared, never copied per document or per attempt (a query may be long).
+    pub query: Arc<str>,
     pub documents: Vec<String>,
     /// Per-collection override of the reranker's max sequence length.
     pub max_length: Option<usize>,

@@ -90,7 +90,7 @@ async fn score(
     let api = &cfg.rerank_api;
     let names = api.chain();
     let request = RerankRequest {
-        query,
+        query: query.into(),
         documents,
         max_length: None,
         deadline: None,
@@ -161,6 +161,14 @@ async fn cohere(
             "invalid request: query must not be empty",
         );
     };
+    let max_query = state.config().rerank_api.max_query_bytes;
+    if let Err(why) = crate::plan::query_text::check_len(&query, max_query) {
+        return fail(
+            d,
+            StatusCode::BAD_REQUEST,
+            &format!("invalid request: {why}"),
+        );
+    }
     let docs = req.documents.unwrap_or_default();
     if docs.is_empty() {
         return fail(
@@ -275,6 +283,11 @@ async fn tei(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes
     let Some(query) = req.query else {
         return fail(d, StatusCode::UNPROCESSABLE_ENTITY, "missing field `query`");
     };
+    let max_query = state.config().rerank_api.max_query_bytes;
+    if let Err(why) = crate::plan::query_text::check_len(&query, max_query) {
+        // TEI's validation errors are 422s.
+        return fail(d, StatusCode::UNPROCESSABLE_ENTITY, &why);
+    }
     let texts = req.texts.unwrap_or_default();
     if texts.is_empty() {
         return fail(

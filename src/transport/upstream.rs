@@ -256,7 +256,7 @@ impl Upstream {
                 budget = budget.min(t);
             }
         }
-        (tokio::time::Instant::now() + budget, budget)
+        (crate::deadline::tokio_in(budget), budget)
     }
 
     fn count_error(&self, kind: &str) {

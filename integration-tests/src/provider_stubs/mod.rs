@@ -6,12 +6,16 @@
 //! 1. method `POST` and the documented path (after an optional gateway prefix): else 404/405;
 //! 2. authentication exactly as documented, when the stub has a key: `Authorization:
 //!    Bearer <key>`, or for Pinecone `Api-Key: <key>` plus `X-Pinecone-Api-Version:
-//!    2025-10` (a wrong version is a 400). A wrong key is a 401 whose message quotes the
+//!    2026-07` (what pinecone 10.2.0's SDK sends; a wrong version is a 400). A wrong key is a 401 whose message quotes the
 //!    credential received, so clients' redaction can be tested (TEI's 401 has no body);
 //! 3. `Content-Type: application/json` (else 415) and a JSON object body;
 //! 4. the documented fields only: unknown fields, missing required ones and wrong types
 //!    are rejected (400 for Cohere, Pinecone and llama.cpp; 422 elsewhere);
-//! 5. the [`Behaviour`] programmed (429 with `Retry-After`, 500, a slow answer, ...).
+//! 5. at most the documents the server takes by default ([`Api::max_documents`]: TEI's
+//!    `--max-client-batch-size` 32, Voyage's 1000, Pinecone's 100, Cohere's 10,000),
+//!    else the API's validation error saying so (TEI: 422 `batch size N > maximum
+//!    allowed batch size 32`);
+//! 6. the [`Behaviour`] programmed (429 with `Retry-After`, 500, a slow answer, ...).
 //!
 //! Scores are deterministic: the share of the query's distinct words found in the document
 //! ([`word_overlap`]); 0..1 APIs return it as is, TEI, llama.cpp and Infinity return the
@@ -87,6 +91,18 @@ impl Api {
         matches!(self, Api::Tei | Api::LlamaCpp | Api::Infinity)
     }
 
+    /// Documents one request may carry by the server's default or documented limit
+    /// (`None`: none documented).
+    pub fn max_documents(self) -> Option<usize> {
+        match self {
+            Api::Tei => Some(32),
+            Api::Voyage => Some(1000),
+            Api::Pinecone => Some(100),
+            Api::Cohere => Some(10_000),
+            _ => None,
+        }
+    }
+
     /// The documented paths served (Cohere: `/v2/rerank` and `/v1/rerank`).
     pub fn paths(self) -> Vec<&'static str> {
         self.endpoints().iter().map(|e| e.path).collect()
@@ -101,6 +117,8 @@ pub enum RetryAfter {
     /// an IMF-fixdate this many seconds from now (whole seconds: the wait is between
     /// `secs - 1` and `secs`)
     HttpDate { secs_from_now: u64 },
+    /// this exact header value
+    Raw(&'static str),
 }
 
 /// What a stub does with requests that pass validation.
@@ -119,6 +137,8 @@ pub enum Behaviour {
     AlwaysServerError,
     /// Answer with scores after this delay.
     Slow(Duration),
+    /// Answer with the best result scored 1e39 and the worst -1e39 (beyond f32).
+    ScoresBeyondF32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -128,6 +148,8 @@ pub struct StubOptions {
     pub behaviour: Behaviour,
     /// A path prefix the stub is mounted under (a gateway), e.g. `/gw/cohere`.
     pub path_prefix: String,
+    /// Most documents a request may carry; `None`: the API's own ([`Api::max_documents`]).
+    pub max_documents: Option<usize>,
 }
 
 /// One request the stub received, and what it answered.
@@ -443,7 +465,20 @@ impl StubState {
         if let Err((field, msg)) = spec::validate(ep, body) {
             return Answer::error(api, Failure::Invalid, &msg, Some(&field));
         }
-        // 5. the programmed behaviour
+        // 5. the server's batch limit
+        let docs = body[ep.documents].as_array().map_or(0, Vec::len);
+        if let Some(max) = self.options.max_documents.or(self.api.max_documents()) {
+            if docs > max {
+                let message = match api {
+                    Api::Tei => format!("batch size {docs} > maximum allowed batch size {max}"),
+                    _ => format!(
+                        "The number of documents ({docs}) exceeds the maximum allowed ({max})"
+                    ),
+                };
+                return Answer::error(api, Failure::Invalid, &message, Some(ep.documents));
+            }
+        }
+        // 6. the programmed behaviour
         let n = self.accepted.fetch_add(1, Ordering::SeqCst);
         let mut delay = None;
         match &self.options.behaviour {
@@ -463,6 +498,7 @@ impl StubState {
                     RetryAfter::HttpDate { secs_from_now } => {
                         http_date(SystemTime::now() + Duration::from_secs(secs_from_now))
                     }
+                    RetryAfter::Raw(v) => v.to_string(),
                 };
                 let mut a = Answer::error(
                     api,
@@ -482,6 +518,7 @@ impl StubState {
                 return Answer::error(api, Failure::Internal, "internal server error", None)
             }
             Behaviour::Slow(d) => delay = Some(*d),
+            Behaviour::ScoresBeyondF32 => {}
         }
         let mut a = Answer::json(200, self.scores(ep, body));
         a.delay = delay;
@@ -494,7 +531,7 @@ impl StubState {
         let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         if api.auth_style() == AuthStyle::Pinecone {
             match get("x-pinecone-api-version") {
-                Some("2025-10") => {}
+                Some("2026-07") => {}
                 other => {
                     return Some(Answer::error(
                         api,
@@ -552,6 +589,16 @@ impl StubState {
             })
             .collect();
         ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+        if self.options.behaviour == Behaviour::ScoresBeyondF32 {
+            if let Some(best) = ranked.first_mut() {
+                best.score = 1e39;
+            }
+            if ranked.len() > 1 {
+                if let Some(worst) = ranked.last_mut() {
+                    worst.score = -1e39;
+                }
+            }
+        }
         if let Some(top) = body.get(ep.top).and_then(Value::as_u64) {
             ranked.truncate(top as usize);
         }

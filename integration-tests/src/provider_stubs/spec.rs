@@ -49,7 +49,7 @@ const fn opt(name: &'static str, ty: Ty) -> Field {
 pub(super) enum AuthStyle {
     /// `Authorization: Bearer <key>`
     Bearer,
-    /// `Api-Key: <key>` and `X-Pinecone-Api-Version: 2025-10`
+    /// `Api-Key: <key>` and `X-Pinecone-Api-Version: 2026-07`
     Pinecone,
 }
 
@@ -301,7 +301,7 @@ impl Api {
     }
 
     /// The status the API gives a request body it cannot accept.
-    pub(super) fn validation_status(self) -> u16 {
+    pub fn validation_status(self) -> u16 {
         match self {
             Api::Cohere | Api::Pinecone | Api::LlamaCpp => 400,
             _ => 422,

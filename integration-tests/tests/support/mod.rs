@@ -48,6 +48,7 @@ pub fn model() -> Arc<OnnxReranker> {
                     model_dir: model_dir(),
                     model_file: None,
                     max_length: 128,
+                    max_query_tokens: secondpass::config::default_max_query_tokens(),
                     batch_size: 32,
                     intra_threads: 0,
                     workers: 1,

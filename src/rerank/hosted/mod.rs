@@ -12,7 +12,7 @@
 //! | Cohere v1 (`api_version = "v1"`) | `POST /v1/rerank` | Bearer | `results[].relevance_score` | probability, 0..1 |
 //! | Voyage | `POST /v1/rerank` | Bearer | `data[].relevance_score` | probability, 0..1 |
 //! | Jina | `POST /v1/rerank` | Bearer | `results[].relevance_score` | probability, 0..1 |
-//! | Pinecone | `POST /rerank` | `Api-Key`, `X-Pinecone-Api-Version: 2025-10` | `data[].score` | probability, 0..1 |
+//! | Pinecone | `POST /rerank` | `Api-Key`, `X-Pinecone-Api-Version: 2026-07` | `data[].score` | probability, 0..1 |
 //! | Mixedbread | `POST /v1/reranking` | Bearer | `data[].score` | probability, 0..1 |
 //! | ZeroEntropy | `POST /v1/models/rerank` | Bearer | `results[].relevance_score` | probability, 0..1 |
 //! | TEI | `POST /rerank` (`raw_scores: true`, `truncate: true`) | Bearer if a key is set | `[].score` | logit |
@@ -27,23 +27,36 @@
 //! front of the endpoint path (gateways). The per-collection `max_length` is not sent: the
 //! APIs truncate with their own model limits (TEI is told `truncate: true`).
 //!
-//! Calls: requests with more than `max_documents` documents are split into chunks sent
-//! concurrently and merged back in input order. Each HTTP attempt may take
-//! `min(timeout_ms, time left until the request's deadline)`. 429, 5xx and failures to
-//! connect are retried up to `max_retries` times after `100 ms × 2^n` (±50% jitter) or the
-//! `Retry-After` the API sent (delta-seconds or HTTP date); a wait that would end past the
-//! deadline (or, without a deadline, one over [`MAX_WAIT_WITHOUT_DEADLINE`]) is not taken
-//! and the last error is returned at once. Timeouts and other 4xx answers are not
-//! retried. Errors carry the API's own message (its `message`/`detail`/`error` field, at
-//! most 300 characters) with the API key blanked out; the key never appears in errors,
-//! logs or `Debug` output.
+//! Calls: requests with more than `max_documents` documents (default per provider:
+//! [`Provider::default_max_documents`]) are split into chunks sent concurrently and merged
+//! back in input order. A server that answers that a batch is too large (413, or a
+//! 400/422 such as TEI's "batch size 100 > maximum allowed batch size 32") gets the
+//! chunk again in two halves, recursively and within the deadline; once a half has been
+//! answered, the reranker keeps that smaller size for later calls. Each HTTP attempt may
+//! take `min(timeout_ms, time left until the request's deadline)`. 429, 5xx and failures
+//! to connect are retried up to `max_retries` times after `100 ms × 2^n` (±50% jitter) or
+//! the `Retry-After` the API sent (delta-seconds or HTTP date, however large); a wait
+//! that would end at or past the deadline (or, without a deadline, one over
+//! [`MAX_WAIT_WITHOUT_DEADLINE`]) is not taken and the last error is returned at once.
+//! Timeouts and other 4xx answers are not retried. Errors carry the API's own message
+//! (its `message`/`detail`/`error` field, at most 300 characters) with the API key
+//! blanked out; the key never appears in errors, logs or `Debug` output.
+//!
+//! `base_url` may be given as the official SDKs write it, with the version segment the
+//! endpoint path starts with (`https://api.voyageai.com/v1`, or MongoDB Atlas's
+//! `https://ai.mongodb.com/v1` for Voyage model keys made in Atlas): that segment is not
+//! repeated (`/v1/rerank`, not `/v1/v1/rerank`).
 
 mod retry;
+mod url;
 mod wire;
 
 pub use retry::parse_http_date;
 pub use wire::{wire, Auth, Dialect, PINECONE_API_VERSION};
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -59,6 +72,7 @@ use crate::config::{Config, HostedConfig, Provider};
 
 use super::{RerankError, RerankFuture, RerankRequest, Reranker, ScoreKind};
 use crate::http_client::{self, describe, Versions};
+use url::{join_url, without_userinfo};
 
 /// Without a deadline, a `Retry-After` longer than this fails the call instead of waiting.
 pub const MAX_WAIT_WITHOUT_DEADLINE: Duration = Duration::from_secs(30);
@@ -87,7 +101,9 @@ struct Inner {
     /// Authentication headers, marked sensitive.
     auth: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
-    max_documents: usize,
+    /// Documents per call: `max_documents`, lowered when the server said a batch was
+    /// too large and a smaller one went through.
+    max_documents: AtomicUsize,
     max_retries: u32,
     client: HttpClient,
 }
@@ -103,7 +119,7 @@ impl std::fmt::Debug for HostedReranker {
             .field("url", &without_userinfo(&i.url))
             .field("api_key", &i.key.as_ref().map(|_| "<redacted>"))
             .field("timeout", &i.timeout)
-            .field("max_documents", &i.max_documents)
+            .field("max_documents", &i.batch_limit())
             .field("max_retries", &i.max_retries)
             .finish()
     }
@@ -183,7 +199,11 @@ impl HostedReranker {
                 key,
                 auth,
                 timeout,
-                max_documents: cfg.max_documents.max(1),
+                max_documents: AtomicUsize::new(
+                    cfg.max_documents
+                        .unwrap_or(provider.default_max_documents())
+                        .max(1),
+                ),
                 max_retries: cfg.max_retries,
                 client: build_client(timeout)?,
             }),
@@ -202,6 +222,12 @@ impl HostedReranker {
     /// The full endpoint URL called.
     pub fn url(&self) -> &Uri {
         &self.inner.url
+    }
+
+    /// Documents sent per call now (`max_documents`, or less once the server refused
+    /// a batch as too large).
+    pub fn max_documents(&self) -> usize {
+        self.inner.batch_limit()
     }
 }
 
@@ -229,17 +255,20 @@ impl Reranker for HostedReranker {
             if deadline.is_some_and(|d| d <= Instant::now()) {
                 return Err(RerankError::Timeout(0));
             }
-            if documents.len() <= inner.max_documents {
-                return inner.call(&query, &documents, deadline).await;
+            let limit = inner.batch_limit();
+            if documents.len() <= limit {
+                return inner.call_split(&query, &documents, deadline).await;
             }
             let calls = documents
-                .chunks(inner.max_documents)
-                .map(|chunk| inner.call(&query, chunk, deadline));
+                .chunks(limit)
+                .map(|chunk| inner.call_split(&query, chunk, deadline));
             let parts = futures_util::future::try_join_all(calls).await?;
             Ok(parts.concat())
         })
     }
 }
+
+type Scores<'a> = Pin<Box<dyn Future<Output = Result<Vec<f32>, RerankError>> + Send + 'a>>;
 
 /// What one HTTP attempt gave.
 enum Attempt {
@@ -253,6 +282,47 @@ enum Attempt {
 }
 
 impl Inner {
+    fn batch_limit(&self) -> usize {
+        self.max_documents.load(Ordering::Relaxed)
+    }
+
+    /// [`Inner::call`], and when the server says the batch is too large, the two halves
+    /// of it (recursively, so at most `2n - 1` calls, all within the deadline).
+    fn call_split<'a>(
+        &'a self,
+        query: &'a str,
+        documents: &'a [String],
+        deadline: Option<Instant>,
+    ) -> Scores<'a> {
+        Box::pin(async move {
+            let refused = match self.call(query, documents, deadline).await {
+                Err(RerankError::Provider { status, message })
+                    if documents.len() > 1 && wire::batch_too_large(status, &message) =>
+                {
+                    RerankError::Provider { status, message }
+                }
+                other => return other,
+            };
+            let half = documents.len().div_ceil(2);
+            tracing::warn!(
+                reranker = %self.name,
+                documents = documents.len(),
+                retry_with = half,
+                error = %refused,
+                "the rerank API refused a batch as too large; sending it in halves"
+            );
+            let (a, b) = documents.split_at(half);
+            let (a, b) = futures_util::future::try_join(
+                self.call_split(query, a, deadline),
+                self.call_split(query, b, deadline),
+            )
+            .await?;
+            // Halves went through: later calls start at that size.
+            self.max_documents.fetch_min(half, Ordering::Relaxed);
+            Ok([a, b].concat())
+        })
+    }
+
     /// One chunk of documents: attempts with retries, all inside the deadline.
     async fn call(
         &self,
@@ -314,9 +384,10 @@ impl Inner {
             if attempt >= self.max_retries {
                 return Err(error);
             }
+            // Never `now + wait`: a server may send any Retry-After (u64::MAX seconds).
             let wait = retry_after.unwrap_or_else(|| retry::backoff(attempt));
             let too_long = match deadline {
-                Some(d) => Instant::now() + wait >= d,
+                Some(d) => wait >= d.saturating_duration_since(Instant::now()),
                 None => wait > MAX_WAIT_WITHOUT_DEADLINE,
             };
             if too_long {
@@ -380,33 +451,6 @@ impl Inner {
     }
 }
 
-/// `base` (which may end in a path prefix, with or without a slash) followed by `path`.
-fn join_url(base: &str, path: &str) -> Result<Uri, String> {
-    let joined = format!("{}{}", base.trim_end_matches('/'), path);
-    let uri: Uri = joined
-        .parse()
-        .map_err(|e| format!("base_url `{base}` is not a URL: {e}"))?;
-    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-        return Err(format!(
-            "base_url `{base}` must be an http:// or https:// URL"
-        ));
-    }
-    Ok(uri)
-}
-
-/// The URL without any `user:password@` (which a gateway URL might carry).
-fn without_userinfo(uri: &Uri) -> String {
-    let s = uri.to_string();
-    match (uri.scheme_str(), uri.authority()) {
-        (Some(scheme), Some(a)) if a.as_str().contains('@') => {
-            let host = a.as_str().rsplit('@').next().unwrap_or_default();
-            let path = uri.path_and_query().map_or("", |p| p.as_str());
-            format!("{scheme}://{host}{path}")
-        }
-        _ => s,
-    }
-}
-
 fn build_client(connect_timeout: Duration) -> Result<HttpClient, String> {
     http_client::client(connect_timeout, None, Versions::Any)
 }
@@ -424,29 +468,6 @@ mod tests {
             std::env::temp_dir().join(format!("secondpass-hosted-{}-{name}", std::process::id()));
         std::fs::write(&p, format!("{key}\n")).unwrap();
         p
-    }
-
-    #[test]
-    fn urls_keep_path_prefixes() {
-        assert_eq!(
-            join_url("https://api.cohere.com", "/v2/rerank").unwrap(),
-            "https://api.cohere.com/v2/rerank"
-        );
-        assert_eq!(
-            join_url("https://gw.example.com/cohere/", "/v2/rerank").unwrap(),
-            "https://gw.example.com/cohere/v2/rerank"
-        );
-        assert_eq!(
-            join_url("http://tei:8080/a/b", "/rerank").unwrap(),
-            "http://tei:8080/a/b/rerank"
-        );
-        assert!(join_url("tei:8080", "/rerank").is_err());
-        let with_user = join_url("https://me:pw@gw.example.com/x", "/rerank").unwrap();
-        assert_eq!(
-            without_userinfo(&with_user),
-            "https://gw.example.com/x/rerank"
-        );
-        assert!(join_url("ftp://x", "/rerank").is_err());
     }
 
     #[tokio::test]

@@ -29,8 +29,9 @@ pub enum Auth {
     PineconeApiKey,
 }
 
-/// The Pinecone API version whose rerank format is implemented here.
-pub const PINECONE_API_VERSION: &str = "2025-10";
+/// The Pinecone API version sent: the one the official SDK (pinecone 10.2.0) sends; its
+/// rerank request and response fields are those implemented here.
+pub const PINECONE_API_VERSION: &str = "2026-07";
 
 /// Where a response keeps its results and each result's score.
 struct ResultShape {
@@ -261,13 +262,34 @@ pub fn wire(provider: Provider) -> &'static str {
             "POST /v2/rerank (api_version = \"v1\": POST /v1/rerank), Authorization: Bearer"
         }
         Provider::Voyage | Provider::Jina => "POST /v1/rerank, Authorization: Bearer",
-        Provider::Pinecone => "POST /rerank, Api-Key, X-Pinecone-Api-Version: 2025-10",
+        Provider::Pinecone => "POST /rerank, Api-Key, X-Pinecone-Api-Version: 2026-07",
         Provider::Mixedbread => "POST /v1/reranking, Authorization: Bearer",
         Provider::ZeroEntropy => "POST /v1/models/rerank, Authorization: Bearer",
         Provider::Tei => "POST /rerank (raw_scores), Authorization: Bearer when a key is set",
         Provider::LlamaCpp => "POST /v1/rerank, Authorization: Bearer when a key is set",
         Provider::Infinity => "POST /rerank (raw_scores), Authorization: Bearer when a key is set",
     }
+}
+
+/// Whether an error answer says the request had too many documents (so that smaller
+/// batches would go through): any 413, or a 400/422 whose message says so, such as TEI's
+/// `batch size 100 > maximum allowed batch size 32` or `too many documents`.
+pub fn batch_too_large(status: u16, message: &str) -> bool {
+    if status == 413 {
+        return true;
+    }
+    if !matches!(status, 400 | 422) {
+        return false;
+    }
+    let m = message.to_ascii_lowercase();
+    let items = ["document", "text", "input", "passage", "item"];
+    m.contains("batch size")
+        || m.contains("batch too large")
+        || (m.contains("too many") && items.iter().any(|i| m.contains(&format!("too many {i}"))))
+        || (items.iter().any(|i| m.contains(&format!("number of {i}")))
+            && ["exceed", "maximum", "at most", "more than", "too many"]
+                .iter()
+                .any(|w| m.contains(w)))
 }
 
 /// Longest provider message kept in an error, in characters.
@@ -510,6 +532,35 @@ mod tests {
         assert_eq!(Dialect::of(Provider::Cohere, Some("v2")), Dialect::CohereV2);
         assert_eq!(Dialect::of(Provider::Cohere, Some("v1")), Dialect::CohereV1);
         assert!(wire(Provider::Pinecone).contains(PINECONE_API_VERSION));
+    }
+
+    #[test]
+    fn batch_too_large_answers() {
+        for (status, message) in [
+            (422, "batch size 100 > maximum allowed batch size 32"),
+            (413, "Payload Too Large"),
+            (
+                400,
+                "invalid request: too many documents, got 1001, max is 1000",
+            ),
+            (
+                400,
+                "The number of documents (120) exceeds the maximum allowed (100)",
+            ),
+            (422, "body.documents: too many texts in one request"),
+        ] {
+            assert!(batch_too_large(status, message), "{status} {message}");
+        }
+        for (status, message) in [
+            (422, "the stub rejects this request"),
+            (400, "query is too long"),
+            (400, "document 3 exceeds the maximum number of tokens"),
+            (500, "batch size 100 > maximum allowed batch size 32"),
+            (401, "too many documents"),
+            (429, "too many requests"),
+        ] {
+            assert!(!batch_too_large(status, message), "{status} {message}");
+        }
     }
 
     #[test]

@@ -68,18 +68,17 @@ impl PairEncoder {
     }
 
     /// Encodes `query` with every document, each pair at most `max_length` tokens.
-    /// The query is kept whole unless it alone would take more than half the budget.
+    /// The query is tokenized once and cut to `max_query_tokens`; in a pair it is kept
+    /// whole unless it would take more than half the budget from a longer document.
     pub fn encode(
         &self,
         query: &str,
         docs: &[String],
         max_length: usize,
+        max_query_tokens: usize,
     ) -> Result<Vec<Pair>, String> {
         let budget = max_length.saturating_sub(self.added).max(2);
-        let q = self
-            .tokenizer
-            .encode(query, false)
-            .map_err(|e| e.to_string())?;
+        let q = self.encode_query(query, max_query_tokens.max(1))?;
         let docs: Vec<&str> = docs.iter().map(String::as_str).collect();
         let encoded = self
             .tokenizer
@@ -91,16 +90,28 @@ impl PairEncoder {
             .collect()
     }
 
+    /// The query's tokens, at most `max_tokens`. The text is cut first (at
+    /// [`MAX_BYTES_PER_TOKEN`] bytes a token) so that a huge query is not tokenized whole.
+    pub fn encode_query(&self, query: &str, max_tokens: usize) -> Result<Encoding, String> {
+        let text = cut_at_char(query, max_tokens.saturating_mul(MAX_BYTES_PER_TOKEN));
+        let mut q = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| e.to_string())?;
+        cut(&mut q, max_tokens);
+        Ok(q)
+    }
+
     fn pair(&self, q: &Encoding, mut d: Encoding, budget: usize) -> Result<Pair, String> {
+        // The query's copy per pair is at most max_query_tokens long, with nothing cut
+        // off kept (see `cut`).
         let mut q = q.clone();
         if q.len() + d.len() > budget && q.len() > budget / 2 {
             let keep_q = (budget / 2).max(budget.saturating_sub(d.len()));
-            q.truncate(keep_q, 0, TruncationDirection::Right);
+            cut(&mut q, keep_q);
         }
         let doc_room = budget.saturating_sub(q.len());
-        if d.len() > doc_room {
-            d.truncate(doc_room, 0, TruncationDirection::Right);
-        }
+        cut(&mut d, doc_room);
         let e = self
             .tokenizer
             .post_process(q, Some(d), true)
@@ -110,6 +121,31 @@ impl PairEncoder {
             type_ids: e.get_type_ids().iter().map(|&i| i64::from(i)).collect(),
         })
     }
+}
+
+/// A token is rarely longer than this many bytes of text; the query text is cut to
+/// `max_query_tokens` times it before tokenizing.
+pub const MAX_BYTES_PER_TOKEN: usize = 128;
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn cut_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Truncates `e` to `max` tokens and drops what was cut off (the tokenizer keeps it as
+/// "overflowing" encodings, which would be cloned and post-processed with every pair).
+fn cut(e: &mut Encoding, max: usize) {
+    if e.len() > max {
+        e.truncate(max, 0, TruncationDirection::Right);
+    }
+    drop(e.take_overflowing());
 }
 
 /// Groups pair indices into batches, longest first, so pairs of similar length share
@@ -176,6 +212,14 @@ mod tests {
             ids: vec![7; n],
             type_ids: vec![1; n],
         }
+    }
+
+    #[test]
+    fn cut_at_char_keeps_whole_characters() {
+        assert_eq!(cut_at_char("héllo", 2), "h");
+        assert_eq!(cut_at_char("héllo", 3), "hé");
+        assert_eq!(cut_at_char("abc", 10), "abc");
+        assert_eq!(cut_at_char("€", 1), "");
     }
 
     #[test]

@@ -83,6 +83,7 @@ impl OnnxReranker {
                 session,
                 encoder: encoder.clone(),
                 max_length,
+                max_query_tokens: cfg.max_query_tokens,
                 batch_size: cfg.batch_size,
                 max_batch_tokens: cfg.max_batch_tokens.max(max_length),
                 batching,

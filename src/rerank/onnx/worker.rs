@@ -88,6 +88,8 @@ pub(crate) struct Worker {
     pub inputs: Inputs,
     pub encoder: Arc<PairEncoder>,
     pub max_length: usize,
+    /// The query is cut to this many tokens (once per job) before pairing.
+    pub max_query_tokens: usize,
     pub batch_size: usize,
     pub max_batch_tokens: usize,
     pub batching: Batching,
@@ -212,7 +214,12 @@ impl Worker {
             .min(self.max_length);
         let pairs = self
             .encoder
-            .encode(&req.query, &req.documents, max_length)
+            .encode(
+                &req.query,
+                &req.documents,
+                max_length,
+                self.max_query_tokens,
+            )
             .map_err(RerankError::Tokenization);
         if let Some(m) = &self.metrics {
             m.tokenization.observe(started.elapsed().as_secs_f64());

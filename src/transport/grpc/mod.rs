@@ -177,7 +177,13 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         )
         .await;
     }
-    let (header_query, directive) = match metadata(&parts.headers) {
+    let checked = metadata(&parts.headers).and_then(|(q, d)| {
+        if let Some(q) = &q {
+            query_text::check_len(q, settings.max_query_bytes)?;
+        }
+        Ok((q, d))
+    });
+    let (header_query, directive) = match checked {
         Ok(m) => m,
         Err(why) => {
             let resp = error_response(&Error::BadRequest(why));

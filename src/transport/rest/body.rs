@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use crate::config::CollectionSettings;
 use crate::engine::Outcome;
 use crate::plan::payload::{restore_point, rewrite, Restore};
-use crate::plan::query_text::{pick, take_directive, Directive};
+use crate::plan::query_text::{check_len, pick, take_directive, Directive};
 use crate::plan::text::text_at;
 use crate::plan::{
     decide, displacement, order_groups, order_page, Cut, Decision, RerankPlan, RerankStatus,
@@ -132,6 +132,11 @@ pub struct Prepared {
     /// Whether the body differs from the client's (a `rerank` object removed or a
     /// search widened).
     pub changed: bool,
+    /// Whether a search was widened (its limit, offset or payload selector rewritten).
+    pub widened: bool,
+    /// The client's body without its `rerank` objects, when it had any (otherwise the
+    /// client's bytes are that body): what is sent when nothing was widened.
+    pub unwidened: Option<Vec<u8>>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -170,11 +175,21 @@ pub fn prepare(
     header_query: Option<&str>,
     header_directive: Option<&Directive>,
 ) -> Result<Prepared, PrepareError> {
-    let mut changed = false;
-    let mut searches = Vec::new();
+    // First every `rerank` object out, so that the body without them can be kept.
+    let mut directives = Vec::new();
     for search in searches_mut(&mut body, ep).ok_or(PrepareError::NotOurs)? {
         let directive = take_directive(search).map_err(PrepareError::BadRequest)?;
-        changed |= directive.is_some();
+        if let Some(q) = directive.as_ref().and_then(|d| d.query.as_deref()) {
+            check_len(q, settings.max_query_bytes).map_err(PrepareError::BadRequest)?;
+        }
+        directives.push(directive);
+    }
+    let had_directive = directives.iter().any(Option::is_some);
+    let unwidened = had_directive.then(|| serde_json::to_vec(&body).expect("json serializes"));
+    let mut widened = false;
+    let mut searches = Vec::new();
+    let all = searches_mut(&mut body, ep).ok_or(PrepareError::NotOurs)?;
+    for (search, directive) in all.into_iter().zip(directives) {
         let directive = Directive::merge(header_directive, directive);
         let query = pick(header_query, directive.as_ref(), search);
         let mut decision = decide(SearchInput {
@@ -197,7 +212,7 @@ pub fn prepare(
                     search.insert("limit".into(), Value::from(plan.cut.fetch()));
                     search.remove("offset");
                     restore = rw.restore;
-                    changed = true;
+                    widened = true;
                 }
             }
         }
@@ -206,7 +221,9 @@ pub fn prepare(
     Ok(Prepared {
         body,
         searches,
-        changed,
+        changed: had_directive || widened,
+        widened,
+        unwidened,
     })
 }
 
@@ -305,8 +322,14 @@ pub fn apply(
 }
 
 /// An f32 as JSON with its shortest decimal form (0.99, not 0.9900000095367432), as
-/// Qdrant prints its f32 scores.
+/// Qdrant prints its f32 scores. Never `null`: a non-finite value (scores are made finite
+/// before they get here) is clamped, NaN to the lowest.
 pub fn f32_json(v: f32) -> Value {
+    let v = if v.is_nan() {
+        f32::MIN
+    } else {
+        v.clamp(f32::MIN, f32::MAX)
+    };
     v.to_string()
         .parse::<f64>()
         .ok()

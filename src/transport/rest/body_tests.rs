@@ -53,7 +53,7 @@ fn query_api_defaults_limit_to_ten() {
             fetch: 50
         })
     );
-    assert_eq!(plan.query, "capital");
+    assert_eq!(&*plan.query, "capital");
     assert_eq!(p.body["query"], json!({"text": "capital", "model": "m"}));
 }
 
@@ -83,7 +83,7 @@ fn batch_plans_each_search_and_header_applies_to_all() {
         {"vector": [1.0], "limit": 2, "with_payload": "bogus"}
     ]});
     let p = prepare(body, Endpoint::SearchBatch, &on(), Some("hdr"), None).unwrap();
-    assert!(matches!(&p.searches[0].decision, Decision::Rerank(r) if r.query == "hdr"));
+    assert!(matches!(&p.searches[0].decision, Decision::Rerank(r) if &*r.query == "hdr"));
     assert_eq!(p.searches[1].decision, Decision::Disabled);
     assert!(matches!(&p.searches[2].decision, Decision::Skip(r) if r.contains("with_payload")));
     assert_eq!(p.body["searches"][0]["limit"], 50);
@@ -290,7 +290,12 @@ fn header_directive_applies_unless_the_body_says_otherwise() {
 fn f32_scores_print_short() {
     assert_eq!(f32_json(0.99).to_string(), "0.99");
     assert_eq!(f32_json(0.99248314).to_string(), "0.99248314");
-    assert_eq!(f32_json(f32::NAN), Value::Null);
+    // never null (qdrant-client refuses a null score): clamped, NaN lowest
+    assert_eq!(f32_json(f32::NAN), f32_json(f32::MIN));
+    assert_eq!(f32_json(f32::INFINITY), f32_json(f32::MAX));
+    assert_eq!(f32_json(f32::NEG_INFINITY), f32_json(f32::MIN));
+    assert!(f32_json(f32::MAX).is_number());
+    assert!(f32_json(f32::MIN).as_f64().unwrap() < -3.0e38);
 }
 
 #[test]

@@ -73,6 +73,13 @@ fn with_status(mut resp: Response, status: RerankStatus) -> Response {
     resp
 }
 
+/// Qdrant answers that may come from widening: the client's mistakes (4xx) and 500
+/// (Qdrant's answer to some invalid values); not 502/503/504 (overload, restarts).
+fn refused(status: StatusCode) -> bool {
+    status.is_client_error() || status == StatusCode::INTERNAL_SERVER_ERROR
+}
+
+/// A request head with the same method, URI, version and headers.
 fn error_response(e: Error, started: Instant) -> Response {
     qdrant_error_response(
         e.http_status(),
@@ -107,6 +114,12 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
                 Directive::from_headers(|n| headers.get(n).map(|v| v.as_bytes()))?,
             ))
         });
+    let from_headers = from_headers.and_then(|(q, d)| {
+        if let Some(q) = &q {
+            query_text::check_len(q, settings.max_query_bytes)?;
+        }
+        Ok((q, d))
+    });
     let (header_query, header_directive) = match from_headers {
         Ok(found) => found,
         Err(why) => {
@@ -178,7 +191,7 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
             header_directive.as_ref(),
         ),
     };
-    let prepared = match prepared {
+    let mut prepared = match prepared {
         Ok(p) => p,
         Err(PrepareError::NotOurs) => {
             let resp = match state.upstream.forward(unchanged(parts, bytes)).await {
@@ -221,6 +234,8 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
         state.record(route, &label, "disabled", &resp, started);
         return resp;
     }
+    // Qdrant's own answer to the client's own values, should it refuse the widened ones.
+    let replay_parts = parts.clone();
     // We read and rewrite the answer: ask for it uncompressed, and compress it for
     // the client as Qdrant would have.
     let answer_coding = encoding::negotiate(&parts.headers);
@@ -228,8 +243,18 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
-    let out = serde_json::to_vec(&prepared.body).expect("json serializes");
-    let upstream = match state.upstream.call(parts, Bytes::from(out)).await {
+    // What Qdrant gets: the widened body; when nothing was widened (every search
+    // skipped), the client's, less any `rerank` objects.
+    let differs = prepared.widened || prepared.unwidened.is_some();
+    let out = if prepared.widened {
+        Bytes::from(serde_json::to_vec(&prepared.body).expect("json serializes"))
+    } else {
+        prepared
+            .unwidened
+            .take()
+            .map_or_else(|| bytes.clone(), Bytes::from)
+    };
+    let upstream = match state.upstream.call(parts, out).await {
         Ok(u) => u,
         Err(e) => {
             let resp = error_response(e, started);
@@ -237,6 +262,24 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
             return resp;
         }
     };
+    if differs && refused(upstream.status) {
+        // Qdrant refused what secondpass made of the request (a value it rejects, a
+        // format error whose column moved): ask again with the client's bytes, so that
+        // the client gets Qdrant's own answer to them. Searches do not change data, and
+        // Qdrant ignores the unknown top-level `rerank` field.
+        let resp = match state.upstream.forward(unchanged(replay_parts, bytes)).await {
+            Ok(r) if r.status().is_success() => with_status(r, RerankStatus::Skipped),
+            Ok(r) => r,
+            Err(e) => error_response(e, started),
+        };
+        let status = if resp.status().is_success() {
+            "skipped"
+        } else {
+            "error"
+        };
+        state.record(route, &label, status, &resp, started);
+        return resp;
+    }
     state
         .metrics
         .upstream_duration

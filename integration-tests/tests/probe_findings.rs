@@ -1,0 +1,325 @@
+//! Findings of the external fault and fuzz probe, end to end (secondpass on port 0 in
+//! front of the REST and gRPC doubles, with the real model): the query-size cap on every
+//! way in, finite scores whatever a hosted reranker answers, and one collection's
+//! timeouts not opening the breaker for the others.
+
+mod support;
+
+use qdrant_client::qdrant::points_client::PointsClient;
+use qdrant_client::qdrant::{query, vector_input, DenseVector, Query, QueryPoints, VectorInput};
+use secondpass_it::grpc_double::start_pair;
+use secondpass_it::provider_stubs::{Api, Behaviour, ProviderStub, StubOptions};
+use serde_json::{json, Value};
+use support::{config_with_grpc, query_vector, with_double, Proxy};
+
+const QUERY: &str = "capital of Germany";
+
+fn vector_query() -> Option<Query> {
+    Some(Query {
+        variant: Some(query::Variant::Nearest(VectorInput {
+            variant: Some(vector_input::Variant::Dense(DenseVector {
+                data: vec![0.2, 0.1, 0.9, 0.7],
+            })),
+        })),
+    })
+}
+
+fn grpc_query(coll: &str, text: &str) -> tonic::Request<QueryPoints> {
+    let mut r = tonic::Request::new(QueryPoints {
+        collection_name: coll.into(),
+        query: vector_query(),
+        limit: Some(4),
+        ..Default::default()
+    });
+    r.metadata_mut().insert_bin(
+        "x-rerank-query-bin",
+        tonic::metadata::MetadataValue::from_bytes(text.as_bytes()),
+    );
+    r
+}
+
+async fn metrics(p: &Proxy) -> String {
+    String::from_utf8(p.get_admin("/metrics").await.body.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn query_text_beyond_max_query_bytes_is_refused_on_every_way_in() {
+    let (rest, grpc) = start_pair().await.unwrap();
+    let extra = "[collections.docs]\nmax_query_bytes = 64\n";
+    let proxy = Proxy::start(config_with_grpc(
+        &rest.url(),
+        &grpc.url(),
+        &["docs", "big"],
+        extra,
+    ))
+    .await;
+    proxy.seed("docs", false).await;
+    proxy.seed("big", false).await;
+    let long = "capital-".repeat(9); // 72 bytes
+    let path = "/collections/docs/points/search";
+
+    // REST header: 400 in Qdrant's error format
+    let r = proxy
+        .post(
+            path,
+            &[("x-rerank-query", &long)],
+            &json!({"vector": query_vector(), "limit": 3}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let err = r.json()["status"]["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains("max_query_bytes (64)") && err.contains("72 bytes"),
+        "{err}"
+    );
+    // REST body `rerank.query`, in a batch too
+    let r = proxy
+        .post(
+            path,
+            &[],
+            &json!({"vector": query_vector(), "limit": 3, "rerank": {"query": long}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let r = proxy
+        .post(
+            "/collections/docs/points/search/batch",
+            &[],
+            &json!({"searches": [{"vector": query_vector(), "limit": 3, "rerank": {"query": long}}]}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    // at the cap it reranks
+    let ok = "capital-".repeat(8);
+    let r = proxy
+        .post(
+            path,
+            &[("x-rerank-query", &ok)],
+            &json!({"vector": query_vector(), "limit": 3}),
+        )
+        .await;
+    assert_eq!(r.json()["rerank"]["status"], "applied");
+
+    // gRPC metadata: INVALID_ARGUMENT
+    let mut via = PointsClient::connect(format!("http://{}", proxy.server.grpc_addr))
+        .await
+        .unwrap();
+    let e = via.query(grpc_query("docs", &long)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("max_query_bytes"), "{e:?}");
+    let ok_resp = via.query(grpc_query("docs", &ok)).await.unwrap();
+    assert_eq!(
+        ok_resp.metadata().get("x-rerank-status").unwrap(),
+        "applied"
+    );
+
+    // The probe's 10 MB query, under the default cap (16 KiB): refused at once
+    let huge = "capital of Germany ".repeat(10 * 1024 * 1024 / 19);
+    let r = proxy
+        .post(
+            "/collections/big/points/search",
+            &[],
+            &json!({"vector": query_vector(), "limit": 3, "rerank": {"query": huge}}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.json()["status"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("max_query_bytes (16384)"));
+    // the own rerank API (bodies up to 2 MB): Cohere's 400, TEI's 422
+    let huge = "capital of Germany ".repeat(6000);
+    let r = proxy
+        .post(
+            "/v2/rerank",
+            &[],
+            &json!({"model": "m", "query": huge, "documents": ["a"]}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_query_bytes"));
+    let r = proxy
+        .post("/rerank", &[], &json!({"query": huge, "texts": ["a"]}))
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["error_type"], "Validation");
+}
+
+#[tokio::test]
+async fn a_long_document_query_is_searched_but_not_reranked() {
+    let (qdrant, proxy) =
+        with_double(&["hybrid"], "[collections.hybrid]\nmax_query_bytes = 8\n").await;
+    proxy.seed("hybrid", true).await;
+    // A Document query's text is Qdrant's business: no 400, just no reranking.
+    let doc_query = json!({"text": "capital of Germany", "model": "qdrant/bm25"});
+    let body = json!({"query": doc_query, "using": "bm25", "limit": 2});
+    qdrant.clear_request_log();
+    let r = proxy
+        .post("/collections/hybrid/points/query", &[], &body)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let got = r.json();
+    assert_eq!(got["rerank"]["status"], "skipped", "{got}");
+    assert!(
+        got["rerank"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_query_bytes"),
+        "{got}"
+    );
+    // sent as it came: not widened
+    assert_eq!(qdrant.request_log()[0].json().unwrap(), &body);
+}
+
+#[tokio::test]
+async fn scores_beyond_f32_come_back_finite_on_rest_grpc_and_the_rerank_api() {
+    let stub = ProviderStub::start(
+        Api::Cohere,
+        StubOptions {
+            api_key: Some("k-nonfinite".into()),
+            behaviour: Behaviour::ScoresBeyondF32,
+            ..Default::default()
+        },
+    )
+    .await;
+    let key = std::env::temp_dir().join(format!("secondpass-nonfinite-{}.key", std::process::id()));
+    std::fs::write(&key, "k-nonfinite\n").unwrap();
+    let extra = format!(
+        "[rerankers.co]\nkind = \"cohere\"\nmodel = \"rerank-v3.5\"\nbase_url = \"{}\"\n\
+         api_key_file = \"{}\"\n[collections.docs]\nreranker = \"co\"\n\
+         [rerank_api]\nrerankers = [\"co\"]\n",
+        stub.url(),
+        key.display()
+    );
+    let (rest, grpc) = start_pair().await.unwrap();
+    let proxy = Proxy::start(config_with_grpc(
+        &rest.url(),
+        &grpc.url(),
+        &["docs"],
+        &extra,
+    ))
+    .await;
+    std::fs::remove_file(&key).unwrap();
+    proxy.seed("docs", false).await;
+
+    // REST: numbers, never null; the 1e39 is f32::MAX, the -1e39 the lowest
+    let r = proxy
+        .post(
+            "/collections/docs/points/search",
+            &[("x-rerank-query", QUERY)],
+            &json!({"vector": query_vector(), "limit": 8}),
+        )
+        .await;
+    let body = r.json();
+    assert_eq!(body["rerank"]["status"], "applied", "{body}");
+    let scores: Vec<&Value> = body["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["score"])
+        .collect();
+    assert!(scores.iter().all(|s| s.is_number()), "{body}");
+    assert_eq!(scores[0].as_f64().unwrap() as f32, f32::MAX, "{body}");
+    assert!(
+        scores
+            .iter()
+            .any(|s| s.as_f64().unwrap() as f32 == f32::MIN),
+        "{body}"
+    );
+
+    // gRPC: finite floats
+    let mut via = PointsClient::connect(format!("http://{}", proxy.server.grpc_addr))
+        .await
+        .unwrap();
+    let resp = via.query(grpc_query("docs", QUERY)).await.unwrap();
+    assert_eq!(resp.metadata().get("x-rerank-status").unwrap(), "applied");
+    let points = resp.into_inner().result;
+    assert!(points.iter().all(|p| p.score.is_finite()), "{points:?}");
+    assert_eq!(points[0].score, f32::MAX);
+
+    // the rerank API, Cohere and TEI shapes (raw scores too)
+    let docs = json!(["Berlin is the capital of Germany", "Bananas", "capital"]);
+    let r = proxy
+        .post(
+            "/v2/rerank",
+            &[],
+            &json!({"model": "m", "query": QUERY, "documents": docs}),
+        )
+        .await;
+    let body = r.json();
+    let results = body["results"].as_array().unwrap();
+    assert!(
+        results.iter().all(|r| r["relevance_score"].is_number()),
+        "{body}"
+    );
+    let r = proxy
+        .post(
+            "/rerank",
+            &[],
+            &json!({"query": QUERY, "texts": docs, "raw_scores": true}),
+        )
+        .await;
+    let body = r.json();
+    assert!(
+        body.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["score"].is_number()),
+        "{body}"
+    );
+
+    let m = metrics(&proxy).await;
+    assert!(
+        m.contains("secondpass_nonfinite_scores_total{reranker=\"co\"}"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn one_collections_timeouts_do_not_open_the_breaker_for_the_others() {
+    let extra = "[collections.tiny]\ntimeout_ms = 1\n";
+    let (_q, proxy) = with_double(&["docs", "tiny"], extra).await;
+    proxy.seed("docs", false).await;
+    proxy.seed("tiny", false).await;
+    // The local breaker opens after 5 consecutive failures: give it three times that
+    // many timeouts (each a distinct query, so no cache could answer).
+    let mut timeouts = 0;
+    for i in 0..60 {
+        if timeouts == 15 {
+            break;
+        }
+        let q = format!("{QUERY} {i}");
+        let r = proxy
+            .post(
+                "/collections/tiny/points/search",
+                &[("x-rerank-query", &q)],
+                &json!({"vector": query_vector(), "limit": 4}),
+            )
+            .await;
+        let body = r.json();
+        if body["rerank"]["status"] == "failed_open" {
+            let reason = body["rerank"]["reason"].as_str().unwrap();
+            assert!(reason.contains("timed out"), "{body}");
+            timeouts += 1;
+        }
+    }
+    assert_eq!(timeouts, 15, "a 1 ms budget should time out");
+    // Another collection still reranks with the same reranker.
+    let r = proxy
+        .post(
+            "/collections/docs/points/search",
+            &[("x-rerank-query", QUERY)],
+            &json!({"vector": query_vector(), "limit": 4}),
+        )
+        .await;
+    let body = r.json();
+    assert_eq!(body["rerank"]["status"], "applied", "{body}");
+    let m = metrics(&proxy).await;
+    assert!(
+        m.contains("secondpass_breaker_state{reranker=\"local\"} 0"),
+        "{m}"
+    );
+}
