@@ -146,7 +146,16 @@ fn merge(old: CollectionOverrides, change: CollectionOverrides) -> CollectionOve
         score_threshold,
         on_failure,
         timeout_ms,
-        cache
+        cache,
+        text_template,
+        long_documents,
+        chunk_tokens,
+        chunk_overlap,
+        max_chunks_per_doc,
+        chunk_aggregate,
+        hosted_chunks,
+        stages,
+        allowed_rerankers
     )
 }
 

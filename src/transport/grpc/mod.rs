@@ -22,7 +22,7 @@ use prost::Message;
 use crate::app::AppState;
 use crate::engine::Outcome;
 use crate::error::Error;
-use crate::plan::payload::{rewrite, Restore};
+use crate::plan::payload::{rewrite_all, Restore};
 use crate::plan::query_text::{self, Directive};
 use crate::plan::{
     decide, displacement, order_groups, order_page, Cut, Decision, Ranked, RerankPlan,
@@ -166,7 +166,9 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         )
         .await;
     }
-    let (header_query, directive) = match metadata(&parts.headers) {
+    let checked = metadata(&parts.headers)
+        .and_then(|(q, d)| crate::plan::check_reranker(&settings, d.as_ref()).map(|()| (q, d)));
+    let (header_query, directive) = match checked {
         Ok(m) => m,
         Err(why) => {
             let resp = error_response(&Error::BadRequest(why));
@@ -186,7 +188,7 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         let mut restore = Restore::Keep;
         if let Decision::Rerank(plan) = &decision {
             let current = convert::selector_to_json(item.selector());
-            match rewrite(current.as_ref(), &settings.text_field)
+            match rewrite_all(current.as_ref(), &settings.text_source().paths())
                 .and_then(|rw| Some((convert::selector_from_json(&rw.selector)?, rw.restore)))
             {
                 Some((selector, r)) => {
@@ -296,10 +298,13 @@ struct Rewrite<'a> {
     started: Instant,
 }
 
-fn hit_texts(points: &[qdrant_client::qdrant::ScoredPoint], field: &str) -> Vec<Option<String>> {
+fn hit_texts(
+    points: &[qdrant_client::qdrant::ScoredPoint],
+    field: &crate::plan::template::TextSource,
+) -> Vec<Option<String>> {
     points
         .iter()
-        .map(|p| convert::payload_text(&p.payload, field))
+        .map(|p| convert::source_text(&p.payload, field))
         .collect()
 }
 
@@ -334,7 +339,7 @@ impl Rewrite<'_> {
         let mut answer = frame::decode_unary(&upstream.body, encoding)
             .and_then(|m| M::Resp::decode(&m[..]).ok())
             .ok_or_else(|| Error::UpstreamInvalid("cannot decode Qdrant's gRPC answer".into()))?;
-        let field = &self.settings.text_field;
+        let field = &self.settings.text_source();
         let mut answers = M::answers(&mut answer);
         if answers.len() != planned.len() {
             return Err(Error::UpstreamInvalid(format!(
@@ -407,12 +412,18 @@ fn apply(
     let scores = outcome.scores.as_deref();
     match (hits, plan.cut) {
         (Hits::Points(points), Cut::Page(w)) => {
-            let ranked = order_page(scores, points.len(), plan.threshold, w);
+            let ranked = order_page(
+                scores,
+                outcome.tiers.as_deref(),
+                points.len(),
+                plan.threshold,
+                w,
+            );
             reorder(points, &ranked, restore);
             scores.and(displacement(&ranked, w))
         }
         (Hits::Groups(groups), Cut::Groups(w)) => {
-            let ranked = order_groups(scores, sizes, plan.threshold, w);
+            let ranked = order_groups(scores, outcome.tiers.as_deref(), sizes, plan.threshold, w);
             let mut taken: Vec<Option<_>> = std::mem::take(*groups).into_iter().map(Some).collect();
             for g in ranked {
                 if let Some(mut group) = taken.get_mut(g.index).and_then(Option::take) {
