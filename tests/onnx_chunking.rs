@@ -174,16 +174,25 @@ async fn chunked_scores_fold_passage_scores_and_show_in_metrics() {
         .unwrap();
     let truncated = r.rerank(req(None, vec![doc.clone()])).await.unwrap();
     assert!((fit_first[0] - truncated[0]).abs() < 1e-4);
+    let fit_n = e
+        .encode_chunked(
+            QUERY,
+            std::slice::from_ref(&doc),
+            128,
+            &chunking(None, 0, 4, Aggregate::First),
+        )
+        .unwrap()
+        .counts[0];
     let m = metrics.render();
-    // pairs: (n + 1) + n + n + 1 + 1
-    let pairs = 3 * n + 3;
+    // pairs: (n + 1) + n + n + fit_n + 1 (truncated: one pair)
+    let pairs = 3 * n + fit_n + 2;
     assert!(
         m.contains(&format!(
             "secondpass_pairs_scored_total{{reranker=\"t\"}} {pairs}"
         )),
         "{m}"
     );
-    // passages per document: 2 + 1 + 1 + 1 documents chunked
+    // passages per document: observed for 2 + 1 + 1 + 1 chunked documents
     assert!(
         m.contains("secondpass_passages_per_document_count{reranker=\"t\"} 5"),
         "{m}"
