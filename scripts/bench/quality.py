@@ -54,6 +54,10 @@ def main():
     ap.add_argument("--skip-a", action="store_true")
     ap.add_argument("--skip-b", action="store_true")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--deadline", type=float, default=0,
+                    help="stop after this many seconds of queries and report the queries done (0: none)")
+    ap.add_argument("--keep", type=int, action="append", default=None,
+                    help="cascade keep values to measure (default: 20 and 10)")
     a = ap.parse_args()
     corpus, queries, qrels = load()
     tune, held = split(queries)
@@ -74,11 +78,9 @@ def main():
         for label, coll, body in [
             ("(b) fp32 on 100", f"qb_fp32_{tag}", 'reranker = "local"'),
             ("(b) int8 on 100", f"qb_int8_{tag}", 'reranker = "fast"'),
-            ("(b) int8 100 -> fp32 20", f"qb_casc20_{tag}",
-             'stages = [{ reranker = "fast", keep = 20 }, { reranker = "local" }]'),
-            ("(b) int8 100 -> fp32 10", f"qb_casc10_{tag}",
-             'stages = [{ reranker = "fast", keep = 10 }, { reranker = "local" }]'),
-        ]:
+        ] + [(f"(b) int8 100 -> fp32 {k}", f"qb_casc{k}_{tag}",
+              f'stages = [{{ reranker = "fast", keep = {k} }}, {{ reranker = "local" }}]')
+             for k in (a.keep or [20, 10])]:
             configs[label] = coll
             sections.append(f"[collections.{coll}]\nenabled = true\npool = 100\n{body}\n")
     runtime = ROOT / ".local/onnxruntime/lib/libonnxruntime.so"
@@ -119,7 +121,11 @@ timeout_ms = 300000
             for k in labels:  # warm-up (model pages, allocations)
                 bm25(f"{base}/{configs[k]}", qs[0]["text"], 10, s)
             started = time.monotonic()
+            done = 0
             for n, q in enumerate(qs):
+                if a.deadline and time.monotonic() - started > a.deadline:
+                    print(f"  deadline: stopping after {n} queries", file=sys.stderr, flush=True)
+                    break
                 first = bm25(f"{base}/{configs[labels[0]]}", q["text"], 10, s, {"x-rerank-enabled": "false"})
                 bm.append(ndcg10([p["id"] for p in first["result"]["points"]], qrels[q["id"]]))
                 # rotate the order so that no configuration always runs first
@@ -129,7 +135,8 @@ timeout_ms = 300000
                     assert r["rerank"]["status"] == "applied", r["rerank"]
                     ndcg[k].append(ndcg10([p["id"] for p in r["result"]["points"]], qrels[q["id"]]))
                     lat[k].append(r["rerank"]["time"])
-                if n % 10 == 9:
+                done = n + 1
+                if n % 5 == 4:
                     print(f"  {n + 1}/{len(qs)} queries, {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
             took = time.monotonic() - started
         finally:
@@ -137,14 +144,15 @@ timeout_ms = 300000
             proc.wait(timeout=30)
             for coll in configs.values():
                 s.delete(f"{upstream}/collections/{coll}", timeout=30)
-    print(f"Cranfield {a.queries} queries: {len(qs)}; BM25 (Qdrant) nDCG@10 {statistics.mean(bm):.4f}; "
+    bm = bm[:done]
+    print(f"Cranfield {a.queries} queries: {done} of {len(qs)}; BM25 (Qdrant) nDCG@10 {statistics.mean(bm):.4f}; "
           f"{took:.0f} s in all; binary {a.binary}")
     print("| configuration | nDCG@10 | rerank ms mean | p50 | p90 |")
     print("|---|---|---|---|---|")
-    result = {"queries": a.queries, "n": len(qs), "bm25": statistics.mean(bm), "configs": {}}
+    result = {"queries": a.queries, "n": done, "bm25": statistics.mean(bm), "configs": {}}
     for k in labels:
-        ms = sorted(x * 1000 for x in lat[k])
-        row = {"ndcg10": statistics.mean(ndcg[k]), "mean_ms": statistics.mean(ms),
+        ms = sorted(x * 1000 for x in lat[k][:done])
+        row = {"ndcg10": statistics.mean(ndcg[k][:done]), "mean_ms": statistics.mean(ms),
                "p50_ms": ms[len(ms) // 2], "p90_ms": ms[int(len(ms) * 0.9)]}
         result["configs"][k] = row
         print(f"| {k} | {row['ndcg10']:.4f} | {row['mean_ms']:.0f} | {row['p50_ms']:.0f} | {row['p90_ms']:.0f} |")
