@@ -181,6 +181,7 @@ async fn measure(a: &Args, callers: usize, pairs: usize) {
         documents: docs.clone(),
         max_length: None,
         deadline: None,
+        chunking: None,
     };
     r.rerank(req()).await.expect("warm-up"); // first run allocates
     let rows = metrics.batch_size.with_label_values(&["bench"]);

@@ -1,6 +1,8 @@
 //! The transport-free rerank step: candidates' texts in, order and scores out.
 //! REST and gRPC both call [`Engine::rerank`]; neither knows how scoring works.
 
+mod stages;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,6 +41,11 @@ pub struct Outcome {
     /// One score per candidate in Qdrant's order (`None`: no text); absent when the
     /// search keeps Qdrant's order (skipped, failed open).
     pub scores: Option<Vec<Option<f32>>>,
+    /// Staged reranks: the last stage (1-based) that scored each candidate, which
+    /// orders before the scores do.
+    pub tiers: Option<Vec<u32>>,
+    /// Staged reranks: what each stage did, in order.
+    pub stages: Vec<crate::plan::stages::StageReport>,
 }
 
 impl Outcome {
@@ -53,6 +60,8 @@ impl Outcome {
             candidates: 0,
             time: 0.0,
             scores: None,
+            tiers: None,
+            stages: Vec::new(),
         }
     }
 }
@@ -133,7 +142,7 @@ impl Engine {
     /// Scores the candidates with the collection's chain of rerankers. When every one
     /// fails, the search fails open (Qdrant's order, status `failed_open`) or errors, as
     /// the collection says.
-    pub async fn rerank(&self, job: Job<'_>) -> Result<Outcome, Error> {
+    pub async fn rerank(&self, mut job: Job<'_>) -> Result<Outcome, Error> {
         let started = Instant::now();
         let label = self.metrics.collection_label(job.collection);
         let missing = job.texts.iter().filter(|t| t.is_none()).count();
@@ -143,8 +152,7 @@ impl Engine {
                 .with_label_values(&[label])
                 .inc_by(missing as u64);
         }
-        let (positions, documents): (Vec<usize>, Vec<String>) = job
-            .texts
+        let (positions, documents): (Vec<usize>, Vec<String>) = std::mem::take(&mut job.texts)
             .into_iter()
             .enumerate()
             .filter_map(|(i, t)| t.map(|t| (i, t)))
@@ -161,13 +169,23 @@ impl Engine {
                 Some(reason.into()),
             ));
         }
+        let stages = job.settings.stages_with(job.plan.reranker.as_deref());
+        if stages.len() > 1 {
+            let pool = stages::Pool {
+                total,
+                positions,
+                documents,
+            };
+            return self.rerank_staged(&job, &stages, pool, started).await;
+        }
         let request = RerankRequest {
             query: job.plan.query.clone(),
             documents,
             max_length: job.settings.max_length,
             deadline: None,
+            chunking: job.settings.chunking(),
         };
-        let chain = job.settings.chain();
+        let chain = stages[0].chain();
         let result = self
             .chain()
             .run_cached(&chain, request, job.settings.timeout, job.settings.cache)
@@ -196,6 +214,8 @@ impl Engine {
                     candidates: positions.len(),
                     time,
                     scores: Some(scores),
+                    tiers: None,
+                    stages: Vec::new(),
                 })
             }
             Err(exhausted) => match job.settings.on_failure {
@@ -285,6 +305,7 @@ mod tests {
                 fetch: 10,
             }),
             threshold: None,
+            reranker: None,
         }
     }
 

@@ -147,7 +147,16 @@ fn merge(old: CollectionOverrides, change: CollectionOverrides) -> CollectionOve
         on_failure,
         timeout_ms,
         cache,
-        max_query_bytes
+        max_query_bytes,
+        text_template,
+        long_documents,
+        chunk_tokens,
+        chunk_overlap,
+        max_chunks_per_doc,
+        chunk_aggregate,
+        hosted_chunks,
+        stages,
+        allowed_rerankers
     )
 }
 

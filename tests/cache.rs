@@ -80,6 +80,7 @@ fn req(query: &str, docs: &[&str]) -> RerankRequest {
         documents: docs.iter().map(|d| d.to_string()).collect(),
         max_length: None,
         deadline: None,
+        chunking: None,
     }
 }
 

@@ -60,6 +60,7 @@ fn request(query: &str, docs: &[String]) -> RerankRequest {
         documents: docs.to_vec(),
         max_length: None,
         deadline: None,
+        chunking: None,
     }
 }
 

@@ -68,6 +68,7 @@ async fn score(r: &OnnxReranker, query: &str, docs: Vec<String>) -> Vec<f32> {
         documents: docs,
         max_length: None,
         deadline: None,
+        chunking: None,
     })
     .await
     .unwrap()

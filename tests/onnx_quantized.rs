@@ -165,6 +165,7 @@ async fn score(r: &OnnxReranker, query: &str, documents: Vec<String>) -> Vec<f32
         documents,
         max_length: None,
         deadline: None,
+        chunking: None,
     };
     r.rerank(request).await.unwrap()
 }

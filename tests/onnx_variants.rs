@@ -62,6 +62,7 @@ async fn check(dir: PathBuf, expected: PathBuf) {
                 documents: vec![p["document"].as_str().unwrap().into()],
                 max_length: None,
                 deadline: None,
+                chunking: None,
             })
             .await
             .unwrap()[0];

@@ -170,6 +170,7 @@ fn request(documents: Vec<String>, deadline: Option<Instant>) -> RerankRequest {
         documents,
         max_length: None,
         deadline,
+        chunking: None,
     }
 }
 

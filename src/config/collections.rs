@@ -5,6 +5,44 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::DEFAULT_RERANKER;
+use crate::rerank::chunk::Chunking;
+pub use crate::rerank::chunk::{Aggregate, HostedChunks};
+
+/// What happens to documents longer than the model's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LongDocuments {
+    /// Cut at `max_length` (the query kept).
+    #[default]
+    Truncate,
+    /// Split into passages, each scored, scores folded by `chunk_aggregate`.
+    Chunk,
+}
+
+/// One stage of a staged rerank (`stages = [...]`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// The reranker of this stage.
+    pub reranker: String,
+    /// A fallback chain for this stage instead of `reranker` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rerankers: Vec<String>,
+    /// How many of this stage's best candidates the next stage re-scores
+    /// (absent: all of them; ignored on the last stage).
+    pub keep: Option<usize>,
+}
+
+impl StageConfig {
+    /// The rerankers to try for this stage, in order.
+    pub fn chain(&self) -> Vec<&str> {
+        if self.rerankers.is_empty() {
+            vec![self.reranker.as_str()]
+        } else {
+            self.rerankers.iter().map(String::as_str).collect()
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -45,6 +83,15 @@ pub struct CollectionOverrides {
     pub timeout_ms: Option<u64>,
     pub cache: Option<bool>,
     pub max_query_bytes: Option<usize>,
+    pub text_template: Option<String>,
+    pub long_documents: Option<LongDocuments>,
+    pub chunk_tokens: Option<usize>,
+    pub chunk_overlap: Option<usize>,
+    pub max_chunks_per_doc: Option<usize>,
+    pub chunk_aggregate: Option<Aggregate>,
+    pub hosted_chunks: Option<HostedChunks>,
+    pub stages: Option<Vec<StageConfig>>,
+    pub allowed_rerankers: Option<Vec<String>>,
 }
 
 /// A collection's effective settings.
@@ -73,6 +120,20 @@ pub struct CollectionSettings {
     /// is a 400 (gRPC INVALID_ARGUMENT); a longer Document query text is searched but not
     /// reranked.
     pub max_query_bytes: usize,
+    /// Document text built from several fields (wins over `text_field`).
+    pub text_template: Option<String>,
+    pub long_documents: LongDocuments,
+    /// Tokens per passage in `chunk` mode (`None`: what fits beside the query).
+    pub chunk_tokens: Option<usize>,
+    pub chunk_overlap: usize,
+    pub max_chunks_per_doc: usize,
+    pub chunk_aggregate: Aggregate,
+    pub hosted_chunks: HostedChunks,
+    /// Staged rerank: each stage re-scores the best `keep` of the one before; empty:
+    /// one stage with `reranker` / `rerankers`.
+    pub stages: Vec<StageConfig>,
+    /// Rerankers a request may pick with `"rerank": {"reranker": ...}`.
+    pub allowed_rerankers: Vec<String>,
 }
 
 impl Default for CollectionSettings {
@@ -91,6 +152,15 @@ impl Default for CollectionSettings {
             timeout: Duration::from_secs(10),
             cache: true,
             max_query_bytes: DEFAULT_MAX_QUERY_BYTES,
+            text_template: None,
+            long_documents: LongDocuments::Truncate,
+            chunk_tokens: None,
+            chunk_overlap: 0,
+            max_chunks_per_doc: 4,
+            chunk_aggregate: Aggregate::Blend(0.5),
+            hosted_chunks: HostedChunks::Passages,
+            stages: Vec::new(),
+            allowed_rerankers: Vec::new(),
         }
     }
 }
@@ -103,6 +173,50 @@ impl CollectionSettings {
         } else {
             self.rerankers.iter().map(String::as_str).collect()
         }
+    }
+
+    /// Where the document text comes from (a template that does not parse was refused
+    /// when the configuration was validated).
+    pub fn text_source(&self) -> crate::plan::template::TextSource {
+        use crate::plan::template::{Template, TextSource};
+        match self.text_template.as_deref().map(Template::parse) {
+            Some(Ok(t)) => TextSource::Template(t),
+            _ => TextSource::Field(self.text_field.clone()),
+        }
+    }
+
+    /// How long documents are scored, as a rerank request carries it.
+    pub fn chunking(&self) -> Option<Chunking> {
+        (self.long_documents == LongDocuments::Chunk).then_some(Chunking {
+            tokens: self.chunk_tokens,
+            overlap: self.chunk_overlap,
+            max_chunks: self.max_chunks_per_doc,
+            aggregate: self.chunk_aggregate,
+            hosted: self.hosted_chunks,
+        })
+    }
+
+    /// The stages to run: the configured ones, or one stage of the collection's
+    /// reranker (and fallback chain). `pick` (a request's allowed choice) replaces
+    /// the rerankers of a single-stage collection, or the last stage of a staged one.
+    pub fn stages_with(&self, pick: Option<&str>) -> Vec<StageConfig> {
+        let mut stages = if self.stages.is_empty() {
+            vec![StageConfig {
+                reranker: self.reranker.clone(),
+                rerankers: self.rerankers.clone(),
+                keep: None,
+            }]
+        } else {
+            self.stages.clone()
+        };
+        if let (Some(p), Some(last)) = (pick, stages.last_mut()) {
+            *last = StageConfig {
+                reranker: p.to_string(),
+                rerankers: Vec::new(),
+                keep: last.keep,
+            };
+        }
+        stages
     }
 
     pub(crate) fn apply(mut self, o: &CollectionOverrides) -> Self {
@@ -119,8 +233,21 @@ impl CollectionSettings {
             score_mode,
             on_failure,
             cache,
-            max_query_bytes
+            max_query_bytes,
+            long_documents,
+            chunk_overlap,
+            max_chunks_per_doc,
+            chunk_aggregate,
+            hosted_chunks,
+            stages,
+            allowed_rerankers
         );
+        if o.text_template.is_some() {
+            self.text_template = o.text_template.clone();
+        }
+        if o.chunk_tokens.is_some() {
+            self.chunk_tokens = o.chunk_tokens;
+        }
         if o.max_length.is_some() {
             self.max_length = o.max_length;
         }

@@ -331,13 +331,26 @@ impl Config {
                 return Err(invalid(key("max_length"), "must be at least 8"));
             }
         }
+        self.check_long_documents(name, s)?;
         // A reranker only has to exist where it will be used.
-        let which = if s.rerankers.is_empty() {
+        let which = if !s.stages.is_empty() {
+            "stages"
+        } else if s.rerankers.is_empty() {
             "reranker"
         } else {
             "rerankers"
         };
-        for r in s.chain() {
+        let stages = s.stages_with(None);
+        let used = stages
+            .iter()
+            .flat_map(|st| st.chain())
+            .map(|r| (which, r))
+            .chain(
+                s.allowed_rerankers
+                    .iter()
+                    .map(|r| ("allowed_rerankers", r.as_str())),
+            );
+        for (which, r) in used {
             if s.enabled && !self.rerankers.contains_key(r) {
                 let known: Vec<&str> = self.rerankers.keys().map(String::as_str).collect();
                 return Err(invalid(
@@ -346,6 +359,44 @@ impl Config {
                         "names reranker `{r}`, which is not configured (configured: [{}])",
                         known.join(", ")
                     ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `text_template`, `long_documents` and `stages` keys of one collection.
+    fn check_long_documents(&self, name: &str, s: &CollectionSettings) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("collections.{name}.{k}");
+        if let Some(t) = &s.text_template {
+            crate::plan::template::Template::parse(t)
+                .map_err(|e| invalid(key("text_template"), e))?;
+        }
+        if let Some(c) = s.chunk_tokens {
+            if c < 8 {
+                return Err(invalid(key("chunk_tokens"), "must be at least 8"));
+            }
+            if s.chunk_overlap >= c {
+                return Err(invalid(
+                    key("chunk_overlap"),
+                    format!("must be less than chunk_tokens ({c})"),
+                ));
+            }
+        }
+        if !(1..=64).contains(&s.max_chunks_per_doc) {
+            return Err(invalid(key("max_chunks_per_doc"), "must be within 1..=64"));
+        }
+        for (i, st) in s.stages.iter().enumerate() {
+            if st.keep == Some(0) {
+                return Err(invalid(
+                    format!("collections.{name}.stages[{i}].keep"),
+                    "must be greater than 0",
+                ));
+            }
+            if st.reranker.trim().is_empty() {
+                return Err(invalid(
+                    format!("collections.{name}.stages[{i}].reranker"),
+                    "must not be empty",
                 ));
             }
         }

@@ -123,3 +123,59 @@ fn https_upstreams_and_ca_file() {
     let e = Config::from_toml("[upstream]\nca_file = \"/nonexistent/ca.pem\"\n").unwrap_err();
     assert!(e.to_string().contains("upstream.ca_file"), "{e}");
 }
+
+#[test]
+fn long_document_and_stage_keys_parse() {
+    let c = Config::from_toml(&format!(
+        "{BASE}\n[rerankers.fast]\nkind = \"onnx\"\nmodel_dir = \"/m\"\n\
+         [collections.docs]\nenabled = true\ntext_template = \"{{title}}\\n{{body}}\"\n\
+         long_documents = \"chunk\"\nchunk_tokens = 64\nchunk_overlap = 16\nmax_chunks_per_doc = 3\n\
+         chunk_aggregate = \"decay:0.5\"\nhosted_chunks = \"provider\"\n\
+         stages = [{{ reranker = \"fast\", keep = 20 }}, {{ reranker = \"local\" }}]\n\
+         allowed_rerankers = [\"fast\"]\n"
+    ))
+    .unwrap();
+    let d = c.collection("docs");
+    assert_eq!(d.text_source().paths(), vec!["title", "body"]);
+    let ch = d.chunking().unwrap();
+    assert_eq!((ch.tokens, ch.overlap, ch.max_chunks), (Some(64), 16, 3));
+    assert_eq!(ch.aggregate, Aggregate::Decay(0.5));
+    assert_eq!(ch.hosted, HostedChunks::Provider);
+    let st = d.stages_with(None);
+    assert_eq!(st.len(), 2);
+    assert_eq!((st[0].reranker.as_str(), st[0].keep), ("fast", Some(20)));
+    // a picked reranker replaces the last stage
+    assert_eq!(d.stages_with(Some("fast"))[1].reranker, "fast");
+    // defaults: truncation, one stage of the collection's reranker
+    let other = c.collection("other");
+    assert!(other.chunking().is_none());
+    assert_eq!(other.stages_with(None).len(), 1);
+    assert_eq!(other.stages_with(Some("x"))[0].chain(), vec!["x"]);
+}
+
+#[test]
+fn bad_long_document_and_stage_keys_are_named() {
+    for (extra, key) in [
+        ("text_template = \"{title\"", "text_template"),
+        ("chunk_tokens = 4", "chunk_tokens"),
+        ("chunk_tokens = 32\nchunk_overlap = 32", "chunk_overlap"),
+        ("max_chunks_per_doc = 0", "max_chunks_per_doc"),
+        (
+            "stages = [{ reranker = \"local\", keep = 0 }]",
+            "stages[0].keep",
+        ),
+        ("stages = [{ reranker = \"ghost\" }]", "stages"),
+        ("allowed_rerankers = [\"ghost\"]", "allowed_rerankers"),
+    ] {
+        let e = Config::from_toml(&format!(
+            "{BASE}\n[collections.docs]\nenabled = true\n{extra}\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains(key), "{extra}: {e}");
+    }
+    let e = Config::from_toml(&format!(
+        "{BASE}\n[collections.docs]\nchunk_aggregate = \"median\"\n"
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("median"), "{e}");
+}

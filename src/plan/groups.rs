@@ -59,18 +59,33 @@ pub fn rank_groups(
     threshold: Option<f32>,
     w: GroupWindow,
 ) -> Vec<RankedGroup> {
-    let mut groups: Vec<(Option<f32>, RankedGroup)> = Vec::new();
+    rank_groups_tiered(scores, None, threshold, w)
+}
+
+/// [`rank_groups`] after a staged rerank: hits and groups whose best hit was scored
+/// by a later stage (higher tier) come first.
+pub fn rank_groups_tiered(
+    scores: &[Vec<Option<f32>>],
+    tiers: Option<&[Vec<u32>]>,
+    threshold: Option<f32>,
+    w: GroupWindow,
+) -> Vec<RankedGroup> {
+    let mut groups: Vec<(Option<(u32, f32)>, RankedGroup)> = Vec::new();
     for (index, hits) in scores.iter().enumerate() {
         let window = super::Window {
             offset: 0,
             limit: w.group_size,
             fetch: hits.len(),
         };
-        let ranked = super::rank(hits, threshold, window);
+        let hit_tiers = tiers.and_then(|t| t.get(index)).map(Vec::as_slice);
+        let ranked = super::window::rank_tiered(hits, hit_tiers, threshold, window);
         if ranked.is_empty() && !hits.is_empty() {
             continue; // every hit fell under the threshold
         }
-        let best = ranked.first().and_then(|r| r.score);
+        let best = ranked.first().and_then(|r| {
+            let tier = hit_tiers.and_then(|t| t.get(r.index)).copied().unwrap_or(0);
+            r.score.map(|s| (tier, s))
+        });
         groups.push((
             best,
             RankedGroup {
@@ -81,7 +96,7 @@ pub fn rank_groups(
     }
     // Stable: equal best scores keep Qdrant's group order; unscored groups go last.
     groups.sort_by(|a, b| match (a.0, b.0) {
-        (Some(x), Some(y)) => y.total_cmp(&x),
+        (Some((tx, x)), Some((ty, y))) => ty.cmp(&tx).then(y.total_cmp(&x)),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => std::cmp::Ordering::Equal,

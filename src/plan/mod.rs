@@ -4,11 +4,13 @@
 pub mod groups;
 pub mod payload;
 pub mod query_text;
+pub mod stages;
+pub mod template;
 pub mod text;
 pub mod window;
 
-pub use groups::{passthrough_groups, rank_groups, GroupWindow, RankedGroup};
-pub use window::{displacement, passthrough, rank, Ranked, Window};
+pub use groups::{passthrough_groups, rank_groups, rank_groups_tiered, GroupWindow, RankedGroup};
+pub use window::{displacement, passthrough, rank, rank_tiered, Ranked, Window};
 
 use crate::config::CollectionSettings;
 use query_text::Directive;
@@ -61,6 +63,8 @@ pub struct RerankPlan {
     pub query: std::sync::Arc<str>,
     pub cut: Cut,
     pub threshold: Option<f32>,
+    /// The reranker the request picked among the collection's `allowed_rerankers`.
+    pub reranker: Option<String>,
 }
 
 /// What to do with one search.
@@ -132,7 +136,19 @@ pub fn decide(input: SearchInput<'_>) -> Decision {
                 .directive
                 .and_then(|d| d.score_threshold)
                 .or(s.score_threshold),
+            reranker: input.directive.and_then(|d| d.reranker.clone()),
         }),
+    }
+}
+
+/// A request may pick a reranker only among the collection's `allowed_rerankers`.
+pub fn check_reranker(s: &CollectionSettings, directive: Option<&Directive>) -> Result<(), String> {
+    match directive.and_then(|d| d.reranker.as_deref()) {
+        Some(r) if !s.allowed_rerankers.iter().any(|a| a == r) => Err(format!(
+            "Bad request: reranker `{r}` is not allowed for this collection (allowed_rerankers: [{}])",
+            s.allowed_rerankers.join(", ")
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -178,15 +194,17 @@ impl RerankStatus {
 }
 
 /// The points to return for a page: reranked when `scores` is given, else Qdrant's
-/// order cut to the client's window.
+/// order cut to the client's window. `tiers` (staged reranks): the last stage that
+/// scored each candidate; later stages rank first.
 pub fn order_page(
     scores: Option<&[Option<f32>]>,
+    tiers: Option<&[u32]>,
     len: usize,
     threshold: Option<f32>,
     window: Window,
 ) -> Vec<Ranked> {
     match scores {
-        Some(s) => rank(s, threshold, window),
+        Some(s) => rank_tiered(s, tiers, threshold, window),
         None => passthrough(len, window),
     }
 }
@@ -195,6 +213,7 @@ pub fn order_page(
 /// are `sizes`.
 pub fn order_groups(
     scores: Option<&[Option<f32>]>,
+    tiers: Option<&[u32]>,
     sizes: &[usize],
     threshold: Option<f32>,
     window: GroupWindow,
@@ -202,18 +221,24 @@ pub fn order_groups(
     match scores {
         None => passthrough_groups(sizes, window),
         Some(flat) => {
-            let mut rest = flat;
-            let per_group: Vec<Vec<Option<f32>>> = sizes
-                .iter()
-                .map(|&n| {
-                    let (head, tail) = rest.split_at(n.min(rest.len()));
-                    rest = tail;
-                    head.to_vec()
-                })
-                .collect();
-            rank_groups(&per_group, threshold, window)
+            let per_group = split_groups(flat, sizes);
+            let tiers = tiers.map(|t| split_groups(t, sizes));
+            rank_groups_tiered(&per_group, tiers.as_deref(), threshold, window)
         }
     }
+}
+
+/// `flat` cut into consecutive groups of `sizes`.
+fn split_groups<T: Clone>(flat: &[T], sizes: &[usize]) -> Vec<Vec<T>> {
+    let mut rest = flat;
+    sizes
+        .iter()
+        .map(|&n| {
+            let (head, tail) = rest.split_at(n.min(rest.len()));
+            rest = tail;
+            head.to_vec()
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -42,13 +42,23 @@ fn string_list(v: &Value) -> Option<Vec<String>> {
 /// Rewrites the client's selector so that `field` is returned. `None` when the form is
 /// not one Qdrant accepts.
 pub fn rewrite(with_payload: Option<&Value>, field: &str) -> Option<Rewrite> {
-    let add = |mut list: Vec<String>| {
-        list.push(field.to_string());
-        list
+    rewrite_all(with_payload, &[field.to_string()])
+}
+
+/// [`rewrite`] for several fields (a `text_template`): each field the client's
+/// selection does not return is added, and removed again from the answer.
+pub fn rewrite_all(with_payload: Option<&Value>, fields: &[String]) -> Option<Rewrite> {
+    // The fields the client's list does not return already.
+    let missing = |list: &[String]| -> Vec<String> {
+        fields
+            .iter()
+            .filter(|f| !list.iter().any(|p| covers(p, f)))
+            .cloned()
+            .collect()
     };
     match with_payload {
         None | Some(Value::Null) | Some(Value::Bool(false)) => Some(Rewrite {
-            selector: Value::from(vec![field.to_string()]),
+            selector: Value::from(fields.to_vec()),
             restore: Restore::DropPayload,
         }),
         Some(Value::Bool(true)) => Some(Rewrite {
@@ -56,37 +66,42 @@ pub fn rewrite(with_payload: Option<&Value>, field: &str) -> Option<Rewrite> {
             restore: Restore::Keep,
         }),
         Some(v @ Value::Array(_)) => {
-            let list = string_list(v)?;
-            if list.iter().any(|p| covers(p, field)) {
+            let mut list = string_list(v)?;
+            let add = missing(&list);
+            if add.is_empty() {
                 return Some(Rewrite {
                     selector: v.clone(),
                     restore: Restore::Keep,
                 });
             }
+            list.extend(add.iter().cloned());
             Some(Rewrite {
-                selector: Value::from(add(list)),
-                restore: Restore::RemovePaths(vec![field.to_string()]),
+                selector: Value::from(list),
+                restore: Restore::RemovePaths(add),
             })
         }
         Some(Value::Object(o)) if o.len() == 1 => {
             if let Some(inc) = o.get("include") {
-                let list = string_list(inc)?;
-                if list.iter().any(|p| covers(p, field)) {
+                let mut list = string_list(inc)?;
+                let add = missing(&list);
+                if add.is_empty() {
                     return Some(Rewrite {
                         selector: Value::Object(o.clone()),
                         restore: Restore::Keep,
                     });
                 }
+                list.extend(add.iter().cloned());
                 let mut m = Map::new();
-                m.insert("include".into(), Value::from(add(list)));
+                m.insert("include".into(), Value::from(list));
                 return Some(Rewrite {
                     selector: Value::Object(m),
-                    restore: Restore::RemovePaths(vec![field.to_string()]),
+                    restore: Restore::RemovePaths(add),
                 });
             }
             let list = string_list(o.get("exclude")?)?;
-            let (dropped, kept): (Vec<String>, Vec<String>) =
-                list.into_iter().partition(|p| covers(p, field));
+            let (dropped, kept): (Vec<String>, Vec<String>) = list
+                .into_iter()
+                .partition(|p| fields.iter().any(|f| covers(p, f)));
             let mut m = Map::new();
             m.insert("exclude".into(), Value::from(kept));
             let restore = if dropped.is_empty() {
@@ -255,6 +270,28 @@ mod tests {
     fn exclude_of_other_fields_is_kept() {
         let r = rewrite(Some(&json!({"exclude": ["title"]})), "text").unwrap();
         assert_eq!(r.selector, json!({"exclude": ["title"]}));
+        assert_eq!(r.restore, Restore::Keep);
+    }
+
+    #[test]
+    fn several_fields_are_added_and_removed_where_missing() {
+        let fields = vec!["title".to_string(), "meta.body".to_string()];
+        let r = rewrite_all(None, &fields).unwrap();
+        assert_eq!(r.selector, json!(["title", "meta.body"]));
+        assert_eq!(r.restore, Restore::DropPayload);
+        // the client asked for `title` itself: only `meta.body` is added and removed
+        let r = rewrite_all(Some(&json!(["title", "n"])), &fields).unwrap();
+        assert_eq!(r.selector, json!(["title", "n", "meta.body"]));
+        let mut p = point(json!({"title": "t", "n": 1, "meta": {"body": "b"}}));
+        restore_point(&mut p, &r.restore);
+        assert_eq!(p["payload"], json!({"title": "t", "n": 1}));
+        let r = rewrite_all(Some(&json!({"include": ["meta"]})), &fields).unwrap();
+        assert_eq!(r.selector, json!({"include": ["meta", "title"]}));
+        assert_eq!(r.restore, Restore::RemovePaths(vec!["title".into()]));
+        let r = rewrite_all(Some(&json!({"exclude": ["title", "x"]})), &fields).unwrap();
+        assert_eq!(r.selector, json!({"exclude": ["x"]}));
+        assert_eq!(r.restore, Restore::ReExclude(vec!["title".into()]));
+        let r = rewrite_all(Some(&json!(["title", "meta.body"])), &fields).unwrap();
         assert_eq!(r.restore, Restore::Keep);
     }
 

@@ -12,11 +12,14 @@ pub struct Directive {
     pub enabled: Option<bool>,
     pub pool: Option<usize>,
     pub score_threshold: Option<f32>,
+    /// A reranker the collection allows (`allowed_rerankers`) instead of its own.
+    pub reranker: Option<String>,
 }
 
 pub const ENABLED_HEADER: &str = "x-rerank-enabled";
 pub const POOL_HEADER: &str = "x-rerank-pool";
 pub const THRESHOLD_HEADER: &str = "x-rerank-score-threshold";
+pub const RERANKER_HEADER: &str = "x-rerank-reranker";
 
 impl Directive {
     /// Options sent as headers / gRPC metadata (`x-rerank-enabled`, `x-rerank-pool`,
@@ -41,6 +44,7 @@ impl Directive {
             enabled: parse(ENABLED_HEADER, get(ENABLED_HEADER))?,
             pool: parse(POOL_HEADER, get(POOL_HEADER))?,
             score_threshold: parse(THRESHOLD_HEADER, get(THRESHOLD_HEADER))?,
+            reranker: parse(RERANKER_HEADER, get(RERANKER_HEADER))?,
         };
         Ok((d != Directive::default()).then_some(d))
     }
@@ -55,6 +59,7 @@ impl Directive {
                 enabled: s.enabled.or(g.enabled),
                 pool: s.pool.or(g.pool),
                 score_threshold: s.score_threshold.or(g.score_threshold),
+                reranker: s.reranker.or_else(|| g.reranker.clone()),
             }),
         }
     }

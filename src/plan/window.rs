@@ -50,6 +50,18 @@ pub struct Ranked {
 /// Orders candidates by rerank score (descending, stable on ties), unscored ones after
 /// them in Qdrant's order, drops scored ones under `threshold`, then cuts to the window.
 pub fn rank(scores: &[Option<f32>], threshold: Option<f32>, window: Window) -> Vec<Ranked> {
+    rank_tiered(scores, None, threshold, window)
+}
+
+/// [`rank`] after a staged rerank: candidates scored by a later stage (higher
+/// `tiers[i]`) come before any scored only by an earlier one, whatever the scores.
+pub fn rank_tiered(
+    scores: &[Option<f32>],
+    tiers: Option<&[u32]>,
+    threshold: Option<f32>,
+    window: Window,
+) -> Vec<Ranked> {
+    let tier = |i: usize| tiers.and_then(|t| t.get(i)).copied().unwrap_or(0);
     let mut scored: Vec<Ranked> = Vec::with_capacity(scores.len());
     let mut unscored: Vec<Ranked> = Vec::new();
     for (index, s) in scores.iter().enumerate() {
@@ -62,7 +74,11 @@ pub fn rank(scores: &[Option<f32>], threshold: Option<f32>, window: Window) -> V
         }
     }
     // sort_by is stable: equal scores keep Qdrant's order.
-    scored.sort_by(|a, b| b.score.unwrap().total_cmp(&a.score.unwrap()));
+    scored.sort_by(|a, b| {
+        tier(b.index)
+            .cmp(&tier(a.index))
+            .then(b.score.unwrap().total_cmp(&a.score.unwrap()))
+    });
     if let Some(t) = threshold {
         scored.retain(|r| r.score.unwrap() >= t);
     }

@@ -224,11 +224,16 @@ impl Chain {
         budget: Duration,
         cache: Option<&ScoreCache>,
     ) -> Result<Vec<f32>, RerankError> {
+        // Chunked scores differ from truncated ones: the chunking is part of the key.
+        let query = match &request.chunking {
+            Some(c) => std::borrow::Cow::Owned(format!("{}\u{0}{c:?}", request.query)),
+            None => std::borrow::Cow::Borrowed(&*request.query),
+        };
         let scope = Scope {
             reranker: name,
             model: reranker.model(),
             max_length: request.max_length,
-            query: &request.query,
+            query: &query,
         };
         let keys: Vec<_> = match cache {
             Some(c) => request.documents.iter().map(|d| c.key(&scope, d)).collect(),
@@ -399,6 +404,7 @@ mod tests {
             documents: vec!["a".into(), "b".into()],
             max_length: None,
             deadline: None,
+            chunking: None,
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod breaker;
 pub mod cache;
 pub mod chain;
+pub mod chunk;
 pub mod hosted;
 pub mod onnx;
 
@@ -32,6 +33,8 @@ pub struct RerankRequest {
     pub max_length: Option<usize>,
     /// When the caller stops waiting (retries and backoff must end before it).
     pub deadline: Option<std::time::Instant>,
+    /// Long documents split into passages and folded (`None`: truncated).
+    pub chunking: Option<chunk::Chunking>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -114,9 +117,12 @@ impl Registry {
             let unavailable =
                 |e: String| RerankError::Unavailable(format!("reranker `{name}`: {e}"));
             let r: Arc<dyn Reranker> = match (rc, rc.hosted()) {
-                (_, Some((provider, h))) => {
-                    Arc::new(hosted::HostedReranker::new(name, provider, h).map_err(unavailable)?)
-                }
+                // Hosted rerankers chunk by words (the local model does it by tokens).
+                (_, Some((provider, h))) => Arc::new(chunk::Passages {
+                    inner: Arc::new(
+                        hosted::HostedReranker::new(name, provider, h).map_err(unavailable)?,
+                    ),
+                }),
                 (RerankerConfig::Onnx(o), None) => Arc::new(
                     onnx::OnnxReranker::load_with(o, name, Some(metrics.clone()))
                         .map_err(unavailable)?,

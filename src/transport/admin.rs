@@ -121,6 +121,15 @@ fn settings_json(s: &CollectionSettings) -> Value {
         "on_failure": s.on_failure,
         "timeout_ms": s.timeout.as_millis() as u64,
         "cache": s.cache,
+        "text_template": s.text_template,
+        "long_documents": s.long_documents,
+        "chunk_tokens": s.chunk_tokens,
+        "chunk_overlap": s.chunk_overlap,
+        "max_chunks_per_doc": s.max_chunks_per_doc,
+        "chunk_aggregate": s.chunk_aggregate,
+        "hosted_chunks": s.hosted_chunks,
+        "stages": s.stages,
+        "allowed_rerankers": s.allowed_rerankers,
     })
 }
 

@@ -94,6 +94,7 @@ async fn score(
         documents,
         max_length: None,
         deadline: None,
+        chunking: None,
     };
     match state
         .engine

@@ -71,6 +71,7 @@ pub async fn expected_scores(query: &str, docs: &[String]) -> Vec<f32> {
             documents: docs.to_vec(),
             max_length: None,
             deadline: None,
+            chunking: None,
         })
         .await
         .unwrap()

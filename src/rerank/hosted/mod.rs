@@ -575,6 +575,7 @@ mod tests {
             documents,
             max_length: None,
             deadline,
+            chunking: None,
         };
         assert_eq!(
             r.rerank(req(vec![], None)).await.unwrap(),

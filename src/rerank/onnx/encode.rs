@@ -1,5 +1,8 @@
 //! Tokenizing (query, document) pairs and packing them into padded batches.
 
+mod chunked;
+pub use chunked::Chunked;
+
 use std::path::Path;
 
 use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationDirection};

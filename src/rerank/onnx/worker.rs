@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use super::encode::{pad, plan_batches, Batch, Pair, PairEncoder};
 use super::model::{scores_from_output, Inputs};
 use crate::metrics::Metrics;
+use crate::rerank::chunk::{fold_all, Aggregate};
 use crate::rerank::{RerankError, RerankRequest};
 
 /// A worker takes waiting jobs until it holds this many batches' worth of pairs.
@@ -51,6 +52,8 @@ pub(crate) struct WorkerMetrics {
     tokenization: Histogram,
     inference: Histogram,
     batch_size: Histogram,
+    pairs: prometheus::IntCounter,
+    passages: Histogram,
 }
 
 impl WorkerMetrics {
@@ -61,6 +64,8 @@ impl WorkerMetrics {
             tokenization: m.tokenization.with_label_values(&l),
             inference: m.inference.with_label_values(&l),
             batch_size: m.batch_size.with_label_values(&l),
+            pairs: m.pairs_scored.with_label_values(&l),
+            passages: m.passages_per_document.with_label_values(&l),
         }
     }
 }
@@ -102,6 +107,8 @@ struct Pending {
     reply: Reply,
     scores: Vec<f32>,
     left: usize,
+    /// Chunked: passages per document and how their scores fold into one.
+    fold: Option<(Vec<usize>, Aggregate)>,
 }
 
 impl Worker {
@@ -150,10 +157,10 @@ impl Worker {
                 continue;
             }
             match self.tokenize(&job.request) {
-                Ok(job_pairs) if job_pairs.is_empty() => {
+                Ok((job_pairs, _)) if job_pairs.is_empty() => {
                     let _ = job.reply.send(Ok(Vec::new()));
                 }
-                Ok(job_pairs) => {
+                Ok((job_pairs, fold)) => {
                     let n = job_pairs.len();
                     slots.extend((0..n).map(|d| (pending.len(), d)));
                     pairs.extend(job_pairs);
@@ -161,6 +168,7 @@ impl Worker {
                         reply: job.reply,
                         scores: vec![0.0; n],
                         left: n,
+                        fold,
                     }));
                 }
                 Err(e) => {
@@ -206,23 +214,42 @@ impl Worker {
         }
     }
 
-    fn tokenize(&self, req: &RerankRequest) -> Result<Vec<Pair>, RerankError> {
+    /// The pairs of a job and, when chunked, how to fold their scores per document.
+    #[allow(clippy::type_complexity)]
+    fn tokenize(
+        &self,
+        req: &RerankRequest,
+    ) -> Result<(Vec<Pair>, Option<(Vec<usize>, Aggregate)>), RerankError> {
         let started = Instant::now();
         let max_length = req
             .max_length
             .unwrap_or(self.max_length)
             .min(self.max_length);
-        let pairs = self
-            .encoder
-            .encode(
-                &req.query,
-                &req.documents,
-                max_length,
-                self.max_query_tokens,
-            )
-            .map_err(RerankError::Tokenization);
+        let pairs = match &req.chunking {
+            None => self
+                .encoder
+                .encode(
+                    &req.query,
+                    &req.documents,
+                    max_length,
+                    self.max_query_tokens,
+                )
+                .map(|p| (p, None)),
+            Some(c) => self
+                .encoder
+                .encode_chunked(&req.query, &req.documents, max_length, c)
+                .map(|ch| (ch.pairs, Some((ch.counts, c.aggregate)))),
+        }
+        .map_err(RerankError::Tokenization);
         if let Some(m) = &self.metrics {
             m.tokenization.observe(started.elapsed().as_secs_f64());
+            if let Ok((p, fold)) = &pairs {
+                m.pairs.inc_by(p.len() as u64);
+                let counts = fold.as_ref().map(|(c, _)| c.as_slice());
+                for &n in counts.unwrap_or(&[]) {
+                    m.passages.observe(n as f64);
+                }
+            }
         }
         pairs
     }
@@ -262,6 +289,10 @@ fn deliver(slot: &mut Option<Pending>, doc: usize, score: f32) {
     p.left -= 1;
     if p.left == 0 {
         let p = slot.take().expect("checked above");
-        let _ = p.reply.send(Ok(p.scores));
+        let scores = match &p.fold {
+            Some((counts, aggregate)) => fold_all(&p.scores, counts, *aggregate),
+            None => p.scores,
+        };
+        let _ = p.reply.send(Ok(scores));
     }
 }

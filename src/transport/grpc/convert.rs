@@ -62,6 +62,18 @@ pub fn payload_text(payload: &HashMap<String, Value>, field: &str) -> Option<Str
     text_at(&Json::Object(map_to_json(payload)), field)
 }
 
+/// The document text of a protobuf payload, from one field or a template.
+pub fn source_text(
+    payload: &HashMap<String, Value>,
+    source: &crate::plan::template::TextSource,
+) -> Option<String> {
+    use crate::plan::template::TextSource;
+    match source {
+        TextSource::Field(f) => payload_text(payload, f),
+        TextSource::Template(t) => t.render(&Json::Object(map_to_json(payload))),
+    }
+}
+
 /// Gives the client the payload it asked for (gRPC has no absent payload: empty map).
 pub fn restore_payload(payload: &mut HashMap<String, Value>, restore: &Restore) {
     match restore {

@@ -24,7 +24,7 @@ use prost::Message;
 use crate::app::AppState;
 use crate::engine::Outcome;
 use crate::error::Error;
-use crate::plan::payload::{rewrite, Restore};
+use crate::plan::payload::{rewrite_all, Restore};
 use crate::plan::query_text::{self, Directive};
 use crate::plan::{
     decide, displacement, order_groups, order_page, Cut, Decision, Ranked, RerankPlan,
@@ -181,6 +181,7 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         if let Some(q) = &q {
             query_text::check_len(q, settings.max_query_bytes)?;
         }
+        crate::plan::check_reranker(&settings, d.as_ref())?;
         Ok((q, d))
     });
     let (header_query, directive) = match checked {
@@ -205,7 +206,7 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         let mut edit = None;
         if let Decision::Rerank(plan) = &decision {
             let current = convert::selector_to_json(item.selector());
-            match rewrite(current.as_ref(), &settings.text_field)
+            match rewrite_all(current.as_ref(), &settings.text_source().paths())
                 .and_then(|rw| Some((convert::selector_from_json(&rw.selector)?, rw.restore)))
             {
                 Some((selector, r)) => {
@@ -343,10 +344,13 @@ struct Rewrite<'a> {
     started: Instant,
 }
 
-fn hit_texts(points: &[qdrant_client::qdrant::ScoredPoint], field: &str) -> Vec<Option<String>> {
+fn hit_texts(
+    points: &[qdrant_client::qdrant::ScoredPoint],
+    field: &crate::plan::template::TextSource,
+) -> Vec<Option<String>> {
     points
         .iter()
-        .map(|p| convert::payload_text(&p.payload, field))
+        .map(|p| convert::source_text(&p.payload, field))
         .collect()
 }
 
@@ -385,7 +389,7 @@ impl Rewrite<'_> {
             .and_then(|m| M::Resp::decode(m).ok())
             .ok_or_else(|| Error::UpstreamInvalid("cannot decode Qdrant's gRPC answer".into()))?;
         let message = message.unwrap_or_default();
-        let field = &self.settings.text_field;
+        let field = &self.settings.text_source();
         let mut answers = M::answers(&mut answer);
         if answers.len() != planned.len() {
             return Err(Error::UpstreamInvalid(format!(
@@ -475,12 +479,18 @@ fn ranking<'a>(
     let scores = outcome.scores.as_deref();
     match (hits, plan.cut) {
         (Hits::Points(points), Cut::Page(w)) => {
-            let ranked = order_page(scores, points.len(), plan.threshold, w);
+            let ranked = order_page(
+                scores,
+                outcome.tiers.as_deref(),
+                points.len(),
+                plan.threshold,
+                w,
+            );
             let moved = scores.and(displacement(&ranked, w));
             (Order::Page(ranked, restore), moved)
         }
         (Hits::Groups(_), Cut::Groups(w)) => {
-            let ranked = order_groups(scores, sizes, plan.threshold, w);
+            let ranked = order_groups(scores, outcome.tiers.as_deref(), sizes, plan.threshold, w);
             (Order::Groups(ranked, restore), None)
         }
         // A page plan always meets a points answer, a groups plan a groups answer.

@@ -5,9 +5,9 @@ use serde_json::{json, Map, Value};
 
 use crate::config::CollectionSettings;
 use crate::engine::Outcome;
-use crate::plan::payload::{restore_point, rewrite, Restore};
+use crate::plan::payload::{restore_point, rewrite_all, Restore};
 use crate::plan::query_text::{check_len, pick, take_directive, Directive};
-use crate::plan::text::text_at;
+use crate::plan::template::TextSource;
 use crate::plan::{
     decide, displacement, order_groups, order_page, Cut, Decision, RerankPlan, RerankStatus,
     SearchInput, Shape,
@@ -191,6 +191,8 @@ pub fn prepare(
     let all = searches_mut(&mut body, ep).ok_or(PrepareError::NotOurs)?;
     for (search, directive) in all.into_iter().zip(directives) {
         let directive = Directive::merge(header_directive, directive);
+        crate::plan::check_reranker(settings, directive.as_ref())
+            .map_err(PrepareError::BadRequest)?;
         let query = pick(header_query, directive.as_ref(), search);
         let mut decision = decide(SearchInput {
             settings,
@@ -200,7 +202,7 @@ pub fn prepare(
         });
         let mut restore = Restore::Keep;
         if let Decision::Rerank(plan) = &decision {
-            match rewrite(search.get("with_payload"), &settings.text_field) {
+            match rewrite_all(search.get("with_payload"), &settings.text_source().paths()) {
                 None => {
                     decision = Decision::Skip(
                         "with_payload is not in a form secondpass understands; forwarded as sent"
@@ -252,9 +254,9 @@ pub fn candidates(
     result: &mut Value,
     ep: Endpoint,
     i: usize,
-    field: &str,
+    source: &TextSource,
 ) -> Option<(Vec<Option<String>>, Vec<usize>)> {
-    let text = |p: &Value| p.get("payload").and_then(|pl| text_at(pl, field));
+    let text = |p: &Value| p.get("payload").and_then(|pl| source.text(pl));
     let list = answer_mut(result, ep, i)?;
     if !ep.is_groups() {
         return Some((list.iter().map(text).collect(), Vec::new()));
@@ -299,12 +301,24 @@ pub fn apply(
     let scores = outcome.scores.as_deref();
     match plan.cut {
         Cut::Page(window) => {
-            let ranked = order_page(scores, list.len(), plan.threshold, window);
+            let ranked = order_page(
+                scores,
+                outcome.tiers.as_deref(),
+                list.len(),
+                plan.threshold,
+                window,
+            );
             reorder(list, &ranked, restore);
             scores.and(displacement(&ranked, window))
         }
         Cut::Groups(window) => {
-            let ranked = order_groups(scores, group_sizes, plan.threshold, window);
+            let ranked = order_groups(
+                scores,
+                outcome.tiers.as_deref(),
+                group_sizes,
+                plan.threshold,
+                window,
+            );
             let mut taken: Vec<Option<Value>> =
                 std::mem::take(list).into_iter().map(Some).collect();
             for g in ranked {
@@ -359,6 +373,9 @@ fn outcome_json(o: &Outcome) -> Map<String, Value> {
     }
     m.insert("candidates".into(), json!(o.candidates));
     m.insert("time".into(), json!(o.time));
+    if !o.stages.is_empty() {
+        m.insert("stages".into(), crate::plan::stages::stages_json(&o.stages));
+    }
     m
 }
 

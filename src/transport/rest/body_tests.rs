@@ -155,6 +155,7 @@ fn plan(cut: Cut) -> RerankPlan {
         query: "q".into(),
         cut,
         threshold: None,
+        reranker: None,
     }
 }
 
@@ -196,7 +197,13 @@ fn groups_are_reranked_inside_and_reordered() {
         {"hits": [{"id": 1, "score": 0.9, "payload": {"text": "a"}}, {"id": 2, "score": 0.8, "payload": {"text": "b"}}], "id": "x"},
         {"hits": [{"id": 3, "score": 0.7, "payload": {"text": "c"}}], "id": "y", "lookup": {"id": "y"}}
     ]});
-    let (texts, sizes) = candidates(&mut result, Endpoint::SearchGroups, 0, "text").unwrap();
+    let (texts, sizes) = candidates(
+        &mut result,
+        Endpoint::SearchGroups,
+        0,
+        &crate::plan::template::TextSource::Field("text".into()),
+    )
+    .unwrap();
     assert_eq!(
         texts,
         vec![Some("a".into()), Some("b".into()), Some("c".into())]

@@ -345,7 +345,7 @@ impl Rewrite<'_> {
         let result = answer
             .get_mut("result")
             .ok_or_else(|| Error::UpstreamInvalid("no `result` in Qdrant's answer".into()))?;
-        let field = &self.settings.text_field;
+        let field = &self.settings.text_source();
         let mut texts = Vec::with_capacity(prepared.searches.len());
         let mut group_sizes = Vec::with_capacity(prepared.searches.len());
         for (i, planned) in prepared.searches.iter().enumerate() {
