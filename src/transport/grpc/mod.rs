@@ -4,8 +4,10 @@
 //! and trailers untouched.
 
 pub mod convert;
+pub mod explain;
 pub mod frame;
 pub mod points;
+pub mod shadow;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -119,6 +121,46 @@ fn metadata(headers: &HeaderMap) -> Result<(Option<String>, Option<Directive>), 
 struct Planned {
     decision: Decision,
     restore: Restore,
+    explain: bool,
+}
+
+/// Plans every search of a request and widens the ones to rerank (shared by the
+/// live path and shadow mode).
+fn plan_items<M: Method>(
+    request: &mut M::Req,
+    settings: &crate::config::CollectionSettings,
+    header_query: Option<String>,
+    directive: Option<&Directive>,
+) -> Vec<Planned> {
+    let mut planned = Vec::new();
+    for item in M::items(request) {
+        let query = header_query.clone().or_else(|| item.document_text());
+        let mut decision = decide(SearchInput {
+            settings,
+            query: query.as_deref(),
+            directive,
+            shape: item.shape(),
+        });
+        let mut restore = Restore::Keep;
+        if let Decision::Rerank(plan) = &decision {
+            let current = convert::selector_to_json(item.selector());
+            match rewrite(current.as_ref(), &settings.text_field)
+                .and_then(|rw| Some((convert::selector_from_json(&rw.selector)?, rw.restore)))
+            {
+                Some((selector, r)) => {
+                    item.widen(plan.cut.fetch(), selector);
+                    restore = r;
+                }
+                None => decision = Decision::Skip("with_payload not understood".into()),
+            }
+        }
+        planned.push(Planned {
+            decision,
+            restore,
+            explain: directive.and_then(|d| d.explain) == Some(true),
+        });
+    }
+    planned
 }
 
 async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
@@ -154,6 +196,12 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
     let collection = M::collection(&request).to_string();
     let label = state.metrics.collection_label(&collection).to_string();
     let settings = state.collection(&collection);
+    if settings.enabled && settings.mode == crate::config::Mode::Shadow {
+        return shadow::live::<M>(
+            state, collection, label, settings, parts, bytes, request, started,
+        )
+        .await;
+    }
     if !settings.enabled {
         return forward_as_is(
             &state,
@@ -174,30 +222,7 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
             return resp;
         }
     };
-    let mut planned = Vec::new();
-    for item in M::items(&mut request) {
-        let query = header_query.clone().or_else(|| item.document_text());
-        let mut decision = decide(SearchInput {
-            settings: &settings,
-            query: query.as_deref(),
-            directive: directive.as_ref(),
-            shape: item.shape(),
-        });
-        let mut restore = Restore::Keep;
-        if let Decision::Rerank(plan) = &decision {
-            let current = convert::selector_to_json(item.selector());
-            match rewrite(current.as_ref(), &settings.text_field)
-                .and_then(|rw| Some((convert::selector_from_json(&rw.selector)?, rw.restore)))
-            {
-                Some((selector, r)) => {
-                    item.widen(plan.cut.fetch(), selector);
-                    restore = r;
-                }
-                None => decision = Decision::Skip("with_payload not understood".into()),
-            }
-        }
-        planned.push(Planned { decision, restore });
-    }
+    let planned = plan_items::<M>(&mut request, &settings, header_query, directive.as_ref());
     if !planned
         .iter()
         .any(|p| matches!(p.decision, Decision::Rerank(_)))
@@ -214,6 +239,7 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         query_text::ENABLED_HEADER,
         query_text::POOL_HEADER,
         query_text::THRESHOLD_HEADER,
+        query_text::EXPLAIN_HEADER,
         "grpc-encoding",
         "content-length",
     ] {
@@ -369,14 +395,21 @@ impl Rewrite<'_> {
         let (outcomes, rerank_time) = engine
             .rerank_request(self.collection, self.settings, &decisions, texts)
             .await?;
+        let mut explained = Vec::new();
         for ((p, hits), (outcome, group_sizes)) in planned
             .iter()
             .zip(answers.iter_mut())
             .zip(outcomes.iter().zip(&sizes))
         {
             if let Decision::Rerank(plan) = &p.decision {
+                let before = p.explain.then(|| explain::snapshot(hits));
                 let moved = apply(hits, plan, outcome, &p.restore, group_sizes);
                 engine.record_displacement(self.collection, moved);
+                if let Some(b) = before {
+                    explained.push(explain::line(hits, &b, outcome));
+                }
+            } else if p.explain {
+                explained.push(String::new());
             }
         }
         drop(answers);
@@ -387,6 +420,11 @@ impl Rewrite<'_> {
             headers.remove(h);
         }
         marker(&mut headers, &outcomes, status, rerank_time);
+        if explained.iter().any(|e| !e.is_empty()) {
+            if let Ok(v) = HeaderValue::from_str(&explained.join(";")) {
+                headers.insert(explain::HEADER, v);
+            }
+        }
         let trailers = upstream.trailers;
         Ok((
             frame::response(headers, frame::encode(&answer.encode_to_vec()), trailers),
