@@ -9,7 +9,9 @@ use std::time::Duration;
 use axum::body::Bytes;
 use http::Method;
 use qdrant_client::qdrant::points_client::PointsClient;
-use qdrant_client::qdrant::{point_id, query, vector_input, PointId, Query, QueryPoints, VectorInput};
+use qdrant_client::qdrant::{
+    point_id, query, vector_input, PointId, Query, QueryPoints, VectorInput,
+};
 use secondpass_it::grpc_double::start_pair;
 use serde_json::{json, Value};
 use support::{config, config_with_grpc, ids, query_vector, request, with_double, Proxy};
@@ -86,16 +88,30 @@ async fn rest_shadow_answers_byte_for_byte_and_compares_in_the_background() {
     let body = json!({"query": {"text": QUERY, "model": "m"}, "limit": 2});
     let r = p.post("/collections/docs/points/query", &[], &body).await;
     assert_eq!(r.status, 200);
-    assert_eq!(&r.raw[..], ANSWER.as_bytes(), "the client gets Qdrant's bytes");
+    assert_eq!(
+        &r.raw[..],
+        ANSWER.as_bytes(),
+        "the client gets Qdrant's bytes"
+    );
     assert!(r.header("x-rerank-status").is_none());
 
-    let metrics = wait_for_metric(&p, "secondpass_shadow_searches_total{collection=\"docs\"} 1").await;
+    let metrics = wait_for_metric(
+        &p,
+        "secondpass_shadow_searches_total{collection=\"docs\"} 1",
+    )
+    .await;
     assert!(metrics.contains("secondpass_shadow_overlap_count{collection=\"docs\"} 1"));
     assert!(metrics.contains("secondpass_shadow_rank_displacement_count{collection=\"docs\"} 1"));
-    assert!(metrics.contains("secondpass_shadow_rerank_duration_seconds_count{collection=\"docs\"} 1"));
+    assert!(
+        metrics.contains("secondpass_shadow_rerank_duration_seconds_count{collection=\"docs\"} 1")
+    );
     {
         let seen = seen.lock().unwrap();
-        assert_eq!(seen.len(), 2, "the live search and one widened shadow search");
+        assert_eq!(
+            seen.len(),
+            2,
+            "the live search and one widened shadow search"
+        );
         assert_eq!(seen[0], body, "the live search goes as sent");
         assert_eq!(seen[1]["limit"], 3, "the shadow search asks for the pool");
     }
@@ -178,7 +194,11 @@ async fn grpc_shadow_answers_as_qdrant_and_explain_reports_ranks() {
     req.get_mut().collection_name = "shadowed".into();
     let want = direct.query(req).await.unwrap().into_inner().result;
     assert_eq!(got.into_inner().result, want);
-    wait_for_metric(&p, "secondpass_shadow_searches_total{collection=\"shadowed\"} 1").await;
+    wait_for_metric(
+        &p,
+        "secondpass_shadow_searches_total{collection=\"shadowed\"} 1",
+    )
+    .await;
 
     // explain: compact metadata, one entry per returned point, ranks from Qdrant's list
     let all = direct
@@ -230,7 +250,10 @@ async fn rest_explain_pairs_each_point_with_its_qdrant_rank() {
     let qdrant = all["result"]["points"].as_array().unwrap().clone();
     let body = json!({"query": query_vector(), "limit": 3,
                       "rerank": {"query": QUERY, "explain": true}});
-    let r = p.post("/collections/docs/points/query", &[], &body).await.json();
+    let r = p
+        .post("/collections/docs/points/query", &[], &body)
+        .await
+        .json();
     let points = &r["result"]["points"];
     let explain = r["rerank"]["explain"].as_array().expect("explain").clone();
     assert_eq!(ids(&r["rerank"]["explain"]), ids(points));
@@ -242,7 +265,10 @@ async fn rest_explain_pairs_each_point_with_its_qdrant_rank() {
     }
     // off by default; the header turns it on; a batch explains each search
     let plain = json!({"query": query_vector(), "limit": 3, "rerank": {"query": QUERY}});
-    let r = p.post("/collections/docs/points/query", &[], &plain).await.json();
+    let r = p
+        .post("/collections/docs/points/query", &[], &plain)
+        .await
+        .json();
     assert!(r["rerank"].get("explain").is_none(), "{}", r["rerank"]);
     let r = p
         .post(
