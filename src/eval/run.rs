@@ -224,6 +224,9 @@ pub async fn run(
                 max_pool: base.max_pool.max(pool).max(opts.k),
                 // every configuration scores its own candidates: no cache hits
                 cache: false,
+                // quality is measured whatever the machine: a slow rerank is reported
+                // in the latency columns, not turned into a fail-open by the budget
+                timeout: base.timeout.max(std::time::Duration::from_secs(120)),
                 ..base.clone()
             };
             // The proxy's planning: the client asks for k points, the plan widens to

@@ -35,19 +35,19 @@ pub(super) async fn live(
         .headers
         .get(header::CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes() != b"identity");
-    let shadowed = !encoded && state.shadow.sampled();
-    let (body, bytes) = if shadowed {
+    let (body, bytes) = if encoded {
+        (body, None)
+    } else {
         match to_bytes(body, max).await {
-            Ok(b) => (Body::from(b.clone()), Some(b)),
+            Ok(b) => (Body::from(without_directives(&b, ep)), Some(b)),
             Err(_) => {
                 let resp = error_response(Error::PayloadTooLarge(max), started);
                 state.record(route, &label, "error", &resp, started);
                 return resp;
             }
         }
-    } else {
-        (body, None)
     };
+    let bytes = bytes.filter(|_| state.shadow.sampled());
     let (uri, headers) = (parts.uri.clone(), parts.headers.clone());
     let resp = match state
         .upstream
@@ -75,6 +75,32 @@ pub(super) async fn live(
     }
     state.record(route, &label, "shadow", &resp, started);
     resp
+}
+
+/// The body as sent, but for secondpass's own `"rerank"` objects, which Qdrant would
+/// refuse (bodies without one go byte for byte).
+fn without_directives(bytes: &Bytes, ep: Endpoint) -> Bytes {
+    if !bytes.windows(8).any(|w| w == b"\"rerank\"") {
+        return bytes.clone();
+    }
+    let Ok(mut v) = serde_json::from_slice::<Value>(bytes) else {
+        return bytes.clone();
+    };
+    let mut removed = false;
+    if ep.is_batch() {
+        if let Some(Value::Array(searches)) = v.get_mut("searches") {
+            for s in searches.iter_mut().filter_map(Value::as_object_mut) {
+                removed |= s.remove("rerank").is_some();
+            }
+        }
+    } else if let Some(o) = v.as_object_mut() {
+        removed = o.remove("rerank").is_some();
+    }
+    if removed {
+        Bytes::from(serde_json::to_vec(&v).expect("json serializes"))
+    } else {
+        bytes.clone()
+    }
 }
 
 struct Job<'a> {
@@ -198,5 +224,27 @@ impl Job<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directives_are_removed_and_nothing_else() {
+        let plain = Bytes::from_static(b"{\"limit\": 3,  \"query\": [1]}");
+        assert_eq!(without_directives(&plain, Endpoint::Query), plain);
+        let one = Bytes::from_static(b"{\"limit\": 3, \"rerank\": {\"pool\": 5}}");
+        assert_eq!(
+            &without_directives(&one, Endpoint::Query)[..],
+            b"{\"limit\":3}"
+        );
+        let batch =
+            Bytes::from_static(b"{\"searches\": [{\"limit\": 1, \"rerank\": {}}, {\"limit\": 2}]}");
+        assert_eq!(
+            &without_directives(&batch, Endpoint::QueryBatch)[..],
+            b"{\"searches\":[{\"limit\":1},{\"limit\":2}]}"
+        );
     }
 }
