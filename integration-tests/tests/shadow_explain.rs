@@ -123,6 +123,15 @@ async fn rest_shadow_answers_byte_for_byte_and_compares_in_the_background() {
     assert_eq!(entry["qdrant_ids"], json!([1, 2]));
     assert_eq!(entry["reranked_ids"].as_array().unwrap().len(), 2);
     assert_eq!(entry["rerank_scores"].as_array().unwrap().len(), 2);
+    // secondpass's own `rerank` object is taken out (Qdrant would refuse it); the
+    // answer is still Qdrant's bytes
+    let with_directive = json!({"query": {"text": QUERY, "model": "m"}, "limit": 2,
+                                "rerank": {"pool": 3}});
+    let r = p
+        .post("/collections/docs/points/query", &[], &with_directive)
+        .await;
+    assert_eq!(&r.raw[..], ANSWER.as_bytes());
+    assert_eq!(seen.lock().unwrap()[2], body);
     // top-1 changed exactly when the logged pages start differently
     let changed = entry["qdrant_ids"][0] != entry["reranked_ids"][0];
     assert_eq!(

@@ -30,7 +30,7 @@ pub(super) async fn live(
 ) -> Response {
     let route = ep.route();
     let max = state.config().server.max_body_bytes;
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let encoded = parts
         .headers
         .get(header::CONTENT_ENCODING)
@@ -39,7 +39,13 @@ pub(super) async fn live(
         (body, None)
     } else {
         match to_bytes(body, max).await {
-            Ok(b) => (Body::from(without_directives(&b, ep)), Some(b)),
+            Ok(b) => {
+                let sent = without_directives(&b, ep);
+                if sent.len() != b.len() {
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                }
+                (Body::from(sent), Some(b))
+            }
             Err(_) => {
                 let resp = error_response(Error::PayloadTooLarge(max), started);
                 state.record(route, &label, "error", &resp, started);
