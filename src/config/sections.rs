@@ -168,14 +168,15 @@ impl AdminConfig {
     }
 }
 
-/// `[shadow]`: the background work of collections in `mode = "shadow"`.
+/// `[shadow]`: the background work of collections in `mode = "shadow"` (read at
+/// start-up).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShadowConfig {
     /// Shadow searches waiting for a worker; beyond it new ones are dropped (and
-    /// counted) so the live path never waits. Read at start-up.
+    /// counted) so the live path never waits.
     pub queue: usize,
-    /// Shadow searches run at the same time. Read at start-up.
+    /// Shadow searches run at the same time.
     pub workers: usize,
     /// Share of live searches that are shadowed (0..1).
     pub sample_rate: f64,
