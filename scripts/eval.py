@@ -74,7 +74,10 @@ def write_inputs(directory, n_queries):
 def run_eval(config, collection, qpath, rpath, extra=(), check=True):
     cmd = [str(TARGET / "secondpass"), "eval", "--config", str(config), "--collection", collection,
            "--queries", str(qpath), "--qrels", str(rpath), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, check=check)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"secondpass eval exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return proc
 
 
 def main():

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use serde_json::{json, Map, Value};
 
 use super::input::{id_text, Qrels, Query};
@@ -79,19 +79,40 @@ pub fn check_queries(queries: &[Query], qrels: &Qrels) -> InputCheck {
     }
 }
 
+/// POSTs a JSON body to Qdrant; a transport error or a 5xx is retried twice (an
+/// evaluation of many queries should not die on one hiccup), a 4xx is final.
 async fn post(state: &AppState, path: &str, body: &Value) -> Result<Value, String> {
-    let req = http::Request::post(path)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Body::from(
-            serde_json::to_vec(body).expect("json serializes"),
-        ))
-        .map_err(|e| e.to_string())?;
-    let answer = state.upstream.call(req).await.map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&answer.body);
-    if !answer.status.is_success() {
-        return Err(format!("Qdrant answered {}: {text}", answer.status));
+    let bytes = Bytes::from(serde_json::to_vec(body).expect("json serializes"));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let req = http::Request::post(path)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::from(bytes.clone()))
+            .map_err(|e| e.to_string())?;
+        let failure = match state.upstream.call(req).await {
+            Ok(answer) if answer.status.is_success() => {
+                return serde_json::from_slice(&answer.body)
+                    .map_err(|e| format!("Qdrant's answer is not JSON: {e}"))
+            }
+            Ok(answer) => {
+                let why = format!(
+                    "Qdrant answered {}: {}",
+                    answer.status,
+                    String::from_utf8_lossy(&answer.body)
+                );
+                if answer.status.is_client_error() {
+                    return Err(why);
+                }
+                why
+            }
+            Err(e) => e.to_string(),
+        };
+        if attempt >= 3 {
+            return Err(failure);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
     }
-    serde_json::from_str(&text).map_err(|e| format!("Qdrant's answer is not JSON: {e}"))
 }
 
 /// Counts judged point ids the collection does not hold (a retrieve by id).
