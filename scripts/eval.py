@@ -1,114 +1,116 @@
 #!/usr/bin/env python3
-"""End-to-end quality check on the Cranfield collection: nDCG@10 of Qdrant's own order
-(BM25, server-side, through a Document query) versus the order secondpass returns
-after reranking the top `--pool` candidates with the local cross-encoder.
+"""Cranfield through `secondpass eval`: loads the shared Cranfield collection into a
+real Qdrant with server-side BM25, writes the queries (JSONL with the Query API body
+to run) and the qrels (TREC format) for it, and runs `secondpass eval` on them.
 
-    .local/venv/bin/python scripts/eval.py [--queries N] [--pool 50] [--model-file model_int8.onnx]
-    QDRANT_URL=http://qdrant:6333 ... scripts/eval.py      # against another Qdrant
+    .local/venv/bin/python scripts/eval.py [--queries 30] [--pools 10,20,30,50] [--json] [--report r.html]
 
-It starts the real Qdrant 1.18.3 from ../shared/qdrant/bin on free ports with throw-away
-storage (unless QDRANT_URL is set) and target/debug/secondpass
-(`cargo build --workspace --bins` first), loads the corpus into a collection through
-secondpass, and runs each query twice through secondpass: with reranking turned off by
-header (`x-rerank-enabled: false`) and on. The model was fine-tuned on these queries,
-so the numbers prove the mechanics, not the model's quality (../shared/eval/README.md).
+It uses the Qdrant at QDRANT_URL, else starts the real Qdrant 1.18.3 from
+../shared/qdrant/bin for the run. Everything about the evaluation (metrics, the paired test, latency, the table) is
+`secondpass eval`'s; this script only prepares Cranfield for it. The model was
+fine-tuned on these 150 queries, so the numbers prove the mechanics, not the model's
+quality (../shared/eval/README.md).
 """
 
 import argparse
 import json
-import math
 import os
+import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration-tests" / "python"))
-from support import SHARED, base_config, real_qdrant, start_secondpass  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "integration-tests" / "python"))
+from support import SHARED, TARGET, base_config, real_qdrant  # noqa: E402
 
 EVAL = SHARED / "eval" / "cranfield-train"
 
 
-def load():
-    corpus = [json.loads(l) for l in open(EVAL / "corpus.jsonl")]
-    queries = [json.loads(l) for l in open(EVAL / "queries.jsonl")]
+def bm25_search(text):
+    """The Query API body of one Cranfield query: server-side BM25 on the sparse vector."""
+    return {"query": {"text": text, "model": "qdrant/bm25"}, "using": "bm25"}
+
+
+def load_collection(qdrant, name):
+    """(Re)creates `name` with the Cranfield corpus: payload `text`, sparse BM25 (idf)."""
+    s = requests.Session()
+    s.delete(f"{qdrant}/collections/{name}", timeout=30)
+    s.put(f"{qdrant}/collections/{name}",
+          json={"vectors": {}, "sparse_vectors": {"bm25": {"modifier": "idf"}}}, timeout=30).raise_for_status()
+    corpus = [json.loads(line) for line in open(EVAL / "corpus.jsonl")]
+    for i in range(0, len(corpus), 200):
+        points = [{"id": d["id"],
+                   "vector": {"bm25": {"text": d["title"] + " " + d["text"], "model": "qdrant/bm25"}},
+                   "payload": {"text": d["text"], "title": d["title"]}}
+                  for d in corpus[i:i + 200]]
+        s.put(f"{qdrant}/collections/{name}/points?wait=true", json={"points": points},
+              timeout=300).raise_for_status()
+
+
+def write_inputs(directory, n_queries):
+    """queries.jsonl and qrels.txt for the first `n_queries` judged queries."""
     qrels = {}
     with open(EVAL / "qrels.tsv") as f:
         next(f)
         for line in f:
             q, d, g = line.split()
-            qrels.setdefault(int(q), {})[int(d)] = int(g)
-    return corpus, queries, qrels
+            qrels.setdefault(q, []).append((d, g))
+    queries = [json.loads(line) for line in open(EVAL / "queries.jsonl")]
+    queries = [q for q in queries if str(q["id"]) in qrels][:n_queries]
+    qpath, rpath = Path(directory) / "queries.jsonl", Path(directory) / "qrels.txt"
+    with open(qpath, "w") as out:
+        for q in queries:
+            out.write(json.dumps({"id": q["id"], "text": q["text"], "search": bm25_search(q["text"])}) + "\n")
+    with open(rpath, "w") as out:
+        for q in queries:
+            for d, g in qrels[str(q["id"])]:
+                out.write(f"{q['id']} 0 {d} {g}\n")
+    return qpath, rpath, queries
 
 
-def ndcg10(ranked, gains):
-    dcg = sum((2 ** gains.get(d, 0) - 1) / math.log2(i + 2) for i, d in enumerate(ranked[:10]))
-    ideal = sorted(gains.values(), reverse=True)[:10]
-    idcg = sum((2 ** g - 1) / math.log2(i + 2) for i, g in enumerate(ideal))
-    return dcg / idcg if idcg else 0.0
-
-
-def run(queries_n, pool, model_file, out=sys.stdout):
-    """Against QDRANT_URL, else a real Qdrant started for the run (support.real_qdrant)."""
-    with real_qdrant() as (upstream, _grpc):
-        return run_against(upstream, queries_n, pool, model_file, out)
-
-
-def run_against(upstream, queries_n, pool, model_file, out=sys.stdout):
-    corpus, queries, qrels = load()
-    queries = [q for q in queries if q["id"] in qrels][:queries_n]
-    procs = []
-    # unique: tests sharing one server run this too
-    coll = f"cranfield_eval_{os.getpid()}_{time.monotonic_ns()}"
-    extra = f'model_file = "{model_file}"\n' if model_file else ""
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = Path(tmp) / "secondpass.toml"
-        cfg.write_text(base_config(upstream) + extra + f"[collections.{coll}]\nenabled = true\npool = {pool}\n")
-        proc, addrs = start_secondpass(cfg)
-        procs.append(proc)
-        base = f"http://{addrs['rest']}/collections/{coll}"
-        try:
-            s = requests.Session()
-            s.put(base, json={"vectors": {"dense": {"size": 4, "distance": "Cosine"}},
-                              "sparse_vectors": {"bm25": {"modifier": "idf"}}}, timeout=30).raise_for_status()
-            for i in range(0, len(corpus), 200):
-                points = [{"id": d["id"],
-                           "vector": {"dense": [1.0, 0.0, 0.0, 0.0],
-                                      "bm25": {"text": d["title"] + " " + d["text"], "model": "qdrant/bm25"}},
-                           "payload": {"text": d["text"], "title": d["title"]}}
-                          for d in corpus[i:i + 200]]
-                s.put(f"{base}/points?wait=true", json={"points": points}, timeout=120).raise_for_status()
-            scores = {"qdrant": [], "reranked": []}
-            started = time.monotonic()
-            for q in queries:
-                body = {"query": {"text": q["text"], "model": "qdrant/bm25"}, "using": "bm25", "limit": 10}
-                for name, headers in [("qdrant", {"x-rerank-enabled": "false"}), ("reranked", {})]:
-                    r = s.post(f"{base}/points/query", json=body, headers=headers, timeout=120)
-                    r.raise_for_status()
-                    ranked = [p["id"] for p in r.json()["result"]["points"]]
-                    scores[name].append(ndcg10(ranked, qrels[q["id"]]))
-            took = time.monotonic() - started
-            s.delete(base, timeout=30)
-        finally:
-            for p in procs:
-                p.terminate()
-                p.wait(timeout=30)
-    result = {k: sum(v) / len(v) for k, v in scores.items()}
-    print(f"Cranfield, {len(queries)} queries, pool {pool}, model {model_file or 'model.onnx'}: "
-          f"nDCG@10 Qdrant BM25 {result['qdrant']:.3f} -> reranked {result['reranked']:.3f} "
-          f"({took:.1f} s for {2 * len(queries)} searches)", file=out)
-    return result
+def run_eval(config, collection, qpath, rpath, extra=(), check=True):
+    cmd = [str(TARGET / "secondpass"), "eval", "--config", str(config), "--collection", collection,
+           "--queries", str(qpath), "--qrels", str(rpath), *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"secondpass eval exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return proc
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--queries", type=int, default=150)
-    ap.add_argument("--pool", type=int, default=50)
+    ap.add_argument("--queries", type=int, default=30)
+    ap.add_argument("--pools", default="10,20,30,50")
+    ap.add_argument("--k", default="10")
     ap.add_argument("--model-file", default=None, help="e.g. model_int8.onnx")
+    ap.add_argument("--collection", default="cranfield")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--report", default=None, help="HTML report file")
+    ap.add_argument("--keep-files", default=None, help="directory to keep queries.jsonl, qrels.txt, config")
     a = ap.parse_args()
-    run(a.queries, a.pool, a.model_file)
+    # QDRANT_URL when set, else the real Qdrant 1.18.3 started for this run
+    with real_qdrant() as (qdrant, _grpc):
+        sys.exit(evaluate(a, qdrant))
+
+
+def evaluate(a, qdrant):
+    load_collection(qdrant, a.collection)
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(a.keep_files or tmp)
+        directory.mkdir(parents=True, exist_ok=True)
+        qpath, rpath, _ = write_inputs(directory, a.queries)
+        config = directory / "secondpass.toml"
+        extra_model = f'model_file = "{a.model_file}"\n' if a.model_file else ""
+        config.write_text(base_config(qdrant) + extra_model)
+        extra = ["--pools", a.pools, "--k", a.k] + (["--json"] if a.json else [])
+        extra += ["--report", a.report] if a.report else []
+        proc = subprocess.run([str(TARGET / "secondpass"), "eval", "--config", str(config),
+                               "--collection", a.collection, "--queries", str(qpath),
+                               "--qrels", str(rpath), *extra])
+        return proc.returncode
 
 
 if __name__ == "__main__":

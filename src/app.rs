@@ -32,6 +32,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Set once shutdown begins: `/readyz` answers 503.
     pub draining: AtomicBool,
+    /// Background reranking of collections in shadow mode.
+    pub shadow: crate::shadow::Shadow,
 }
 
 impl AppState {
@@ -55,6 +57,7 @@ impl AppState {
                 crate::rerank::chain::Chain::new(registry, &config, metrics.clone()),
                 metrics.clone(),
             ),
+            shadow: crate::shadow::Shadow::new(&config.shadow, &metrics),
             metrics,
             config: RwLock::new(Arc::new(config)),
             config_path: None,

@@ -9,11 +9,13 @@ pub mod config;
 pub mod deadline;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod http_client;
 pub mod metrics;
 pub mod plan;
 pub mod reload;
 pub mod rerank;
+pub mod shadow;
 pub mod transport;
 
 pub use app::{AppState, Server};

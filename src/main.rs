@@ -25,6 +25,8 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Judge Qdrant's order and reranked orders against relevance judgements (qrels).
+    Eval(secondpass::eval::Args),
 }
 
 fn init_logging(cfg: &Config) {
@@ -40,7 +42,18 @@ fn init_logging(cfg: &Config) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (Command::Serve { config } | Command::CheckConfig { config }) = &cli.command;
+    let config = match &cli.command {
+        Command::Serve { config } | Command::CheckConfig { config } => config,
+        Command::Eval(args) => {
+            return match secondpass::eval::main(args.clone()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(f) => {
+                    eprintln!("secondpass eval: {}", f.message);
+                    ExitCode::from(f.code)
+                }
+            };
+        }
+    };
     // Validated before anything is bound or loaded.
     let cfg = match Config::load(config.as_deref()) {
         Ok(c) => c,

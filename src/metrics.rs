@@ -236,6 +236,11 @@ impl Metrics {
         }
     }
 
+    /// Registers a family kept by another module (e.g. shadow mode's).
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) {
+        self.registry.register(c).expect("unique metric");
+    }
+
     /// Replaces the collections that get their own label value.
     pub fn set_known(&self, collections: &[String]) {
         *self.known.write().unwrap_or_else(|e| e.into_inner()) =

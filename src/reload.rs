@@ -136,6 +136,7 @@ fn merge(old: CollectionOverrides, change: CollectionOverrides) -> CollectionOve
     }
     pick!(
         enabled,
+        mode,
         text_field,
         pool,
         max_pool,

@@ -66,11 +66,33 @@ pub enum OnFailure {
 /// tokens, more than any rerank model reads of a query.
 pub const DEFAULT_MAX_QUERY_BYTES: usize = 16 * 1024;
 
+/// What an enabled collection does with its searches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Rerank and answer with the reranked order.
+    #[default]
+    Rerank,
+    /// Answer with Qdrant's answer unchanged; rerank in the background and record
+    /// what would have changed.
+    Shadow,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Rerank => "rerank",
+            Mode::Shadow => "shadow",
+        }
+    }
+}
+
 /// A collection section as written: every key optional, inherited from `default`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionOverrides {
     pub enabled: Option<bool>,
+    pub mode: Option<Mode>,
     pub text_field: Option<String>,
     pub pool: Option<usize>,
     pub max_pool: Option<usize>,
@@ -98,6 +120,8 @@ pub struct CollectionOverrides {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectionSettings {
     pub enabled: bool,
+    /// With `enabled`: rerank live, or only in the background (shadow).
+    pub mode: Mode,
     /// Payload key holding the document text; dots go into nested objects.
     pub text_field: String,
     /// Candidates asked of Qdrant when the request names no pool.
@@ -140,6 +164,7 @@ impl Default for CollectionSettings {
     fn default() -> Self {
         Self {
             enabled: false,
+            mode: Mode::Rerank,
             text_field: "text".into(),
             pool: 100,
             max_pool: 200,
@@ -225,6 +250,7 @@ impl CollectionSettings {
         }
         take!(
             enabled,
+            mode,
             text_field,
             pool,
             max_pool,

@@ -65,6 +65,8 @@ pub struct Config {
     pub cache: CacheConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub shadow: ShadowConfig,
 }
 
 impl Config {
@@ -274,6 +276,21 @@ impl Config {
         self.admin
             .token()
             .map_err(|e| invalid("admin.token_file", e))?;
+        let sh = &self.shadow;
+        if sh.queue == 0 || sh.workers == 0 {
+            return Err(invalid(
+                "shadow",
+                "queue and workers must be greater than 0",
+            ));
+        }
+        for (key, v) in [
+            ("shadow.sample_rate", sh.sample_rate),
+            ("shadow.log_rate", sh.log_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(invalid(key, "must be between 0 and 1"));
+            }
+        }
         for (name, over) in &self.collections {
             self.check_collection(name, &self.collection(name), over)?;
         }

@@ -178,3 +178,34 @@ impl AdminConfig {
             .filter(|t| !t.is_empty()))
     }
 }
+
+/// `[shadow]`: the background work of collections in `mode = "shadow"` (read at
+/// start-up).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShadowConfig {
+    /// Shadow searches waiting for a worker; beyond it new ones are dropped (and
+    /// counted) so the live path never waits.
+    pub queue: usize,
+    /// Shadow searches run at the same time.
+    pub workers: usize,
+    /// Share of live searches that are shadowed (0..1).
+    pub sample_rate: f64,
+    /// JSONL file of (query, Qdrant's ids, reranked ids, scores) for
+    /// `secondpass eval --shadow-log`; none: no log.
+    pub log_file: Option<PathBuf>,
+    /// Share of shadowed searches written to `log_file` (0..1).
+    pub log_rate: f64,
+}
+
+impl Default for ShadowConfig {
+    fn default() -> Self {
+        Self {
+            queue: 64,
+            workers: 1,
+            sample_rate: 1.0,
+            log_file: None,
+            log_rate: 1.0,
+        }
+    }
+}

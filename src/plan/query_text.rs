@@ -14,8 +14,11 @@ pub struct Directive {
     pub score_threshold: Option<f32>,
     /// A reranker the collection allows (`allowed_rerankers`) instead of its own.
     pub reranker: Option<String>,
+    /// Report each returned point's Qdrant rank and score next to its rerank score.
+    pub explain: Option<bool>,
 }
 
+pub const EXPLAIN_HEADER: &str = "x-rerank-explain";
 pub const ENABLED_HEADER: &str = "x-rerank-enabled";
 pub const POOL_HEADER: &str = "x-rerank-pool";
 pub const THRESHOLD_HEADER: &str = "x-rerank-score-threshold";
@@ -45,6 +48,7 @@ impl Directive {
             pool: parse(POOL_HEADER, get(POOL_HEADER))?,
             score_threshold: parse(THRESHOLD_HEADER, get(THRESHOLD_HEADER))?,
             reranker: parse(RERANKER_HEADER, get(RERANKER_HEADER))?,
+            explain: parse(EXPLAIN_HEADER, get(EXPLAIN_HEADER))?,
         };
         Ok((d != Directive::default()).then_some(d))
     }
@@ -60,6 +64,7 @@ impl Directive {
                 pool: s.pool.or(g.pool),
                 score_threshold: s.score_threshold.or(g.score_threshold),
                 reranker: s.reranker.or_else(|| g.reranker.clone()),
+                explain: s.explain.or(g.explain),
             }),
         }
     }
@@ -183,7 +188,11 @@ mod tests {
 
     #[test]
     fn header_directives_parse_and_merge() {
-        let headers = [("x-rerank-enabled", "false"), ("x-rerank-pool", "40")];
+        let headers = [
+            ("x-rerank-enabled", "false"),
+            ("x-rerank-pool", "40"),
+            ("x-rerank-explain", "true"),
+        ];
         let get = |n: &str| {
             headers
                 .iter()
@@ -193,6 +202,7 @@ mod tests {
         let h = Directive::from_headers(get).unwrap().unwrap();
         assert_eq!(h.enabled, Some(false));
         assert_eq!(h.pool, Some(40));
+        assert_eq!(h.explain, Some(true));
         let body = Directive {
             enabled: Some(true),
             ..Default::default()

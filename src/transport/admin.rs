@@ -111,6 +111,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 fn settings_json(s: &CollectionSettings) -> Value {
     json!({
         "enabled": s.enabled,
+        "mode": s.mode.as_str(),
         "text_field": s.text_field,
         "pool": s.pool,
         "max_pool": s.max_pool,

@@ -5,8 +5,10 @@
 
 pub mod answer;
 pub mod convert;
+pub mod explain;
 pub mod frame;
 pub mod points;
+pub mod shadow;
 pub mod wire;
 
 use std::sync::Arc;
@@ -122,6 +124,87 @@ fn metadata(headers: &HeaderMap) -> Result<(Option<String>, Option<Directive>), 
 struct Planned {
     decision: Decision,
     restore: Restore,
+    explain: bool,
+}
+
+/// Plans every search of a request: what to do with it and, for the ones to rerank,
+/// the edit that widens it on the wire (shared by the live path and shadow mode).
+fn plan_items<M: Method>(
+    request: &M::Req,
+    settings: &crate::config::CollectionSettings,
+    header_query: Option<String>,
+    directive: Option<&Directive>,
+) -> (Vec<Planned>, Vec<Option<wire::Edit>>) {
+    let mut planned = Vec::new();
+    let mut edits = Vec::new();
+    for item in M::items(request) {
+        let query = header_query.clone().or_else(|| item.document_text());
+        let mut decision = decide(SearchInput {
+            settings,
+            query: query.as_deref(),
+            directive,
+            shape: item.shape(),
+        });
+        let mut restore = Restore::Keep;
+        let mut edit = None;
+        if let Decision::Rerank(plan) = &decision {
+            let current = convert::selector_to_json(item.selector());
+            match rewrite_all(current.as_ref(), &settings.text_source().paths())
+                .and_then(|rw| Some((convert::selector_from_json(&rw.selector)?, rw.restore)))
+            {
+                Some((selector, r)) => {
+                    edit = Some(<M::Item as SearchItem>::widen(plan.cut.fetch(), &selector));
+                    restore = r;
+                }
+                None => decision = Decision::Skip("with_payload not understood".into()),
+            }
+        }
+        planned.push(Planned {
+            decision,
+            restore,
+            explain: directive.and_then(|d| d.explain) == Some(true),
+        });
+        edits.push(edit);
+    }
+    (planned, edits)
+}
+
+/// The request message with every planned edit applied to its bytes.
+fn patch<M: Method>(
+    message: &[u8],
+    edits: Vec<Option<wire::Edit>>,
+) -> Result<Vec<u8>, wire::WireError> {
+    match M::ITEMS {
+        None => edits
+            .into_iter()
+            .next()
+            .flatten()
+            .unwrap_or_default()
+            .apply(message),
+        Some(field) => wire::Edit::new().each(field, edits).apply(message),
+    }
+}
+
+/// One search's explain line: its hits put in `order` on a copy, next to Qdrant's.
+fn explain_line(hits: &Hits<'_>, order: &Order<'_>, outcome: &Outcome) -> String {
+    if matches!(order, Order::Keep) {
+        return String::new();
+    }
+    let before = explain::snapshot(hits);
+    match hits {
+        Hits::Points(points) => {
+            let mut copy = (**points).clone();
+            let mut h = Hits::Points(&mut copy);
+            apply(&mut h, order);
+            explain::line(&h, &before, outcome)
+        }
+        Hits::Groups(groups) => {
+            let mut copy = (**groups).clone();
+            let mut h = Hits::Groups(&mut copy);
+            apply(&mut h, order);
+            explain::line(&h, &before, outcome)
+        }
+    }
 }
 
 async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
@@ -165,6 +248,12 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
     let collection = M::collection(&request).to_string();
     let label = state.metrics.collection_label(&collection).to_string();
     let settings = state.collection(&collection);
+    if settings.enabled && settings.mode == crate::config::Mode::Shadow {
+        return shadow::live::<M>(
+            state, collection, label, settings, parts, bytes, request, started,
+        )
+        .await;
+    }
     if !settings.enabled {
         return forward_as_is(
             &state,
@@ -192,33 +281,7 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
             return resp;
         }
     };
-    let mut planned = Vec::new();
-    let mut edits = Vec::new();
-    for item in M::items(&request) {
-        let query = header_query.clone().or_else(|| item.document_text());
-        let mut decision = decide(SearchInput {
-            settings: &settings,
-            query: query.as_deref(),
-            directive: directive.as_ref(),
-            shape: item.shape(),
-        });
-        let mut restore = Restore::Keep;
-        let mut edit = None;
-        if let Decision::Rerank(plan) = &decision {
-            let current = convert::selector_to_json(item.selector());
-            match rewrite_all(current.as_ref(), &settings.text_source().paths())
-                .and_then(|rw| Some((convert::selector_from_json(&rw.selector)?, rw.restore)))
-            {
-                Some((selector, r)) => {
-                    edit = Some(<M::Item as SearchItem>::widen(plan.cut.fetch(), &selector));
-                    restore = r;
-                }
-                None => decision = Decision::Skip("with_payload not understood".into()),
-            }
-        }
-        planned.push(Planned { decision, restore });
-        edits.push(edit);
-    }
+    let (planned, edits) = plan_items::<M>(&request, &settings, header_query, directive.as_ref());
     if !planned
         .iter()
         .any(|p| matches!(p.decision, Decision::Rerank(_)))
@@ -231,15 +294,7 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
     }
     // Only the fields we must change are rewritten, on the client's own bytes: fields
     // newer than our stubs reach Qdrant as sent.
-    let patched = match M::ITEMS {
-        None => edits
-            .into_iter()
-            .next()
-            .flatten()
-            .unwrap_or_default()
-            .apply(&message),
-        Some(field) => wire::Edit::new().each(field, edits).apply(&message),
-    };
+    let patched = patch::<M>(&message, edits);
     let widened = match patched {
         Ok(w) => w,
         // prost read it, so this does not happen; if it did, Qdrant still answers.
@@ -263,6 +318,7 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         query_text::ENABLED_HEADER,
         query_text::POOL_HEADER,
         query_text::THRESHOLD_HEADER,
+        query_text::EXPLAIN_HEADER,
         "grpc-encoding",
         "content-length",
     ] {
@@ -425,19 +481,24 @@ impl Rewrite<'_> {
             .rerank_request(self.collection, self.settings, &decisions, texts)
             .await?;
         let mut orders = Vec::with_capacity(planned.len());
+        let mut explained = Vec::new();
         for ((p, hits), (outcome, group_sizes)) in planned
             .iter()
             .zip(answers.iter())
             .zip(outcomes.iter().zip(&sizes))
         {
-            orders.push(match &p.decision {
+            let order = match &p.decision {
                 Decision::Rerank(plan) => {
                     let (order, moved) = ranking(hits, plan, outcome, &p.restore, group_sizes);
                     engine.record_displacement(self.collection, moved);
                     order
                 }
                 _ => Order::Keep,
-            });
+            };
+            if p.explain {
+                explained.push(explain_line(hits, &order, outcome));
+            }
+            orders.push(order);
         }
         let time = self.started.elapsed().as_secs_f64();
         // On Qdrant's bytes, so that fields newer than our stubs reach the client.
@@ -459,6 +520,11 @@ impl Rewrite<'_> {
             headers.remove(h);
         }
         marker(&mut headers, &outcomes, status, rerank_time);
+        if explained.iter().any(|e| !e.is_empty()) {
+            if let Ok(v) = HeaderValue::from_str(&explained.join(";")) {
+                headers.insert(explain::HEADER, v);
+            }
+        }
         let trailers = upstream.trailers;
         Ok((
             frame::response(headers, frame::encode(&body), trailers),

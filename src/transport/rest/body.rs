@@ -122,6 +122,8 @@ impl Endpoint {
 pub struct Planned {
     pub decision: Decision,
     pub restore: Restore,
+    /// The client asked for `"rerank": {"explain": true}` (or the header).
+    pub explain: bool,
 }
 
 #[derive(Debug)]
@@ -193,6 +195,7 @@ pub fn prepare(
         let directive = Directive::merge(header_directive, directive);
         crate::plan::check_reranker(settings, directive.as_ref())
             .map_err(PrepareError::BadRequest)?;
+        let explain = directive.as_ref().and_then(|d| d.explain) == Some(true);
         let query = pick(header_query, directive.as_ref(), search);
         let mut decision = decide(SearchInput {
             settings,
@@ -218,7 +221,11 @@ pub fn prepare(
                 }
             }
         }
-        searches.push(Planned { decision, restore });
+        searches.push(Planned {
+            decision,
+            restore,
+            explain,
+        });
     }
     Ok(Prepared {
         body,
@@ -231,7 +238,7 @@ pub fn prepare(
 
 /// The answer for search `i` of this endpoint: the point list, or for groups the
 /// group list.
-fn answer_mut(result: &mut Value, ep: Endpoint, i: usize) -> Option<&mut Vec<Value>> {
+pub(crate) fn answer_mut(result: &mut Value, ep: Endpoint, i: usize) -> Option<&mut Vec<Value>> {
     let one = if ep.is_batch() {
         result.get_mut(i)?
     } else if i == 0 {

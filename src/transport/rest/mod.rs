@@ -2,6 +2,8 @@
 
 pub mod body;
 pub mod encoding;
+pub mod explain;
+mod shadow;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -93,6 +95,9 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
     let route = ep.route();
     let label = state.metrics.collection_label(&collection).to_string();
     let settings = state.collection(&collection);
+    if settings.enabled && settings.mode == crate::config::Mode::Shadow {
+        return shadow::live(state, ep, collection, label, settings, req, started).await;
+    }
     if !settings.enabled {
         let resp = match state.upstream.forward(req).await {
             Ok(r) => with_status(r, RerankStatus::Disabled),
@@ -212,6 +217,7 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
         query_text::ENABLED_HEADER,
         query_text::POOL_HEADER,
         query_text::THRESHOLD_HEADER,
+        query_text::EXPLAIN_HEADER,
     ] {
         parts.headers.remove(h);
     }
@@ -368,8 +374,12 @@ impl Rewrite<'_> {
         let (outcomes, rerank_time) = engine
             .rerank_request(self.collection, self.settings, &decisions, texts)
             .await?;
+        let mut explained = vec![None; outcomes.len()];
         for (i, (planned, outcome)) in prepared.searches.iter().zip(&outcomes).enumerate() {
             if let Decision::Rerank(plan) = &planned.decision {
+                let before = planned
+                    .explain
+                    .then(|| explain::snapshot(result, self.ep, i));
                 let moved = apply(
                     result,
                     self.ep,
@@ -380,13 +390,16 @@ impl Rewrite<'_> {
                     &group_sizes[i],
                 );
                 engine.record_displacement(self.collection, moved);
+                explained[i] = before.map(|b| explain::entries(result, self.ep, i, &b, outcome));
             }
         }
         let status = RerankStatus::combine(outcomes.iter().map(|o| o.status));
         let model = outcomes.iter().find_map(|o| o.model.clone());
         if let Some(obj) = answer.as_object_mut() {
             obj.insert("time".into(), json!(self.started.elapsed().as_secs_f64()));
-            obj.insert("rerank".into(), marker(&outcomes, self.ep, rerank_time));
+            let mut m = marker(&outcomes, self.ep, rerank_time);
+            add_explain(&mut m, self.ep, explained);
+            obj.insert("rerank".into(), m);
         }
         let body = serde_json::to_vec(&answer).expect("json serializes");
         let body = encoding::finish(&mut headers, body, self.coding);
@@ -405,6 +418,22 @@ impl Rewrite<'_> {
         let mut resp = (StatusCode::OK, body).into_response();
         *resp.headers_mut() = headers;
         Ok((resp, status))
+    }
+}
+
+/// Puts explain entries into the `rerank` object: `explain` for one search, each
+/// search's `explain` under `searches` for a batch.
+fn add_explain(marker: &mut Value, ep: Endpoint, explained: Vec<Option<Value>>) {
+    for (i, e) in explained.into_iter().enumerate() {
+        let Some(e) = e else { continue };
+        let target = if ep.is_batch() {
+            marker.get_mut("searches").and_then(|s| s.get_mut(i))
+        } else {
+            Some(&mut *marker)
+        };
+        if let Some(Value::Object(o)) = target {
+            o.insert("explain".into(), e);
+        }
     }
 }
 
