@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod config;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod http_client;

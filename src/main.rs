@@ -25,6 +25,12 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Load every local reranker on its device and score one batch: prints the
+    /// execution provider, device, model, scores and times; exits 1 when one fails.
+    Doctor {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn init_logging(cfg: &Config) {
@@ -40,7 +46,8 @@ fn init_logging(cfg: &Config) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (Command::Serve { config } | Command::CheckConfig { config }) = &cli.command;
+    let (Command::Serve { config } | Command::CheckConfig { config } | Command::Doctor { config }) =
+        &cli.command;
     // Validated before anything is bound or loaded.
     let cfg = match Config::load(config.as_deref()) {
         Ok(c) => c,
@@ -55,6 +62,9 @@ fn main() -> ExitCode {
             println!("collection {name}: {:?}", cfg.collection(name));
         }
         return ExitCode::SUCCESS;
+    }
+    if let Command::Doctor { .. } = cli.command {
+        return doctor(&cfg);
     }
     init_logging(&cfg);
     let rt = match tokio::runtime::Runtime::new() {
@@ -97,4 +107,26 @@ fn main() -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+fn doctor(cfg: &Config) -> ExitCode {
+    if cfg.rerankers.is_empty() {
+        eprintln!("secondpass doctor: no rerankers configured");
+        return ExitCode::FAILURE;
+    }
+    let mut failed = 0;
+    for check in secondpass::doctor::run(cfg) {
+        match check.outcome {
+            Ok(line) => println!("reranker {}: {line}", check.reranker),
+            Err(e) => {
+                failed += 1;
+                eprintln!("reranker {}: FAILED: {e}", check.reranker);
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("secondpass doctor: {failed} reranker(s) cannot serve");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
