@@ -38,7 +38,7 @@ fail() { echo "!!! FAILED: $*"; failed+=("$*"); }
 started=$(date +%s)
 
 if [[ $mode == gpu ]]; then
-  device=cuda:0
+  device=cuda:0 callers=4
   seconds="${BENCH_SECONDS:-4}"
   lengths=(128 256); batches=(16 64 256 1024); ab_batch=256; io_flip=off
   lat_seconds="${LATENCY_SECONDS:-8}"; concurrency=1,8,32; sustained=32; pool=100; docs=400
@@ -53,10 +53,10 @@ if [[ $mode == gpu ]]; then
   torch_model="$payload/torch"
   eval_root="$payload"
 else
-  device=cpu
+  device=cpu callers=2
   seconds="${BENCH_SECONDS:-1}"
-  lengths=(128); batches=(4 16); ab_batch=16; io_flip=on
-  lat_seconds="${LATENCY_SECONDS:-2}"; concurrency=1,2; sustained=2; pool=8; docs=40
+  lengths=(128); batches=(2 4); ab_batch=4; io_flip=on
+  lat_seconds="${LATENCY_SECONDS:-1}"; concurrency=1,2; sustained=2; pool=4; docs=20
   torch_seconds=1; torch_device=cpu
   export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$PWD/.local/onnxruntime/lib/libonnxruntime.so}"
   shared="${SECONDPASS_SHARED_DIR:-$PWD/../shared}"
@@ -118,11 +118,11 @@ for len in "${lengths[@]}"; do
   for b in "${batches[@]}"; do
     # Four callers of `b` pairs each: every batch holds `b` rows, and the next request
     # is tokenized while one runs.
-    bench --max-len "$len" --batch "$b" --max-batch-tokens $((b * len)) --callers 4 --pairs "$b"
+    bench --max-len "$len" --batch "$b" --max-batch-tokens $((b * len)) --callers "$callers" --pairs "$b"
   done
   # What IO binding (the device's default flipped) and the tokenizer stage give.
-  bench --max-len "$len" --batch "$ab_batch" --max-batch-tokens $((ab_batch * len)) --callers 4 --pairs "$ab_batch" --io-binding "$io_flip"
-  bench --max-len "$len" --batch "$ab_batch" --max-batch-tokens $((ab_batch * len)) --callers 4 --pairs "$ab_batch" --tokenizer-threads 0
+  bench --max-len "$len" --batch "$ab_batch" --max-batch-tokens $((ab_batch * len)) --callers "$callers" --pairs "$ab_batch" --io-binding "$io_flip"
+  bench --max-len "$len" --batch "$ab_batch" --max-batch-tokens $((ab_batch * len)) --callers "$callers" --pairs "$ab_batch" --tokenizer-threads 0
 done
 
 step "PyTorch (same weights, same text)"

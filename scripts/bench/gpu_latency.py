@@ -81,7 +81,7 @@ url = "{upstream}"
 grpc_url = "http://127.0.0.1:1"
 [log]
 level = "info"
-format = "text"
+format = "json"
 [admin]
 token_env = "SECONDPASS_GPU_CHECK_TOKEN"
 [rerank_api]
@@ -167,19 +167,31 @@ def main():
             f.write(config(direct, a, a.runtime))
             cfg = f.name
         env = dict(os.environ, SECONDPASS_GPU_CHECK_TOKEN=TOKEN, RUST_LOG="info")
-        log = open(a.log, "w") if a.log else subprocess.DEVNULL
+        log = open(a.log, "w") if a.log else None
         started = time.perf_counter()
+        # The server logs to stdout: everything goes to the log file, and the
+        # "listening" line tells where it is.
         proxy = subprocess.Popen([str(bins / "secondpass"), "serve", "--config", cfg], stdout=subprocess.PIPE,
-                                 stderr=log, text=True, env=env)
+                                 stderr=subprocess.STDOUT, text=True, env=env)
         procs.append(proxy)
-        for line in proxy.stdout:
-            if line.startswith("secondpass listening"):
-                break
-        else:
-            sys.exit(f"secondpass exited before listening (code {proxy.wait()}); see {a.log}")
+        import queue
         import threading
 
-        threading.Thread(target=lambda: [None for _ in proxy.stdout], daemon=True).start()
+        listening = queue.Queue()
+
+        def drain():
+            for out_line in proxy.stdout:
+                if log:
+                    log.write(out_line)
+                    log.flush()
+                if out_line.startswith("secondpass listening"):
+                    listening.put(out_line)
+            listening.put(None)
+
+        threading.Thread(target=drain, daemon=True).start()
+        line = listening.get(timeout=600)
+        if line is None:
+            sys.exit(f"secondpass exited before listening (code {proxy.wait()}); see {a.log}")
         addrs = dict(kv.split("=", 1) for kv in line.split()[2:])
         rest, admin = f"http://{addrs['rest']}", f"http://{addrs['admin']}"
         print(f"# secondpass up in {time.perf_counter() - started:.1f} s; double {direct}; {len(docs)} documents "
@@ -218,7 +230,7 @@ def main():
             url = f"{rest}/collections/docs{length}/points/query"
 
             def body(k, n):
-                return {"query": [rng.uniform(-1, 1) for _ in range(DIM)], "limit": 10, "with_payload": ["title"],
+                return {"query": [rng.uniform(-1, 1) for _ in range(DIM)], "limit": min(10, a.pool), "with_payload": ["title"],
                         "rerank": {"query": queries[(k * 7 + n) % len(queries)], "pool": a.pool}}
 
             def check(resp):

@@ -57,7 +57,11 @@ def main():
     dev = torch.device(a.device)
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
     tok = AutoTokenizer.from_pretrained(a.model)
-    model = AutoModelForSequenceClassification.from_pretrained(a.model, torch_dtype=dtype).to(dev).eval()
+    try:  # transformers 5 names it dtype; 4.x torch_dtype
+        model = AutoModelForSequenceClassification.from_pretrained(a.model, dtype=dtype)
+    except TypeError:
+        model = AutoModelForSequenceClassification.from_pretrained(a.model, torch_dtype=dtype)
+    model = model.to(dev).eval()
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     print(f"# torch {torch.__version__}, {name}, dtype {dtype}, attention {model.config._attn_implementation}", flush=True)
     batches = [int(b) for b in a.batches.split(",")]
