@@ -14,7 +14,7 @@
 //! (intra-op per worker; 0: ONNX Runtime's choice, or cores / workers), `--callers N` (8) and `--pairs N`
 //! (20 per request; `single` uses one caller and 32), `--batching cross|per`,
 //! `--device cpu|cuda[:N]`, `--io-binding on|off` (default: the device's),
-//! `--tokenizer-threads N` (1; 0 tokenizes on the inference thread).
+//! `--tokenizer-threads N` (default: the device's, 1 on cuda, 0 on cpu).
 //!
 //! Uses the shared model (`../shared/models/cranfield-minilm-l6-ce`, or
 //! `SECONDPASS_SHARED_DIR`; `SECONDPASS_BENCH_MODEL_DIR` points at another model
@@ -45,7 +45,7 @@ struct Args {
     batching: Batching,
     device: String,
     io_binding: Option<bool>,
-    tokenizer_threads: usize,
+    tokenizer_threads: Option<usize>,
 }
 
 fn args() -> Args {
@@ -63,7 +63,7 @@ fn args() -> Args {
         batching: Batching::CrossRequest,
         device: "cpu".into(),
         io_binding: None,
-        tokenizer_threads: 1,
+        tokenizer_threads: None,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -82,7 +82,7 @@ fn args() -> Args {
             "--callers" => a.callers = n(),
             "--pairs" => a.pairs = Some(n()),
             "--device" => a.device = val.clone(),
-            "--tokenizer-threads" => a.tokenizer_threads = n(),
+            "--tokenizer-threads" => a.tokenizer_threads = Some(n()),
             "--io-binding" => {
                 a.io_binding = match val.as_str() {
                     "on" => Some(true),
@@ -246,7 +246,7 @@ async fn measure(a: &Args, callers: usize, pairs: usize) {
             Batching::PerRequest => "per",
         },
         r.execution.io_binding,
-        a.tokenizer_threads,
+        r.execution.tokenizer_threads,
         callers,
         pairs,
         (pairs * times.len()) as f64 / elapsed,

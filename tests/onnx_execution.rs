@@ -21,7 +21,7 @@ fn config(io_binding: bool, tokenizer_threads: usize, workers: usize) -> OnnxCon
         intra_threads: 1,
         workers,
         io_binding: Some(io_binding),
-        tokenizer_threads,
+        tokenizer_threads: Some(tokenizer_threads),
         ..OnnxConfig::new(shared().join("models/cranfield-minilm-l6-ce"))
     }
 }

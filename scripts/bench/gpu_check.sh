@@ -4,7 +4,8 @@
 #   1. secondpass doctor: the CUDA provider, the fp16 model, one batch;
 #   2. secondpass pairs/s (rerank_throughput bench: queue, tokenizer stage, batching,
 #      ONNX Runtime CUDA, fp16 model) at batch 16, 64, 256, 1024 and 128 / 256 tokens,
-#      plus batch 256 with IO binding off and with tokenizing on the inference thread;
+#      plus batch 256 with IO binding off and with tokenizing on the inference thread
+#      (the device's defaults flipped, one at a time);
 #   3. PyTorch fp16 eager (and torch.compile where it builds) on the same weights, the
 #      same text, the same card (scripts/bench/torch_gpu.py);
 #   4. through the binary (scripts/bench/gpu_latency.py): /admin/status's execution
@@ -40,7 +41,7 @@ started=$(date +%s)
 if [[ $mode == gpu ]]; then
   device=cuda:0 callers=4
   seconds="${BENCH_SECONDS:-4}"
-  lengths=(128 256); batches=(16 64 256 1024); ab_batch=256; io_flip=off
+  lengths=(128 256); batches=(16 64 256 1024); ab_batch=256; io_flip=off; tok_flip=0
   lat_seconds="${LATENCY_SECONDS:-8}"; concurrency=1,8,32; sustained=32; pool=100; docs=400
   torch_seconds=3; torch_device=cuda
   if [[ -z "${GPU_PAYLOAD:-}" ]]; then
@@ -55,7 +56,7 @@ if [[ $mode == gpu ]]; then
 else
   device=cpu callers=2
   seconds="${BENCH_SECONDS:-1}"
-  lengths=(128); batches=(2 4); ab_batch=4; io_flip=on
+  lengths=(128); batches=(2 4); ab_batch=4; io_flip=on; tok_flip=1
   lat_seconds="${LATENCY_SECONDS:-1}"; concurrency=1,2; sustained=2; pool=4; docs=20
   torch_seconds=1; torch_device=cpu
   export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$PWD/.local/onnxruntime/lib/libonnxruntime.so}"
@@ -120,9 +121,9 @@ for len in "${lengths[@]}"; do
     # is tokenized while one runs.
     bench --max-len "$len" --batch "$b" --max-batch-tokens $((b * len)) --callers "$callers" --pairs "$b"
   done
-  # What IO binding (the device's default flipped) and the tokenizer stage give.
+  # What IO binding and the tokenizer stage give: each of the device's defaults flipped.
   bench --max-len "$len" --batch "$ab_batch" --max-batch-tokens $((ab_batch * len)) --callers "$callers" --pairs "$ab_batch" --io-binding "$io_flip"
-  bench --max-len "$len" --batch "$ab_batch" --max-batch-tokens $((ab_batch * len)) --callers "$callers" --pairs "$ab_batch" --tokenizer-threads 0
+  bench --max-len "$len" --batch "$ab_batch" --max-batch-tokens $((ab_batch * len)) --callers "$callers" --pairs "$ab_batch" --tokenizer-threads "$tok_flip"
 done
 
 step "PyTorch (same weights, same text)"

@@ -29,9 +29,10 @@ def main():
         if line.startswith("bench model="):
             key = (int(f["max_len"]), int(f["batch"]))
             rate = float(f["pairs_per_s"])
-            # The device's default is IO binding on a GPU, off on a CPU.
-            default_io = "true" if a.mode == "gpu" else "false"
-            if f.get("io_binding") != default_io or f.get("tokenizer_threads") == "0":
+            # The device's defaults: IO binding and a tokenizer thread on a GPU, neither
+            # on a CPU.
+            default_io, default_tok = ("true", "1") if a.mode == "gpu" else ("false", "0")
+            if f.get("io_binding") != default_io or f.get("tokenizer_threads") != default_tok:
                 sp_ab.append((key, f, rate))
             else:
                 sp[key] = (f, rate)

@@ -188,9 +188,10 @@ pub struct OnnxConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io_binding: Option<bool>,
     /// Threads that take jobs off the queue and tokenize them while the inference
-    /// workers run the previous batches; 0 tokenizes on the inference threads.
-    #[serde(default = "one")]
-    pub tokenizer_threads: usize,
+    /// workers run the previous batches; 0 tokenizes on the inference threads. Unset:
+    /// 1 on `cuda`, 0 on `cpu` (where tokenizing is a few percent of the time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_threads: Option<usize>,
 }
 
 /// Device defaults: a GPU wants many rows per call to be busy; small CPUs are
@@ -216,7 +217,7 @@ impl OnnxConfig {
             max_batch_tokens: None,
             device: default_device(),
             io_binding: None,
-            tokenizer_threads: 1,
+            tokenizer_threads: None,
         }
     }
 
@@ -249,6 +250,11 @@ impl OnnxConfig {
     /// Whether inference runs through IO binding: the setting, else on for CUDA.
     pub fn io_binding(&self) -> bool {
         self.io_binding.unwrap_or(self.on_gpu())
+    }
+
+    /// Tokenizer threads ahead of inference: the setting, else 1 for CUDA, 0 for CPU.
+    pub fn tokenizer_threads(&self) -> usize {
+        self.tokenizer_threads.unwrap_or(usize::from(self.on_gpu()))
     }
 }
 

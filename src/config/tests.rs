@@ -152,7 +152,9 @@ fn batching_defaults_follow_the_device() {
     // The default budget always holds one pair of max_length tokens.
     let o = cpu("max_length = 16384\n");
     assert_eq!(o.max_batch_tokens(), 16384);
-    assert_eq!(cpu("").tokenizer_threads, 1);
+    assert_eq!(cpu("").tokenizer_threads(), 0);
+    assert_eq!(cpu("device = \"cuda\"\n").tokenizer_threads(), 1);
+    assert_eq!(cpu("tokenizer_threads = 3\n").tokenizer_threads(), 3);
     for (bad, key) in [
         ("batch_size = 0", "batch_size"),
         ("max_batch_tokens = 100", "max_batch_tokens"),

@@ -151,7 +151,7 @@ impl OnnxReranker {
                 .map(drop)
                 .map_err(|e| format!("cannot start a reranker thread: {e}"))
         };
-        if cfg.tokenizer_threads == 0 {
+        if cfg.tokenizer_threads() == 0 {
             for (n, worker) in workers.into_iter().enumerate() {
                 let source = Source::Jobs(tokenize.clone(), rx.clone());
                 spawn(
@@ -171,7 +171,7 @@ impl OnnxReranker {
                     Box::new(move || worker.run(source)),
                 )?;
             }
-            for n in 0..cfg.tokenizer_threads {
+            for n in 0..cfg.tokenizer_threads() {
                 let (tok, jobs, out) = (tokenize.clone(), rx.clone(), ptx.clone());
                 spawn(
                     format!("secondpass-tok-{n}"),
@@ -192,7 +192,7 @@ impl OnnxReranker {
             io_binding: cfg.io_binding(),
             workers: cfg.workers,
             intra_threads: intra,
-            tokenizer_threads: cfg.tokenizer_threads,
+            tokenizer_threads: cfg.tokenizer_threads(),
             warmup_ms,
         };
         if device != Device::Cpu && execution.inputs_on.values().all(|m| m == "Cpu") {
