@@ -66,14 +66,16 @@ else
   bench_bin="$(ls -t "$bin"/deps/rerank_throughput-* 2>/dev/null | grep -v '\.d$' | head -1 || true)"
   stage="$out/cpu-stage"
   mkdir -p "$stage/bin"
-  [[ -n "$bench_bin" ]] && cp "$bench_bin" "$stage/bin/rerank_throughput"
-  cp "$bin/secondpass" "$bin/qdrant-double" "$stage/bin/" 2>/dev/null
+  # Links, not copies: debug binaries are hundreds of MB.
+  [[ -n "$bench_bin" ]] && ln -sf "$(realpath "$bench_bin")" "$stage/bin/rerank_throughput"
+  for b in secondpass qdrant-double; do ln -sf "$(realpath "$bin/$b")" "$stage/bin/$b"; done
   bin="$stage/bin"
   # The model folder as pack.sh makes it; the fp16 file is made below, as on a GPU
   # machine that was given the fp32 one.
   model="$stage/model"
   mkdir -p "$model"
-  cp "$shared/models/cranfield-minilm-l6-ce"/{tokenizer.json,config.json,reference.json,model.onnx} "$model/"
+  cp "$shared/models/cranfield-minilm-l6-ce"/{tokenizer.json,config.json,reference.json} "$model/"
+  ln -sf "$(realpath "$shared/models/cranfield-minilm-l6-ce/model.onnx")" "$model/model.onnx"
   torch_model="$shared/models/cranfield-minilm-l6-ce/pytorch"
   eval_root="$shared"
 fi
