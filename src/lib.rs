@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod deadline;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod eval;

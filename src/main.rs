@@ -27,6 +27,12 @@ enum Command {
     },
     /// Judge Qdrant's order and reranked orders against relevance judgements (qrels).
     Eval(secondpass::eval::Args),
+    /// Load every local reranker on its device and score one batch: prints the
+    /// execution provider, device, model, scores and times; exits 1 when one fails.
+    Doctor {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn init_logging(cfg: &Config) {
@@ -43,7 +49,9 @@ fn init_logging(cfg: &Config) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match &cli.command {
-        Command::Serve { config } | Command::CheckConfig { config } => config,
+        Command::Serve { config }
+        | Command::CheckConfig { config }
+        | Command::Doctor { config } => config,
         Command::Eval(args) => {
             return match secondpass::eval::main(args.clone()) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -68,6 +76,9 @@ fn main() -> ExitCode {
             println!("collection {name}: {:?}", cfg.collection(name));
         }
         return ExitCode::SUCCESS;
+    }
+    if let Command::Doctor { .. } = cli.command {
+        return doctor(&cfg);
     }
     init_logging(&cfg);
     let rt = match tokio::runtime::Runtime::new() {
@@ -110,4 +121,26 @@ fn main() -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+fn doctor(cfg: &Config) -> ExitCode {
+    if cfg.rerankers.is_empty() {
+        eprintln!("secondpass doctor: no rerankers configured");
+        return ExitCode::FAILURE;
+    }
+    let mut failed = 0;
+    for check in secondpass::doctor::run(cfg) {
+        match check.outcome {
+            Ok(line) => println!("reranker {}: {line}", check.reranker),
+            Err(e) => {
+                failed += 1;
+                eprintln!("reranker {}: FAILED: {e}", check.reranker);
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("secondpass doctor: {failed} reranker(s) cannot serve");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }

@@ -101,3 +101,78 @@ fn unloadable_model_stops_startup() {
         "must not listen without a model"
     );
 }
+
+/// A configuration whose only reranker is the shared model, on `device`.
+fn doctor_config(tag: &str) -> std::path::PathBuf {
+    let shared = std::env::var_os("SECONDPASS_SHARED_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared").into());
+    let dir = std::env::temp_dir().join(format!("sp-doctor-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("doctor.toml");
+    let model = shared.join("models/cranfield-minilm-l6-ce");
+    std::fs::write(
+        &file,
+        format!(
+            "[rerankers.local]\nkind = \"onnx\"\nmodel_dir = \"{}\"\nmodel_file = \"model_int8.onnx\"\nmax_length = 128\n",
+            model.display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+#[test]
+fn doctor_loads_the_model_and_scores_one_batch() {
+    let file = doctor_config("cpu");
+    let out = secondpass()
+        .args(["doctor", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "reranker local: ok",
+        "provider CPUExecutionProvider",
+        "device cpu",
+        "input_ids=Cpu",
+        "model_int8.onnx",
+        "relevant first: yes",
+    ] {
+        assert!(stdout.contains(want), "no `{want}` in {stdout}");
+    }
+    std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn doctor_fails_clearly_when_cuda_cannot_load() {
+    let file = doctor_config("cuda");
+    let out = secondpass()
+        .args(["doctor", "--config"])
+        .arg(&file)
+        .env("SECONDPASS__RERANKERS__LOCAL__DEVICE", "cuda")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stderr}");
+    // On a host with a working CUDA build of ONNX Runtime this passes instead.
+    if out.status.success() {
+        assert!(String::from_utf8_lossy(&out.stdout).contains("CUDAExecutionProvider"));
+    } else {
+        assert_eq!(out.status.code(), Some(1));
+        for want in [
+            "reranker local: FAILED",
+            "device `cuda:0`: cannot use CUDA",
+            "or set device = \"cpu\"",
+            "1 reranker(s) cannot serve",
+        ] {
+            assert!(stderr.contains(want), "no `{want}` in {stderr}");
+        }
+    }
+    std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
+}

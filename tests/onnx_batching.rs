@@ -24,13 +24,14 @@ fn config(batch_size: usize, workers: usize, queue_capacity: usize) -> OnnxConfi
         model_file: None,
         max_length: 128,
         max_query_tokens: secondpass::config::default_max_query_tokens(),
-        batch_size,
+        batch_size: Some(batch_size),
         intra_threads: 1,
         workers,
         queue_capacity,
         runtime_path: None,
-        max_batch_tokens: 16384,
+        max_batch_tokens: Some(16384),
         device: "cpu".into(),
+        ..OnnxConfig::new("")
     }
 }
 
@@ -135,7 +136,7 @@ async fn batches_stay_within_max_batch_tokens() {
         .collect();
     assert_eq!(docs.len(), 40);
     let mut cfg = config(32, 1, 8);
-    cfg.max_batch_tokens = 256; // two full 128-token pairs
+    cfg.max_batch_tokens = Some(256); // two full 128-token pairs
     let (r, m) = load(&cfg, Batching::CrossRequest);
     let scores = r.rerank(request("wing flutter", &docs)).await.unwrap();
     assert_eq!(scores.len(), 40);

@@ -107,14 +107,16 @@ fn config(metrics: &Arc<Metrics>) -> OnnxReranker {
         model_dir: model_dir(),
         model_file: None,
         max_length: 128,
-        batch_size: 32,
+        batch_size: Some(32),
         intra_threads: 1,
         workers: 1,
         queue_capacity: 16,
         runtime_path: None,
-        max_batch_tokens: 8192,
+        max_batch_tokens: Some(8192),
         device: "cpu".into(),
         max_query_tokens: 256,
+        io_binding: None,
+        tokenizer_threads: None,
     };
     OnnxReranker::load_with(&cfg, "t", Some(metrics.clone())).expect("shared model")
 }

@@ -17,13 +17,14 @@ fn config(device: &str) -> OnnxConfig {
         model_file: Some("model_int8.onnx".into()),
         max_length: 128,
         max_query_tokens: secondpass::config::default_max_query_tokens(),
-        batch_size: 8,
+        batch_size: Some(8),
         intra_threads: 1,
         workers: 1,
         queue_capacity: 4,
         runtime_path: None,
-        max_batch_tokens: 8192,
+        max_batch_tokens: Some(8192),
         device: device.into(),
+        ..OnnxConfig::new("")
     }
 }
 

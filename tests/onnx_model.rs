@@ -30,13 +30,14 @@ fn config(dir: PathBuf, file: Option<&str>, batch_size: usize) -> OnnxConfig {
         model_file: file.map(PathBuf::from),
         max_length: 128,
         max_query_tokens: secondpass::config::default_max_query_tokens(),
-        batch_size,
+        batch_size: Some(batch_size),
         intra_threads: 0,
         workers: 1,
         queue_capacity: 16,
         runtime_path: None,
-        max_batch_tokens: 8192,
+        max_batch_tokens: Some(8192),
         device: "cpu".into(),
+        ..OnnxConfig::new("")
     }
 }
 

@@ -59,13 +59,14 @@ fn load(dir: PathBuf, file: Option<&str>) -> OnnxReranker {
         model_file: file.map(PathBuf::from),
         max_length: 128,
         max_query_tokens: secondpass::config::default_max_query_tokens(),
-        batch_size: 50,
+        batch_size: Some(50),
         intra_threads: 0,
         workers: 1,
         queue_capacity: 16,
         runtime_path: None,
-        max_batch_tokens: 8192,
+        max_batch_tokens: Some(8192),
         device: "cpu".into(),
+        ..OnnxConfig::new("")
     })
     .unwrap_or_else(|e| panic!("load {}: {e}", dir.display()))
 }

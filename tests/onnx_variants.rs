@@ -44,13 +44,14 @@ async fn check(dir: PathBuf, expected: PathBuf) {
         model_file: None,
         max_length: 128,
         max_query_tokens: secondpass::config::default_max_query_tokens(),
-        batch_size: 4,
+        batch_size: Some(4),
         intra_threads: 0,
         workers: 1,
         queue_capacity: 4,
         runtime_path: None,
-        max_batch_tokens: 8192,
+        max_batch_tokens: Some(8192),
         device: "cpu".into(),
+        ..OnnxConfig::new("")
     })
     .unwrap_or_else(|e| panic!("load {}: {e}", dir.display()));
     let text = std::fs::read_to_string(expected).unwrap();

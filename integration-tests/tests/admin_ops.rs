@@ -94,6 +94,11 @@ async fn admin_api_needs_the_token_and_is_absent_without_one() {
     assert_eq!(s, 200);
     assert_eq!(status["rerankers"][0]["name"], "local");
     assert_eq!(status["rerankers"][0]["breaker"], "closed");
+    // where the model runs, as loaded (not as configured)
+    let x = &status["rerankers"][0]["execution"];
+    assert_eq!(x["provider"], "CPUExecutionProvider", "{x}");
+    assert_eq!(x["device"], "cpu");
+    assert_eq!(x["inputs_on"]["input_ids"], "Cpu");
     assert_eq!(status["config"]["upstream"]["url"], qdrant.url());
     // the token itself is never shown
     assert!(!status.to_string().contains("t0ken-123"));

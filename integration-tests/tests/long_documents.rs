@@ -182,14 +182,16 @@ fn int8() -> Arc<OnnxReranker> {
             model_dir: model_dir(),
             model_file: Some("model_int8.onnx".into()),
             max_length: 128,
-            batch_size: 32,
+            batch_size: Some(32),
             intra_threads: 0,
             workers: 1,
             queue_capacity: 64,
             runtime_path: Some(runtime_path()),
-            max_batch_tokens: 8192,
+            max_batch_tokens: Some(8192),
             device: "cpu".into(),
             max_query_tokens: 256,
+            io_binding: None,
+            tokenizer_threads: None,
         })
         .expect("int8 model"),
     )

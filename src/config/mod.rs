@@ -218,7 +218,7 @@ impl Config {
             if o.max_query_tokens == 0 {
                 return Err(invalid(key("max_query_tokens"), "must be greater than 0"));
             }
-            if o.batch_size == 0 {
+            if o.batch_size == Some(0) {
                 return Err(invalid(key("batch_size"), "must be greater than 0"));
             }
             if o.workers == 0 {
@@ -227,7 +227,7 @@ impl Config {
             if o.queue_capacity == 0 {
                 return Err(invalid(key("queue_capacity"), "must be greater than 0"));
             }
-            if o.max_batch_tokens < o.max_length {
+            if o.max_batch_tokens.is_some_and(|t| t < o.max_length) {
                 return Err(invalid(
                     key("max_batch_tokens"),
                     format!(

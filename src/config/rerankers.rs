@@ -179,9 +179,10 @@ pub struct OnnxConfig {
     /// `max_length`.
     #[serde(default = "default_max_query_tokens")]
     pub max_query_tokens: usize,
-    /// Pairs per inference call.
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
+    /// Pairs per inference call; unset: a default for the device
+    /// ([`OnnxConfig::batch_size`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
     /// ONNX Runtime intra-op threads per worker; 0 lets ONNX Runtime decide.
     #[serde(default)]
     pub intra_threads: usize,
@@ -195,14 +196,32 @@ pub struct OnnxConfig {
     /// `.local/onnxruntime/lib/libonnxruntime.so`, then the system library.
     #[serde(default)]
     pub runtime_path: Option<PathBuf>,
-    /// Token budget of one inference batch (padded rows × width), across requests.
-    #[serde(default = "default_batch_tokens")]
-    pub max_batch_tokens: usize,
+    /// Token budget of one inference batch (padded rows × width), across requests;
+    /// unset: a default for the device ([`OnnxConfig::max_batch_tokens`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_tokens: Option<usize>,
     /// `cpu`, or `cuda` / `cuda:N` (the CUDA execution provider; startup fails when
     /// it cannot be loaded: no silent CPU fallback).
     #[serde(default = "default_device")]
     pub device: String,
+    /// Run inference through ONNX Runtime's IO binding (inputs bound per batch, the
+    /// output bound to host memory: CUDA-pinned on a GPU); unset: on for `cuda`, off
+    /// for `cpu`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_binding: Option<bool>,
+    /// Threads that take jobs off the queue and tokenize them while the inference
+    /// workers run the previous batches; 0 tokenizes on the inference threads. Unset:
+    /// 1 on `cuda`, 0 on `cpu` (where tokenizing is a few percent of the time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_threads: Option<usize>,
 }
+
+/// Device defaults: a GPU wants many rows per call to be busy; small CPUs are
+/// fastest at 16-32 rows (BENCHMARKS.md).
+pub const CPU_BATCH_SIZE: usize = 32;
+pub const CPU_MAX_BATCH_TOKENS: usize = 8192;
+pub const CUDA_BATCH_SIZE: usize = 256;
+pub const CUDA_MAX_BATCH_TOKENS: usize = 65536;
 
 impl OnnxConfig {
     /// Defaults for a model directory (what an `[rerankers.x] kind = "onnx"` section
@@ -213,20 +232,55 @@ impl OnnxConfig {
             model_file: None,
             max_length: default_max_length(),
             max_query_tokens: default_max_query_tokens(),
-            batch_size: default_batch_size(),
+            batch_size: None,
             intra_threads: 0,
             workers: 1,
             queue_capacity: default_queue(),
             runtime_path: None,
-            max_batch_tokens: default_batch_tokens(),
+            max_batch_tokens: None,
             device: default_device(),
+            io_binding: None,
+            tokenizer_threads: None,
         }
+    }
+
+    /// Whether `device` is a CUDA device (`cuda`, `cuda:N`).
+    pub fn on_gpu(&self) -> bool {
+        self.device.starts_with("cuda")
+    }
+
+    /// Pairs per inference call: the configured number, else the device's default.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size.unwrap_or(if self.on_gpu() {
+            CUDA_BATCH_SIZE
+        } else {
+            CPU_BATCH_SIZE
+        })
+    }
+
+    /// Token budget of one batch: the configured number, else the device's default,
+    /// at least one pair of `max_length` tokens.
+    pub fn max_batch_tokens(&self) -> usize {
+        let default = if self.on_gpu() {
+            CUDA_MAX_BATCH_TOKENS
+        } else {
+            CPU_MAX_BATCH_TOKENS
+        };
+        self.max_batch_tokens
+            .unwrap_or(default.max(self.max_length))
+    }
+
+    /// Whether inference runs through IO binding: the setting, else on for CUDA.
+    pub fn io_binding(&self) -> bool {
+        self.io_binding.unwrap_or(self.on_gpu())
+    }
+
+    /// Tokenizer threads ahead of inference: the setting, else 1 for CUDA, 0 for CPU.
+    pub fn tokenizer_threads(&self) -> usize {
+        self.tokenizer_threads.unwrap_or(usize::from(self.on_gpu()))
     }
 }
 
-fn default_batch_tokens() -> usize {
-    8192
-}
 fn default_device() -> String {
     "cpu".into()
 }
@@ -255,9 +309,6 @@ fn default_max_length() -> usize {
 }
 pub fn default_max_query_tokens() -> usize {
     256
-}
-fn default_batch_size() -> usize {
-    32
 }
 fn one() -> usize {
     1

@@ -179,3 +179,46 @@ fn bad_long_document_and_stage_keys_are_named() {
     .unwrap_err();
     assert!(e.to_string().contains("median"), "{e}");
 }
+
+#[test]
+fn batching_defaults_follow_the_device() {
+    let cpu = |extra: &str| {
+        let c = Config::from_toml(&format!("{BASE}{extra}")).unwrap();
+        match c.rerankers["local"].clone() {
+            RerankerConfig::Onnx(o) => o,
+            _ => unreachable!(),
+        }
+    };
+    let o = cpu("");
+    assert_eq!(
+        (o.batch_size(), o.max_batch_tokens(), o.io_binding()),
+        (32, 8192, false)
+    );
+    let o = cpu("device = \"cuda:1\"\n");
+    assert_eq!(
+        (o.batch_size(), o.max_batch_tokens(), o.io_binding()),
+        (CUDA_BATCH_SIZE, CUDA_MAX_BATCH_TOKENS, true)
+    );
+    // What the user sets wins on every device.
+    let o = cpu("device = \"cuda\"\nbatch_size = 8\nmax_batch_tokens = 1024\nio_binding = false\n");
+    assert_eq!(
+        (o.batch_size(), o.max_batch_tokens(), o.io_binding()),
+        (8, 1024, false)
+    );
+    // The default budget always holds one pair of max_length tokens.
+    let o = cpu("max_length = 16384\n");
+    assert_eq!(o.max_batch_tokens(), 16384);
+    assert_eq!(cpu("").tokenizer_threads(), 0);
+    assert_eq!(cpu("device = \"cuda\"\n").tokenizer_threads(), 1);
+    assert_eq!(cpu("tokenizer_threads = 3\n").tokenizer_threads(), 3);
+    for (bad, key) in [
+        ("batch_size = 0", "batch_size"),
+        ("max_batch_tokens = 100", "max_batch_tokens"),
+    ] {
+        let e = Config::from_toml(&format!("{BASE}{bad}\n")).unwrap_err();
+        assert!(
+            e.to_string().contains(&format!("rerankers.local.{key}")),
+            "{e}"
+        );
+    }
+}

@@ -98,6 +98,11 @@ pub trait Reranker: Send + Sync {
     fn model(&self) -> &str;
     fn score_kind(&self) -> ScoreKind;
     fn rerank(&self, request: RerankRequest) -> RerankFuture;
+    /// Where a local model runs (execution provider, device, batching); `None` for
+    /// hosted APIs.
+    fn execution(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Rerankers by configured name.
@@ -123,10 +128,27 @@ impl Registry {
                         hosted::HostedReranker::new(name, provider, h).map_err(unavailable)?,
                     ),
                 }),
-                (RerankerConfig::Onnx(o), None) => Arc::new(
-                    onnx::OnnxReranker::load_with(o, name, Some(metrics.clone()))
-                        .map_err(unavailable)?,
-                ),
+                (RerankerConfig::Onnx(o), None) => {
+                    let r = onnx::OnnxReranker::load_with(o, name, Some(metrics.clone()))
+                        .map_err(unavailable)?;
+                    let x = &r.execution;
+                    tracing::info!(
+                        reranker = %name,
+                        model = %r.model(),
+                        provider = x.provider,
+                        device = %x.device,
+                        inputs_on = ?x.inputs_on,
+                        onnxruntime = %x.onnxruntime,
+                        batch_size = x.batch_size,
+                        max_batch_tokens = x.max_batch_tokens,
+                        io_binding = x.io_binding,
+                        workers = x.workers,
+                        tokenizer_threads = x.tokenizer_threads,
+                        warmup_ms = x.warmup_ms,
+                        "reranker loaded"
+                    );
+                    Arc::new(r)
+                }
                 (_, None) => unreachable!("every other kind is hosted"),
             };
             rerankers.insert(name.clone(), r);

@@ -152,6 +152,7 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
                 "name": name,
                 "config": rc,
                 "model": chain.registry.get(name).map(|r| r.model().to_string()),
+                "execution": chain.registry.get(name).and_then(|r| r.execution()),
                 "breaker": breakers.get(name),
             })
         })

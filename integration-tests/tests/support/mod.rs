@@ -49,13 +49,14 @@ pub fn model() -> Arc<OnnxReranker> {
                     model_file: None,
                     max_length: 128,
                     max_query_tokens: secondpass::config::default_max_query_tokens(),
-                    batch_size: 32,
+                    batch_size: Some(32),
                     intra_threads: 0,
                     workers: 1,
                     queue_capacity: 64,
                     runtime_path: Some(runtime_path()),
-                    max_batch_tokens: 8192,
+                    max_batch_tokens: Some(8192),
                     device: "cpu".into(),
+                    ..OnnxConfig::new("")
                 })
                 .expect("load the shared model (run scripts/setup)"),
             )

@@ -4,6 +4,7 @@
 //! across requests (see [`worker`]).
 
 pub mod encode;
+mod infer;
 pub mod model;
 pub mod runtime;
 pub mod session;
@@ -14,16 +15,41 @@ use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::{RerankError, RerankFuture, RerankRequest, Reranker, ScoreKind};
 use crate::config::OnnxConfig;
 use crate::metrics::Metrics;
-use encode::PairEncoder;
+use encode::{pad, PairEncoder};
 pub use model::{locate, scores_from_logits, ModelInfo};
 pub use session::Device;
 pub use worker::Batching;
-use worker::{Concurrency, Job, Worker, WorkerMetrics};
+use worker::{Concurrency, Job, Source, Tokenize, Worker, WorkerMetrics};
+
+/// Where and how a loaded reranker runs (logged at load, shown by `/admin/status`
+/// and `secondpass doctor`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Execution {
+    /// ONNX Runtime execution provider of the sessions.
+    pub provider: &'static str,
+    pub device: String,
+    /// Where ONNX Runtime placed each model input (`Cpu`, `Cuda:0`): a CUDA session
+    /// whose inputs are all in CPU memory runs its first nodes on the CPU.
+    pub inputs_on: std::collections::BTreeMap<String, String>,
+    pub onnxruntime: String,
+    pub onnxruntime_path: Option<String>,
+    pub model_file: String,
+    pub max_length: usize,
+    pub batch_size: usize,
+    pub max_batch_tokens: usize,
+    pub io_binding: bool,
+    pub workers: usize,
+    pub intra_threads: usize,
+    pub tokenizer_threads: usize,
+    /// One pair through the first session at load (includes first-run set-up).
+    pub warmup_ms: f64,
+}
 
 pub struct OnnxReranker {
     model: String,
@@ -34,6 +60,7 @@ pub struct OnnxReranker {
     pub device: Device,
     /// Intra-op threads of each worker's session (0: ONNX Runtime's choice).
     pub intra_threads: usize,
+    pub execution: Execution,
 }
 
 impl OnnxReranker {
@@ -71,34 +98,115 @@ impl OnnxReranker {
             Some(p) => cfg.max_length.min(p),
             None => cfg.max_length,
         };
+        let batch_size = cfg.batch_size();
+        let max_batch_tokens = cfg.max_batch_tokens().max(max_length);
+        let take_limit = batch_size * worker::TAKE_BATCHES;
         let intra = session::intra_threads(cfg.intra_threads, cfg.workers);
         let worker_metrics = metrics.as_deref().map(|m| WorkerMetrics::new(m, name));
         let concurrency = Arc::new(Concurrency::default());
-        // Sessions first: a model that does not load starts no thread.
+        // Sessions first, each run once: a model or device that does not work starts
+        // no thread, and the first request does not pay for the device's set-up.
         let mut workers = Vec::with_capacity(cfg.workers);
-        for _ in 0..cfg.workers {
+        let mut inputs_on = Default::default();
+        let mut warmup_ms = 0.0;
+        for n in 0..cfg.workers {
             let session = session::build(env, &info.model_path, device, intra)?;
-            workers.push(Worker {
-                inputs: model::inspect(&session)?,
-                session,
-                encoder: encoder.clone(),
+            if n == 0 {
+                inputs_on = session::input_placement(&session)?.into_iter().collect();
+            }
+            let inputs = model::inspect(&session)?;
+            let mut runner = infer::Runner::new(session, inputs, device, cfg.io_binding())?;
+            let started = Instant::now();
+            let warm = encoder.encode(
+                "warm up",
+                &["warm up".to_string()],
                 max_length,
-                max_query_tokens: cfg.max_query_tokens,
-                batch_size: cfg.batch_size,
-                max_batch_tokens: cfg.max_batch_tokens.max(max_length),
+                cfg.max_query_tokens,
+            )?;
+            runner
+                .run(pad(&warm, &[0], encoder.pad_id))
+                .map_err(|e| format!("first inference on {device} failed: {e}"))?;
+            if n == 0 {
+                warmup_ms = started.elapsed().as_secs_f64() * 1e3;
+            }
+            workers.push(Worker {
+                runner,
+                pad_id: encoder.pad_id,
+                batch_size,
+                max_batch_tokens,
+                take_limit,
                 batching,
                 metrics: worker_metrics.clone(),
                 concurrency: concurrency.clone(),
             });
         }
+        let tokenize = Arc::new(Tokenize {
+            encoder,
+            max_length,
+            max_query_tokens: cfg.max_query_tokens,
+            take_limit,
+            batching,
+            metrics: worker_metrics,
+        });
         let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue_capacity);
         let rx = Arc::new(Mutex::new(rx));
-        for (n, worker) in workers.into_iter().enumerate() {
-            let rx = rx.clone();
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
-                .name(format!("secondpass-onnx-{n}"))
-                .spawn(move || worker.run(rx))
-                .map_err(|e| format!("cannot start inference thread: {e}"))?;
+                .name(name)
+                .spawn(f)
+                .map(drop)
+                .map_err(|e| format!("cannot start a reranker thread: {e}"))
+        };
+        if cfg.tokenizer_threads() == 0 {
+            for (n, worker) in workers.into_iter().enumerate() {
+                let source = Source::Jobs(tokenize.clone(), rx.clone());
+                spawn(
+                    format!("secondpass-onnx-{n}"),
+                    Box::new(move || worker.run(source)),
+                )?;
+            }
+        } else {
+            // Room for one tokenized group per worker plus one being merged: enough to
+            // keep every worker fed, small enough that the job queue stays the bound.
+            let (ptx, prx) = mpsc::sync_channel(2 * cfg.workers);
+            let prx = Arc::new(Mutex::new(prx));
+            for (n, worker) in workers.into_iter().enumerate() {
+                let source = Source::Prepared(prx.clone());
+                spawn(
+                    format!("secondpass-onnx-{n}"),
+                    Box::new(move || worker.run(source)),
+                )?;
+            }
+            for n in 0..cfg.tokenizer_threads() {
+                let (tok, jobs, out) = (tokenize.clone(), rx.clone(), ptx.clone());
+                spawn(
+                    format!("secondpass-tok-{n}"),
+                    Box::new(move || tok.run(&jobs, &out)),
+                )?;
+            }
+        }
+        let execution = Execution {
+            provider: session::provider(device),
+            device: device.to_string(),
+            inputs_on,
+            onnxruntime: runtime::version(),
+            onnxruntime_path: runtime::loaded_from().map(|p| p.display().to_string()),
+            model_file: info.model_path.display().to_string(),
+            max_length,
+            batch_size,
+            max_batch_tokens,
+            io_binding: cfg.io_binding(),
+            workers: cfg.workers,
+            intra_threads: intra,
+            tokenizer_threads: cfg.tokenizer_threads(),
+            warmup_ms,
+        };
+        if device != Device::Cpu && execution.inputs_on.values().all(|m| m == "Cpu") {
+            tracing::warn!(
+                reranker = name,
+                device = %device,
+                "every model input is placed in CPU memory: the first nodes run on the CPU"
+            );
         }
         Ok(OnnxReranker {
             model: info.name.clone(),
@@ -108,6 +216,7 @@ impl OnnxReranker {
             max_length,
             device,
             intra_threads: intra,
+            execution,
         })
     }
 
@@ -124,6 +233,10 @@ impl Reranker for OnnxReranker {
 
     fn score_kind(&self) -> ScoreKind {
         ScoreKind::Logit
+    }
+
+    fn execution(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(&self.execution).ok()
     }
 
     fn rerank(&self, request: RerankRequest) -> RerankFuture {

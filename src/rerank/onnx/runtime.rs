@@ -7,6 +7,32 @@ use std::sync::OnceLock;
 pub const DEFAULT_LOCAL_PATH: &str = ".local/onnxruntime/lib/libonnxruntime.so";
 
 static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+static LOADED: OnceLock<PathBuf> = OnceLock::new();
+
+/// The library ONNX Runtime was loaded from (once [`environment`] succeeded).
+pub fn loaded_from() -> Option<&'static Path> {
+    LOADED.get().map(PathBuf::as_path)
+}
+
+/// The loaded ONNX Runtime's version (`1.31.1`): from the library's file name
+/// (`libonnxruntime.so` links to `libonnxruntime.so.1.31.1` in the wheels, images and
+/// `scripts/setup`), else from its build string when that names a release branch.
+pub fn version() -> String {
+    let from_name = loaded_from()
+        .and_then(|p| p.canonicalize().ok())
+        .and_then(|p| {
+            let name = p.file_name()?.to_string_lossy().into_owned();
+            name.split_once(".so.").map(|(_, v)| v.to_string())
+        });
+    let info = ort::info();
+    from_name
+        .or_else(|| {
+            info.split([',', ' '])
+                .find_map(|part| part.strip_prefix("git-branch=rel-"))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
 
 /// Candidates in order: `ORT_DYLIB_PATH`, the config's `runtime_path`, the setup
 /// script's folder, then the system's `libonnxruntime.so`.
@@ -45,6 +71,7 @@ pub fn environment(
                 list.join(", ")
             )
         })?;
+        let _ = LOADED.set(path);
         builder
             .with_name("secondpass")
             .build()

@@ -147,6 +147,63 @@ pub fn available_providers() -> Vec<String> {
     }
 }
 
+/// The execution provider a session on `device` was built with (CPU sessions have only
+/// ONNX Runtime's default one; CUDA sessions fail to build without theirs).
+pub fn provider(device: Device) -> &'static str {
+    match device {
+        Device::Cpu => "CPUExecutionProvider",
+        Device::Cuda(_) => "CUDAExecutionProvider",
+    }
+}
+
+/// Where the session takes each input, as ONNX Runtime placed the graph: `name` →
+/// memory `Cpu`, `Cuda:0`, ... (an input read by a node on the GPU is wanted in GPU
+/// memory).
+pub fn input_placement(session: &Session) -> Result<Vec<(String, String)>, String> {
+    let names: Vec<String> = session
+        .inputs()
+        .iter()
+        .map(|i| i.name().to_string())
+        .collect();
+    let mut infos: Vec<*const ort::sys::OrtMemoryInfo> = vec![std::ptr::null(); names.len()];
+    let api = ort::api();
+    // SAFETY: ONNX Runtime fills `infos` with one pointer per input, owned by the
+    // session (not released here), read while `session` is alive.
+    unsafe {
+        check_status((api.SessionGetMemoryInfoForInputs)(
+            session.ptr(),
+            infos.as_mut_ptr(),
+            infos.len(),
+        ))?;
+        names
+            .into_iter()
+            .zip(infos)
+            .map(|(name, info)| {
+                if info.is_null() {
+                    return Ok((name, "unknown".to_string()));
+                }
+                let mut dev: *const c_char = std::ptr::null();
+                check_status((api.MemoryInfoGetName)(info, &mut dev))?;
+                let mut id = 0;
+                check_status((api.MemoryInfoGetId)(info, &mut id))?;
+                let dev = if dev.is_null() {
+                    "unknown".into()
+                } else {
+                    CStr::from_ptr(dev).to_string_lossy().into_owned()
+                };
+                Ok((
+                    name,
+                    if dev == "Cpu" {
+                        dev
+                    } else {
+                        format!("{dev}:{id}")
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
 /// `Ok` for a null status, else its message (the status is released).
 ///
 /// # Safety

@@ -1,25 +1,29 @@
-//! Inference workers with continuous batching across requests.
+//! Inference with continuous batching across requests, tokenizing ahead.
 //!
-//! A worker blocks for the next job, then takes the jobs already waiting (no
-//! artificial wait) until it holds [`TAKE_BATCHES`] full batch of pairs: small
-//! requests fill a batch together, large ones are not held back behind each other,
-//! and other workers get the rest. It tokenizes them on its own thread, drops jobs
-//! whose caller went away, sorts the pairs of all taken jobs by length, runs batches
-//! bounded by `batch_size` rows and `max_batch_tokens` padded tokens, and answers
-//! each job as soon as its last pair is scored.
+//! Two stages joined by a small bounded channel, so that the next batch is tokenized
+//! while the current one runs (on a GPU a batch runs in about the time it takes to
+//! tokenize it; done in turn, the device would wait on the CPU half the time):
+//!
+//! - `tokenizer_threads` tokenizer threads each block for the next job, take the jobs
+//!   already waiting (no artificial wait) until they hold [`TAKE_BATCHES`] full batch
+//!   of pairs, drop jobs whose caller went away, and tokenize the rest.
+//! - inference workers take one tokenized group plus the others ready (up to the
+//!   same limit), drop jobs whose caller left meanwhile, sort all pairs by length, run
+//!   batches bounded by `batch_size` rows and `max_batch_tokens` padded tokens, and
+//!   answer each job as soon as its last pair is scored.
+//!
+//! With `tokenizer_threads = 0` each worker does both in turn on its own thread.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use ort::session::Session;
-use ort::value::Tensor;
 use prometheus::Histogram;
 use tokio::sync::oneshot;
 
-use super::encode::{pad, plan_batches, Batch, Pair, PairEncoder};
-use super::model::{scores_from_output, Inputs};
+use super::encode::{pad, plan_batches, Pair, PairEncoder};
+use super::infer::Runner;
 use crate::metrics::Metrics;
 use crate::rerank::chunk::{fold_all, Aggregate};
 use crate::rerank::{RerankError, RerankRequest};
@@ -88,20 +92,6 @@ impl Concurrency {
     }
 }
 
-pub(crate) struct Worker {
-    pub session: Session,
-    pub inputs: Inputs,
-    pub encoder: Arc<PairEncoder>,
-    pub max_length: usize,
-    /// The query is cut to this many tokens (once per job) before pairing.
-    pub max_query_tokens: usize,
-    pub batch_size: usize,
-    pub max_batch_tokens: usize,
-    pub batching: Batching,
-    pub metrics: Option<WorkerMetrics>,
-    pub concurrency: Arc<Concurrency>,
-}
-
 /// A taken job waiting for the scores of its pairs.
 struct Pending {
     reply: Reply,
@@ -111,10 +101,49 @@ struct Pending {
     fold: Option<(Vec<usize>, Aggregate)>,
 }
 
-impl Worker {
-    pub fn run(mut self, jobs: Arc<Mutex<Receiver<Job>>>) {
-        while let Some(taken) = self.take(&jobs) {
-            self.serve(taken);
+/// Jobs tokenized together, waiting for inference.
+#[derive(Default)]
+pub(crate) struct Prepared {
+    pending: Vec<Option<Pending>>,
+    pairs: Vec<Pair>,
+    /// pair → (index in `pending`, document)
+    slots: Vec<(usize, usize)>,
+}
+
+impl Prepared {
+    fn append(&mut self, other: Prepared) {
+        let base = self.pending.len();
+        self.pending.extend(other.pending);
+        self.pairs.extend(other.pairs);
+        self.slots
+            .extend(other.slots.into_iter().map(|(job, doc)| (job + base, doc)));
+    }
+}
+
+/// The tokenizing stage: taking jobs off the queue and turning them into pairs.
+pub(crate) struct Tokenize {
+    pub encoder: Arc<PairEncoder>,
+    pub max_length: usize,
+    /// The query is cut to this many tokens (once per job) before pairing.
+    pub max_query_tokens: usize,
+    /// Pairs a take stops at.
+    pub take_limit: usize,
+    pub batching: Batching,
+    pub metrics: Option<WorkerMetrics>,
+}
+
+impl Tokenize {
+    /// Tokenizer thread: takes, tokenizes and hands over until the reranker is
+    /// dropped (the job queue closes) or the workers are gone.
+    pub fn run(&self, jobs: &Mutex<Receiver<Job>>, out: &SyncSender<Prepared>) {
+        while let Some(taken) = self.take(jobs) {
+            let prepared = self.prepare(taken);
+            if prepared.pairs.is_empty() {
+                continue;
+            }
+            if out.send(prepared).is_err() {
+                return;
+            }
         }
     }
 
@@ -125,8 +154,7 @@ impl Worker {
         let first = rx.recv().ok()?;
         let mut pairs = first.request.documents.len();
         let mut taken = vec![first];
-        let limit = self.batch_size * TAKE_BATCHES;
-        while self.batching == Batching::CrossRequest && pairs < limit {
+        while self.batching == Batching::CrossRequest && pairs < self.take_limit {
             match rx.try_recv() {
                 Ok(job) => {
                     pairs += job.request.documents.len();
@@ -146,11 +174,10 @@ impl Worker {
         Some(taken)
     }
 
-    /// Tokenizes, batches and scores the taken jobs, answering each one.
-    fn serve(&mut self, taken: Vec<Job>) {
-        let mut pending: Vec<Option<Pending>> = Vec::new();
-        let mut pairs: Vec<Pair> = Vec::new();
-        let mut slots: Vec<(usize, usize)> = Vec::new(); // pair → (job, document)
+    /// Tokenizes the taken jobs; answers at once those with nothing to score or
+    /// whose text cannot be tokenized.
+    fn prepare(&self, taken: Vec<Job>) -> Prepared {
+        let mut p = Prepared::default();
         for job in taken {
             // The caller gave up (timeout, client gone): skip the work.
             if job.reply.is_closed() {
@@ -162,9 +189,9 @@ impl Worker {
                 }
                 Ok((job_pairs, fold)) => {
                     let n = job_pairs.len();
-                    slots.extend((0..n).map(|d| (pending.len(), d)));
-                    pairs.extend(job_pairs);
-                    pending.push(Some(Pending {
+                    p.slots.extend((0..n).map(|d| (p.pending.len(), d)));
+                    p.pairs.extend(job_pairs);
+                    p.pending.push(Some(Pending {
                         reply: job.reply,
                         scores: vec![0.0; n],
                         left: n,
@@ -176,42 +203,7 @@ impl Worker {
                 }
             }
         }
-        // Tokenizing took a while: callers may have left since.
-        for slot in &mut pending {
-            if slot.as_ref().is_some_and(|p| p.reply.is_closed()) {
-                *slot = None;
-            }
-        }
-        if pending.iter().any(Option::is_none) {
-            let (kept_pairs, kept_slots) = pairs
-                .into_iter()
-                .zip(slots)
-                .filter(|(_, (job, _))| pending[*job].is_some())
-                .unzip();
-            (pairs, slots) = (kept_pairs, kept_slots);
-        }
-        for rows in plan_batches(&pairs, self.batch_size, self.max_batch_tokens) {
-            // Every job of this batch failed already: nothing to compute for.
-            if rows.iter().all(|&i| pending[slots[i].0].is_none()) {
-                continue;
-            }
-            let batch = pad(&pairs, &rows, self.encoder.pad_id);
-            match self.infer(batch) {
-                Ok(scores) => {
-                    for (row, &i) in rows.iter().enumerate() {
-                        let (job, doc) = slots[i];
-                        deliver(&mut pending[job], doc, scores[row]);
-                    }
-                }
-                Err(e) => {
-                    for &i in &rows {
-                        if let Some(p) = pending[slots[i].0].take() {
-                            let _ = p.reply.send(Err(RerankError::Inference(e.clone())));
-                        }
-                    }
-                }
-            }
-        }
+        p
     }
 
     /// The pairs of a job and, when chunked, how to fold their scores per document.
@@ -253,32 +245,109 @@ impl Worker {
         }
         pairs
     }
+}
 
-    fn infer(&mut self, b: Batch) -> Result<Vec<f32>, String> {
-        let started = Instant::now();
-        let rows = b.rows;
-        self.concurrency.enter();
-        let result = self.run_session(b);
-        self.concurrency.leave();
-        if let Some(m) = &self.metrics {
-            m.inference.observe(started.elapsed().as_secs_f64());
-            m.batch_size.observe(rows as f64);
+/// Where a worker gets its work from.
+pub(crate) enum Source {
+    /// Tokenizes on its own thread (`tokenizer_threads = 0`).
+    Jobs(Arc<Tokenize>, Arc<Mutex<Receiver<Job>>>),
+    /// From the tokenizer threads.
+    Prepared(Arc<Mutex<Receiver<Prepared>>>),
+}
+
+pub(crate) struct Worker {
+    pub runner: Runner,
+    pub pad_id: i64,
+    pub batch_size: usize,
+    pub max_batch_tokens: usize,
+    pub take_limit: usize,
+    pub batching: Batching,
+    pub metrics: Option<WorkerMetrics>,
+    pub concurrency: Arc<Concurrency>,
+}
+
+impl Worker {
+    pub fn run(mut self, source: Source) {
+        loop {
+            let prepared = match &source {
+                Source::Jobs(tok, jobs) => match tok.take(jobs) {
+                    Some(taken) => tok.prepare(taken),
+                    None => return,
+                },
+                Source::Prepared(rx) => match self.next(rx) {
+                    Some(p) => p,
+                    None => return,
+                },
+            };
+            self.serve(prepared);
         }
-        result
     }
 
-    fn run_session(&mut self, b: Batch) -> Result<Vec<f32>, String> {
-        let shape = [b.rows, b.width];
-        let t = |v: Vec<i64>| Tensor::from_array((shape, v)).map_err(|e| e.to_string());
-        let mut inputs = vec![
-            ("input_ids", t(b.input_ids)?.into_dyn()),
-            ("attention_mask", t(b.attention_mask)?.into_dyn()),
-        ];
-        if self.inputs.token_type_ids {
-            inputs.push(("token_type_ids", t(b.token_type_ids)?.into_dyn()));
+    /// Blocks for one tokenized group, then merges the others ready. `None`: the
+    /// tokenizer threads are gone.
+    fn next(&self, rx: &Mutex<Receiver<Prepared>>) -> Option<Prepared> {
+        let rx = rx.lock().ok()?;
+        let mut p = rx.recv().ok()?;
+        while self.batching == Batching::CrossRequest && p.pairs.len() < self.take_limit {
+            match rx.try_recv() {
+                Ok(more) => p.append(more),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
         }
-        let outputs = self.session.run(inputs).map_err(|e| e.to_string())?;
-        scores_from_output(&outputs[0], b.rows)
+        Some(p)
+    }
+
+    /// Batches and scores tokenized jobs, answering each one.
+    fn serve(&mut self, p: Prepared) {
+        let Prepared {
+            mut pending,
+            mut pairs,
+            mut slots,
+        } = p;
+        // Tokenizing (or waiting for a worker) took a while: callers may have left.
+        for slot in &mut pending {
+            if slot.as_ref().is_some_and(|p| p.reply.is_closed()) {
+                *slot = None;
+            }
+        }
+        if pending.iter().any(Option::is_none) {
+            let (kept_pairs, kept_slots) = pairs
+                .into_iter()
+                .zip(slots)
+                .filter(|(_, (job, _))| pending[*job].is_some())
+                .unzip();
+            (pairs, slots) = (kept_pairs, kept_slots);
+        }
+        for rows in plan_batches(&pairs, self.batch_size, self.max_batch_tokens) {
+            // Every job of this batch failed already: nothing to compute for.
+            if rows.iter().all(|&i| pending[slots[i].0].is_none()) {
+                continue;
+            }
+            let batch = pad(&pairs, &rows, self.pad_id);
+            let started = Instant::now();
+            self.concurrency.enter();
+            let result = self.runner.run(batch);
+            self.concurrency.leave();
+            if let Some(m) = &self.metrics {
+                m.inference.observe(started.elapsed().as_secs_f64());
+                m.batch_size.observe(rows.len() as f64);
+            }
+            match result {
+                Ok(scores) => {
+                    for (row, &i) in rows.iter().enumerate() {
+                        let (job, doc) = slots[i];
+                        deliver(&mut pending[job], doc, scores[row]);
+                    }
+                }
+                Err(e) => {
+                    for &i in &rows {
+                        if let Some(p) = pending[slots[i].0].take() {
+                            let _ = p.reply.send(Err(RerankError::Inference(e.clone())));
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
