@@ -36,7 +36,7 @@ use answer::Order;
 use frame::Code;
 use points::{Hits, Method, SearchItem};
 
-const QUERY_BIN_HEADER: &str = "x-rerank-query-bin";
+pub(crate) const QUERY_BIN_HEADER: &str = "x-rerank-query-bin";
 
 pub fn router(state: Arc<AppState>) -> Router {
     fn route<M: Method>(r: Router<Arc<AppState>>, name: &str) -> Router<Arc<AppState>> {
@@ -312,16 +312,8 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
             .await;
         }
     };
-    for h in [
-        crate::transport::rest::QUERY_HEADER,
-        QUERY_BIN_HEADER,
-        query_text::ENABLED_HEADER,
-        query_text::POOL_HEADER,
-        query_text::THRESHOLD_HEADER,
-        query_text::EXPLAIN_HEADER,
-        "grpc-encoding",
-        "content-length",
-    ] {
+    crate::transport::strip_rerank_headers(&mut parts.headers);
+    for h in ["grpc-encoding", "content-length"] {
         parts.headers.remove(h);
     }
     // We read the answer: ask for it uncompressed.

@@ -17,7 +17,6 @@ use super::points::{Hits, Method};
 use super::{error_response, frame, hit_texts, metadata, patch, plan_items};
 use crate::app::AppState;
 use crate::config::CollectionSettings;
-use crate::plan::query_text;
 use crate::plan::{Cut, Decision};
 
 /// Forwards the live call unchanged, then queues the shadow work without waiting.
@@ -93,16 +92,8 @@ async fn compare<M: Method>(
     {
         return Err("nothing to rerank".into());
     }
-    for h in [
-        crate::transport::rest::QUERY_HEADER,
-        super::QUERY_BIN_HEADER,
-        query_text::ENABLED_HEADER,
-        query_text::POOL_HEADER,
-        query_text::THRESHOLD_HEADER,
-        query_text::EXPLAIN_HEADER,
-        "grpc-encoding",
-        "content-length",
-    ] {
+    crate::transport::strip_rerank_headers(&mut headers);
+    for h in ["grpc-encoding", "content-length"] {
         headers.remove(h);
     }
     headers.insert("grpc-accept-encoding", HeaderValue::from_static("identity"));

@@ -212,15 +212,7 @@ async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Req
             return resp;
         }
     };
-    for h in [
-        QUERY_HEADER,
-        query_text::ENABLED_HEADER,
-        query_text::POOL_HEADER,
-        query_text::THRESHOLD_HEADER,
-        query_text::EXPLAIN_HEADER,
-    ] {
-        parts.headers.remove(h);
-    }
+    crate::transport::strip_rerank_headers(&mut parts.headers);
     parts.headers.remove(header::CONTENT_LENGTH);
     let all_disabled = prepared
         .searches

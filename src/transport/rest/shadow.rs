@@ -149,15 +149,7 @@ impl Job<'_> {
         {
             return Err("nothing to rerank".into());
         }
-        for h in [
-            QUERY_HEADER,
-            query_text::ENABLED_HEADER,
-            query_text::POOL_HEADER,
-            query_text::THRESHOLD_HEADER,
-            query_text::EXPLAIN_HEADER,
-        ] {
-            headers.remove(h);
-        }
+        crate::transport::strip_rerank_headers(&mut headers);
         headers.remove(header::CONTENT_LENGTH);
         headers.insert(
             header::ACCEPT_ENCODING,
