@@ -1,8 +1,10 @@
 //! Documents from several fields, chunked long documents and staged reranking, end
-//! to end through the proxy against the real Qdrant (QDRANT_URL; without it the tests
-//! say they were skipped and pass).
+//! to end through the proxy against the real Qdrant (QDRANT_URL, else one started for
+//! each test).
 
 mod support;
+
+use secondpass_it::real_qdrant::RealQdrant;
 
 use std::sync::Arc;
 
@@ -14,12 +16,9 @@ use secondpass::rerank::onnx::OnnxReranker;
 use secondpass::rerank::{sigmoid, RerankRequest, Reranker};
 use support::{config, expected_scores, model_dir, registry, request, runtime_path, Proxy};
 
-fn qdrant() -> Option<String> {
-    let url = std::env::var("QDRANT_URL").ok().filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!("SKIPPED: QDRANT_URL is not set");
-    }
-    url.map(|u| u.trim_end_matches('/').to_string())
+/// The real Qdrant: `QDRANT_URL`, else one started for the test (kept while it lives).
+async fn qdrant(test: &str) -> Option<RealQdrant> {
+    RealQdrant::for_test(test).await
 }
 
 fn name(what: &str) -> String {
@@ -89,7 +88,10 @@ const QUERY: &str = "heat transfer in the hypersonic boundary layer";
 
 #[tokio::test]
 async fn text_template_scores_several_fields_and_hides_them() {
-    let Some(url) = qdrant() else { return };
+    let Some(server) = qdrant("long_documents_1").await else {
+        return;
+    };
+    let url = server.url.clone();
     let coll = name("tpl");
     let extra = format!("[collections.{coll}]\ntext_template = \"{{title}}\\n{{meta.body}}\"\n");
     let proxy = Proxy::start(config(&url, &[&coll], &extra)).await;
@@ -137,7 +139,10 @@ fn long_document() -> String {
 
 #[tokio::test]
 async fn chunking_finds_the_passage_truncation_cuts() {
-    let Some(url) = qdrant() else { return };
+    let Some(server) = qdrant("long_documents_2").await else {
+        return;
+    };
+    let url = server.url.clone();
     let (trunc, chunk) = (name("trunc"), name("chunk"));
     let extra = format!(
         "[collections.{trunc}]\n[collections.{chunk}]\nlong_documents = \"chunk\"\n\
@@ -211,7 +216,10 @@ async fn raw_scores(r: &dyn Reranker, docs: &[String]) -> Vec<f32> {
 
 #[tokio::test]
 async fn stages_cascade_pick_and_fail_open_per_stage() {
-    let Some(url) = qdrant() else { return };
+    let Some(server) = qdrant("long_documents_3").await else {
+        return;
+    };
+    let url = server.url.clone();
     let (staged, broken) = (name("staged"), name("broken"));
     let extra = format!(
         r#"

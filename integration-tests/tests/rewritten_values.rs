@@ -6,6 +6,8 @@
 
 mod support;
 
+use secondpass_it::real_qdrant::RealQdrant;
+
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -45,11 +47,11 @@ async fn post_raw(
 
 #[tokio::test]
 async fn values_qdrant_refuses_get_qdrants_own_answer() {
-    let Some(url) = std::env::var("QDRANT_URL").ok().filter(|u| !u.is_empty()) else {
-        eprintln!("SKIPPED values_qdrant_refuses_get_qdrants_own_answer: QDRANT_URL is not set");
+    let Some(qdrant) = RealQdrant::for_test("values_qdrant_refuses_get_qdrants_own_answer").await
+    else {
         return;
     };
-    let url = url.trim_end_matches('/').to_string();
+    let url = qdrant.url.clone();
     let coll = format!("secondpass_limits_{}", std::process::id());
     let c = client();
     let at = |path: &str| format!("{url}/collections/{coll}{path}");

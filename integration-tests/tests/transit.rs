@@ -5,6 +5,8 @@
 
 mod support;
 
+use secondpass_it::real_qdrant::RealQdrant;
+
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -24,15 +26,9 @@ use support::{config, config_with_grpc, query_vector, Proxy};
 
 const QUERY: &str = "capital%20of%20Germany";
 
-fn real(var: &str) -> String {
-    std::env::var(var)
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| {
-            panic!("{var} is not set: scripts/test starts a real Qdrant and sets it")
-        })
-        .trim_end_matches('/')
-        .to_string()
+/// The real Qdrant (`QDRANT_URL`, else one started for this test).
+async fn real(test: &str) -> Option<RealQdrant> {
+    RealQdrant::for_test(test).await
 }
 
 struct Answer {
@@ -91,8 +87,11 @@ fn ids(answer: &Value) -> Vec<Value> {
 
 #[tokio::test]
 async fn rest_answers_and_bodies_are_compressed_as_qdrant_does() {
+    let Some(qdrant) = real("rest_answers_and_bodies_are_compressed_as_qdrant_does").await else {
+        return;
+    };
     let coll = format!("secondpass_transit_{}", std::process::id());
-    let proxy = Proxy::start(config(&real("QDRANT_URL"), &[&coll], "")).await;
+    let proxy = Proxy::start(config(&qdrant.url, &[&coll], "")).await;
     proxy.seed(&coll, false).await;
     let path = format!("/collections/{coll}/points/query");
     let search = json!({"query": query_vector(), "limit": 3, "with_payload": ["title"]});
@@ -524,10 +523,13 @@ async fn grpc_gzip_bombs_are_resource_exhausted() {
 
 #[tokio::test]
 async fn grpc_unknown_fields_through_to_a_real_qdrant() {
+    let Some(qdrant) = real("grpc_unknown_fields_through_to_a_real_qdrant").await else {
+        return;
+    };
     let coll = format!("secondpass_transit_grpc_{}", std::process::id());
     let proxy = Proxy::start(config_with_grpc(
-        &real("QDRANT_URL"),
-        &real("QDRANT_GRPC_URL"),
+        &qdrant.url,
+        &qdrant.grpc_url,
         &[&coll],
         "",
     ))
