@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use secondpass::config::OnnxConfig;
 use secondpass::rerank::onnx::OnnxReranker;
 use secondpass::rerank::{sigmoid, RerankRequest, Reranker};
-use support::{config, expected_scores, model_dir, registry, request, runtime_path, Proxy};
+use support::{config, expected_scores, model_dir, registry, request, Proxy};
 
 /// The real Qdrant: `QDRANT_URL`, else one started for the test (kept while it lives).
 async fn qdrant(test: &str) -> Option<RealQdrant> {
@@ -184,19 +184,8 @@ async fn chunking_finds_the_passage_truncation_cuts() {
 fn int8() -> Arc<OnnxReranker> {
     Arc::new(
         OnnxReranker::load(&OnnxConfig {
-            model_dir: model_dir(),
             model_file: Some("model_int8.onnx".into()),
-            max_length: 128,
-            batch_size: Some(32),
-            intra_threads: 0,
-            workers: 1,
-            queue_capacity: 64,
-            runtime_path: Some(runtime_path()),
-            max_batch_tokens: Some(8192),
-            device: "cpu".into(),
-            max_query_tokens: 256,
-            io_binding: None,
-            tokenizer_threads: None,
+            ..support::model_config()
         })
         .expect("int8 model"),
     )

@@ -37,6 +37,19 @@ pub fn model_dir() -> PathBuf {
     shared_dir().join("models/cranfield-minilm-l6-ce")
 }
 
+/// The shared model's settings in tests: CPU, max length 128, batches of 32.
+pub fn model_config() -> OnnxConfig {
+    OnnxConfig {
+        max_length: 128,
+        batch_size: Some(32),
+        queue_capacity: 64,
+        runtime_path: Some(runtime_path()),
+        max_batch_tokens: Some(8192),
+        device: "cpu".into(),
+        ..OnnxConfig::new(model_dir())
+    }
+}
+
 /// The shared model, loaded once per test binary (its worker threads do not depend
 /// on any one test's runtime).
 pub fn model() -> Arc<OnnxReranker> {
@@ -44,21 +57,8 @@ pub fn model() -> Arc<OnnxReranker> {
     MODEL
         .get_or_init(|| {
             Arc::new(
-                OnnxReranker::load(&OnnxConfig {
-                    model_dir: model_dir(),
-                    model_file: None,
-                    max_length: 128,
-                    max_query_tokens: secondpass::config::default_max_query_tokens(),
-                    batch_size: Some(32),
-                    intra_threads: 0,
-                    workers: 1,
-                    queue_capacity: 64,
-                    runtime_path: Some(runtime_path()),
-                    max_batch_tokens: Some(8192),
-                    device: "cpu".into(),
-                    ..OnnxConfig::new("")
-                })
-                .expect("load the shared model (run scripts/setup)"),
+                OnnxReranker::load(&model_config())
+                    .expect("load the shared model (run scripts/setup)"),
             )
         })
         .clone()
