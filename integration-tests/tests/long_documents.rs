@@ -191,11 +191,11 @@ fn int8() -> Arc<OnnxReranker> {
     )
 }
 
-async fn raw_scores(r: &dyn Reranker, docs: &[String]) -> Vec<f32> {
+async fn raw_scores(r: &dyn Reranker, docs: &[String], max_length: Option<usize>) -> Vec<f32> {
     r.rerank(RerankRequest {
         query: QUERY.into(),
         documents: docs.to_vec(),
-        max_length: None,
+        max_length,
         deadline: None,
         chunking: None,
     })
@@ -209,7 +209,7 @@ async fn stages_cascade_pick_and_fail_open_per_stage() {
         return;
     };
     let url = server.url.clone();
-    let (staged, broken) = (name("staged"), name("broken"));
+    let (staged, broken, short) = (name("staged"), name("broken"), name("short"));
     let extra = format!(
         r#"
 [rerankers.fast]
@@ -226,10 +226,12 @@ stages = [{{ reranker = "fast", keep = 3 }}, {{ reranker = "local" }}]
 allowed_rerankers = ["fast"]
 [collections.{broken}]
 stages = [{{ reranker = "down", keep = 2 }}, {{ reranker = "local" }}]
+[collections.{short}]
+stages = [{{ reranker = "fast", keep = 3, max_length = 16 }}, {{ reranker = "local" }}]
 "#,
         model_dir().display()
     );
-    let cfg = config(&url, &[&staged, &broken], &extra);
+    let cfg = config(&url, &[&staged, &broken, &short], &extra);
     let mut reg = registry(&cfg);
     let fast = int8();
     reg.insert("fast", fast.clone());
@@ -248,7 +250,7 @@ stages = [{{ reranker = "down", keep = 2 }}, {{ reranker = "local" }}]
         .enumerate()
         .map(|(i, t)| json!({"n": i + 1, "text": t}))
         .collect();
-    for c in [&staged, &broken] {
+    for c in [&staged, &broken, &short] {
         seed(&proxy, c, &payloads).await;
     }
     let q = json!({"rerank": {"query": QUERY}});
@@ -263,7 +265,7 @@ stages = [{{ reranker = "down", keep = 2 }}, {{ reranker = "local" }}]
     assert_eq!(stages[1]["candidates"], 3);
     assert!(stages.iter().all(|s| s["status"] == "applied"));
     assert_eq!(r["rerank"]["reranker"], "local");
-    let fast_scores = raw_scores(fast.as_ref(), &docs).await;
+    let fast_scores = raw_scores(fast.as_ref(), &docs, None).await;
     let mut by_fast: Vec<usize> = (0..6).collect();
     by_fast.sort_by(|&a, &b| fast_scores[b].total_cmp(&fast_scores[a]));
     let kept: Vec<usize> = by_fast[..3].to_vec();
@@ -303,5 +305,29 @@ stages = [{{ reranker = "down", keep = 2 }}, {{ reranker = "local" }}]
     first_two.sort();
     assert_eq!(first_two, vec![1, 2]);
     assert_eq!(got[2..], [3, 4, 5, 6]);
-    drop_collections(&proxy, &[&staged, &broken]).await;
+
+    // A stage's own max_length: the first stage reads 16 tokens per pair, so the
+    // candidates it cuts carry int8's 16-token scores, not its 128-token ones.
+    let r = search(&proxy, &short, json!({"rerank": {"query": QUERY}}))
+        .await
+        .json();
+    assert_eq!(r["rerank"]["stages"][1]["candidates"], 3, "{r}");
+    let short_scores = raw_scores(fast.as_ref(), &docs, Some(16)).await;
+    let mut by_short: Vec<usize> = (0..6).collect();
+    by_short.sort_by(|&a, &b| short_scores[b].total_cmp(&short_scores[a]));
+    let got = ids(&r);
+    let cut: Vec<u64> = by_short[3..].iter().map(|&i| i as u64 + 1).collect();
+    assert_eq!(got[3..], cut[..], "{r}");
+    let last = by_short[5];
+    assert!(
+        (short_scores[last] - fast_scores[last]).abs() > 1e-3,
+        "16 and 128 tokens should score differently"
+    );
+    let got_last = r["result"]["points"][5]["score"].as_f64().unwrap();
+    assert!(
+        (got_last - sigmoid(short_scores[last]) as f64).abs() < 1e-3,
+        "{got_last} vs {}",
+        sigmoid(short_scores[last])
+    );
+    drop_collections(&proxy, &[&staged, &broken, &short]).await;
 }

@@ -13,7 +13,9 @@ First stage: Qdrant's server-side BM25 (sparse vector with modifier idf, Documen
 (same data) in one secondpass: (a) pool 30, `truncate` vs `chunk` settings given as
 TOKENS/OVERLAP/MAX_CHUNKS/AGGREGATE (TOKENS `fit`: what fits beside the query), all at
 max_length 128 with the fp32 model; (b) pool 100: fp32 alone, int8 alone, and the
-cascade int8 on 100 then fp32 on the best 20 (and 10). Latency is the `rerank.time`
+cascade int8 on 100 then fp32 on the best 20 (and 10; `--keep K` for others,
+`--cascade LEN/KEEP` for a first stage that reads only LEN tokens, `--int8-len LEN`
+for that first stage alone). Latency is the `rerank.time`
 secondpass reports (the rerank step alone), after one warm-up query per configuration.
 `--queries held-out` (default) uses the queries the chunk aggregates were not tuned on
 (odd positions by id, see cranfield.split)."""
@@ -57,7 +59,11 @@ def main():
     ap.add_argument("--deadline", type=float, default=0,
                     help="stop after this many seconds of queries and report the queries done (0: none)")
     ap.add_argument("--keep", type=int, action="append", default=None,
-                    help="cascade keep values to measure (default: 20 and 10)")
+                    help="cascade keep values to measure, first stage int8 at max_length 128 (default: 20 and 10)")
+    ap.add_argument("--cascade", action="append", default=[], metavar="LEN/KEEP",
+                    help="more cascades: int8 at max_length LEN on 100, then fp32 (128) on the best KEEP")
+    ap.add_argument("--int8-len", type=int, action="append", default=[], metavar="LEN",
+                    help="also int8 alone on 100 at max_length LEN")
     a = ap.parse_args()
     corpus, queries, qrels = load()
     tune, held = split(queries)
@@ -75,16 +81,22 @@ def main():
             configs[f"(a) chunk {spec}"] = f"qa_chunk{i}_{tag}"
             sections.append(chunk_section(f"qa_chunk{i}_{tag}", spec))
     if not a.skip_b:
-        for label, coll, body in [
-            ("(b) fp32 on 100", f"qb_fp32_{tag}", 'reranker = "local"'),
-            ("(b) int8 on 100", f"qb_int8_{tag}", 'reranker = "fast"'),
-        ] + [(f"(b) int8 100 -> fp32 {k}", f"qb_casc{k}_{tag}",
-              f'stages = [{{ reranker = "fast", keep = {k} }}, {{ reranker = "local" }}]')
-             for k in (a.keep or [20, 10])]:
+        rows = [("(b) fp32 on 100", f"qb_fp32_{tag}", 'reranker = "local"'),
+                ("(b) int8 on 100", f"qb_int8_{tag}", 'reranker = "fast"')]
+        for n in a.int8_len:
+            rows.append((f"(b) int8@{n} on 100", f"qb_int8l{n}_{tag}", f'reranker = "fast"\nmax_length = {n}'))
+        for k in a.keep or ([] if a.cascade else [20, 10]):
+            rows.append((f"(b) int8 100 -> fp32 {k}", f"qb_casc{k}_{tag}",
+                         f'stages = [{{ reranker = "fast", keep = {k} }}, {{ reranker = "local" }}]'))
+        for spec in a.cascade:
+            n, k = (int(x) for x in spec.split("/"))
+            rows.append((f"(b) int8@{n} 100 -> fp32 {k}", f"qb_casc{n}_{k}_{tag}",
+                         f'stages = [{{ reranker = "fast", keep = {k}, max_length = {n} }}, {{ reranker = "local" }}]'))
+        for label, coll, body in rows:
             configs[label] = coll
             sections.append(f"[collections.{coll}]\nenabled = true\npool = 100\n{body}\n")
     runtime = ROOT / ".local/onnxruntime/lib/libonnxruntime.so"
-    model = f'model_dir = "{MODEL_DIR}"\nruntime_path = "{runtime}"\nmax_length = 128\nbatch_size = {a.batch_size}\n'
+    model = f'model_dir = "{MODEL_DIR}"\nruntime_path = "{runtime}"\nbatch_size = {a.batch_size}\n'
     cfg = f"""
 [server]
 rest_listen = "127.0.0.1:0"
@@ -96,11 +108,11 @@ grpc_url = "http://127.0.0.1:1"
 timeout_ms = 300000
 [rerankers.local]
 kind = "onnx"
-{model}
+{model}max_length = 128
 [rerankers.fast]
 kind = "onnx"
 model_file = "model_int8.onnx"
-{model}
+{model}max_length = 128
 [collections.default]
 timeout_ms = 300000
 """ + "\n".join(sections)

@@ -31,6 +31,11 @@ pub struct StageConfig {
     /// How many of this stage's best candidates the next stage re-scores
     /// (absent: all of them; ignored on the last stage).
     pub keep: Option<usize>,
+    /// Tokens per pair this stage's local model reads (absent: the collection's
+    /// `max_length`, else the reranker's own; never more than the reranker's own).
+    /// A first stage that reads less is a cheaper filter for the same model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
 }
 
 impl StageConfig {
@@ -182,7 +187,7 @@ impl Default for CollectionSettings {
             chunk_tokens: None,
             chunk_overlap: 0,
             max_chunks_per_doc: 4,
-            chunk_aggregate: Aggregate::Blend(0.5),
+            chunk_aggregate: Aggregate::Blend(0.7),
             hosted_chunks: HostedChunks::Passages,
             stages: Vec::new(),
             allowed_rerankers: Vec::new(),
@@ -230,6 +235,7 @@ impl CollectionSettings {
                 reranker: self.reranker.clone(),
                 rerankers: self.rerankers.clone(),
                 keep: None,
+                max_length: None,
             }]
         } else {
             self.stages.clone()
@@ -239,14 +245,42 @@ impl CollectionSettings {
                 reranker: p.to_string(),
                 rerankers: Vec::new(),
                 keep: last.keep,
+                max_length: last.max_length,
             };
         }
         stages
     }
 
     pub(crate) fn apply(mut self, o: &CollectionOverrides) -> Self {
+        // Destructured without `..`: a key added to `CollectionOverrides` and not
+        // applied here does not compile.
+        let CollectionOverrides {
+            enabled,
+            mode,
+            text_field,
+            pool,
+            max_pool,
+            reranker,
+            rerankers,
+            max_length,
+            score_mode,
+            score_threshold,
+            on_failure,
+            timeout_ms,
+            cache,
+            max_query_bytes,
+            text_template,
+            long_documents,
+            chunk_tokens,
+            chunk_overlap,
+            max_chunks_per_doc,
+            chunk_aggregate,
+            hosted_chunks,
+            stages,
+            allowed_rerankers,
+        } = o;
         macro_rules! take {
-            ($($f:ident),*) => { $( if let Some(v) = &o.$f { self.$f = v.clone(); } )* };
+            ($($f:ident),*) => { $( if let Some(v) = $f { self.$f = v.clone(); } )* };
         }
         take!(
             enabled,
@@ -268,20 +302,13 @@ impl CollectionSettings {
             stages,
             allowed_rerankers
         );
-        if o.text_template.is_some() {
-            self.text_template = o.text_template.clone();
+        // Optional settings: a key that is set replaces the inherited value.
+        macro_rules! take_opt {
+            ($($f:ident),*) => { $( if $f.is_some() { self.$f = $f.clone(); } )* };
         }
-        if o.chunk_tokens.is_some() {
-            self.chunk_tokens = o.chunk_tokens;
-        }
-        if o.max_length.is_some() {
-            self.max_length = o.max_length;
-        }
-        if o.score_threshold.is_some() {
-            self.score_threshold = o.score_threshold;
-        }
-        if let Some(ms) = o.timeout_ms {
-            self.timeout = Duration::from_millis(ms);
+        take_opt!(text_template, chunk_tokens, max_length, score_threshold);
+        if let Some(ms) = timeout_ms {
+            self.timeout = Duration::from_millis(*ms);
         }
         self
     }

@@ -416,6 +416,12 @@ impl Config {
                     "must not be empty",
                 ));
             }
+            if st.max_length.is_some_and(|l| l < 8) {
+                return Err(invalid(
+                    format!("collections.{name}.stages[{i}].max_length"),
+                    "must be at least 8",
+                ));
+            }
         }
         Ok(())
     }

@@ -131,7 +131,7 @@ fn long_document_and_stage_keys_parse() {
          [collections.docs]\nenabled = true\ntext_template = \"{{title}}\\n{{body}}\"\n\
          long_documents = \"chunk\"\nchunk_tokens = 64\nchunk_overlap = 16\nmax_chunks_per_doc = 3\n\
          chunk_aggregate = \"decay:0.5\"\nhosted_chunks = \"provider\"\n\
-         stages = [{{ reranker = \"fast\", keep = 20 }}, {{ reranker = \"local\" }}]\n\
+         stages = [{{ reranker = \"fast\", keep = 20, max_length = 96 }}, {{ reranker = \"local\" }}]\n\
          allowed_rerankers = [\"fast\"]\n"
     ))
     .unwrap();
@@ -144,6 +144,7 @@ fn long_document_and_stage_keys_parse() {
     let st = d.stages_with(None);
     assert_eq!(st.len(), 2);
     assert_eq!((st[0].reranker.as_str(), st[0].keep), ("fast", Some(20)));
+    assert_eq!((st[0].max_length, st[1].max_length), (Some(96), None));
     // a picked reranker replaces the last stage
     assert_eq!(d.stages_with(Some("fast"))[1].reranker, "fast");
     // defaults: truncation, one stage of the collection's reranker
@@ -163,6 +164,10 @@ fn bad_long_document_and_stage_keys_are_named() {
         (
             "stages = [{ reranker = \"local\", keep = 0 }]",
             "stages[0].keep",
+        ),
+        (
+            "stages = [{ reranker = \"local\", max_length = 4 }]",
+            "stages[0].max_length",
         ),
         ("stages = [{ reranker = \"ghost\" }]", "stages"),
         ("allowed_rerankers = [\"ghost\"]", "allowed_rerankers"),

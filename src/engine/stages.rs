@@ -67,7 +67,7 @@ impl Engine {
                     .iter()
                     .map(|&p| text[p].clone().unwrap_or_default())
                     .collect(),
-                max_length: s.max_length,
+                max_length: stage.max_length.or(s.max_length),
                 deadline: None,
                 chunking: s.chunking(),
             };
@@ -226,9 +226,26 @@ mod tests {
         reg.insert("up", Arc::new(Len(1.0)));
         reg.insert("down", Arc::new(Len(-1.0)));
         reg.insert("bad", Arc::new(Len(0.0)));
+        reg.insert("seen", Arc::new(SeenLength));
         let metrics = Arc::new(Metrics::new(&["docs".into()]));
         let cfg = crate::config::Config::from_toml("").unwrap();
         Engine::new(Chain::new(reg, &cfg, metrics.clone()), metrics)
+    }
+
+    /// Scores every document with the `max_length` its request carried (-1: none).
+    struct SeenLength;
+
+    impl Reranker for SeenLength {
+        fn model(&self) -> &str {
+            "seen-length"
+        }
+        fn score_kind(&self) -> ScoreKind {
+            ScoreKind::Logit
+        }
+        fn rerank(&self, r: RerankRequest) -> RerankFuture {
+            let seen = r.max_length.map_or(-1.0, |l| l as f32);
+            Box::pin(async move { Ok(vec![seen; r.documents.len()]) })
+        }
     }
 
     fn stage(r: &str, keep: Option<usize>) -> StageConfig {
@@ -236,6 +253,7 @@ mod tests {
             reranker: r.into(),
             rerankers: Vec::new(),
             keep,
+            max_length: None,
         }
     }
 
@@ -346,5 +364,32 @@ mod tests {
         let out = run(&e, &single, Some("up")).await.unwrap();
         assert_eq!(out.reranker.as_deref(), Some("up"));
         assert!(out.stages.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stage_reads_its_own_max_length_or_the_collections() {
+        let e = engine();
+        let first = StageConfig {
+            max_length: Some(96),
+            ..stage("seen", Some(2))
+        };
+        let s = CollectionSettings {
+            max_length: Some(128),
+            ..settings(vec![first, stage("seen", None)])
+        };
+        let out = run(&e, &s, None).await.unwrap();
+        // the first stage read 96 tokens per pair; the two it kept were re-read at 128
+        let scores = out.scores.unwrap();
+        assert_eq!(
+            scores.iter().filter(|s| **s == Some(96.0)).count(),
+            2,
+            "{scores:?}"
+        );
+        assert_eq!(
+            scores.iter().filter(|s| **s == Some(128.0)).count(),
+            2,
+            "{scores:?}"
+        );
+        assert_eq!(scores[4], None);
     }
 }
