@@ -177,7 +177,7 @@ ts("Model loaded by pod", "secondpass_model_loaded: 1 when every reranker of the
    [(f'max by (pod) (secondpass_model_loaded{{{BASE}}})', "{{pod}}")], "none", w=24, h=6, minv=0, maxv=1)
 
 # ------------------------------------------------------------------ new metrics
-row("Quality and queueing (metrics being added: no data until the running version exports them)")
+row("Quality and queueing")
 ts("Rank displacement", "secondpass_rank_displacement: share of the returned top-k that was not in Qdrant's "
    "own top-k (0 = reranking changed nothing, 1 = entirely different results). Mean and p50/p95.",
    [(f'sum by (collection) (rate(secondpass_rank_displacement_sum{{{COLL}}}[{RI}])) / '
@@ -195,6 +195,62 @@ ts("Inference batch size", "secondpass_batch_size: pairs per inference call (mea
    "none", w=8)
 ts("Fallbacks", "secondpass_fallback_total{from,to}: reranks served by a fallback reranker.",
    [(f'sum by (from, to) (rate(secondpass_fallback_total{{{BASE}}}[{RI}]))', "{{from}} → {{to}}")], "cps", w=8, stack=True)
+
+ts("Model time split", "secondpass_tokenization_seconds (per job) and secondpass_inference_seconds (per batch), p95 by reranker.",
+   [(f'histogram_quantile(0.95, sum by (le, reranker) (rate(secondpass_tokenization_seconds_bucket{{{BASE}}}[{RI}])))',
+     "tokenize p95 {{reranker}}"),
+    (f'histogram_quantile(0.95, sum by (le, reranker) (rate(secondpass_inference_seconds_bucket{{{BASE}}}[{RI}])))',
+     "infer p95 {{reranker}}")], "s", w=8)
+ts("Score cache hit ratio", "secondpass_cache_lookups_total{result=\"hit\"} / all lookups.",
+   [(f'sum(rate(secondpass_cache_lookups_total{{{BASE},result="hit"}}[{RI}])) / '
+     f'sum(rate(secondpass_cache_lookups_total{{{BASE}}}[{RI}]))', "hit ratio")], "percentunit", w=8, minv=0, maxv=1)
+ts("Breakers and odd scores", "secondpass_breaker_state per hosted reranker (0 closed, 1 open, 2 half-open), "
+   "non-finite model scores clamped (secondpass_nonfinite_scores_total) and configuration reloads by result.",
+   [(f'max by (reranker) (secondpass_breaker_state{{{BASE}}})', "breaker {{reranker}}"),
+    (f'sum(rate(secondpass_nonfinite_scores_total{{{BASE}}}[{RI}]))', "non-finite scores/s"),
+    (f'sum by (result) (increase(secondpass_config_reloads_total{{{BASE}}}[{RI}]))', "reloads {{result}}")],
+   "none", w=8)
+
+# ------------------------------------------------------------------ cascades and long documents
+row("Cascades and long documents")
+ts("Stage latency", "secondpass_stage_duration_seconds: p95 of each stage of a staged rerank (stages = [...]).",
+   [(f'histogram_quantile(0.95, sum by (le, collection, stage) (rate(secondpass_stage_duration_seconds_bucket{{{COLL}}}[{RI}])))',
+     "p95 {{collection}} {{stage}}")], "s", w=8)
+ts("Candidates per stage", "secondpass_stage_candidates: candidates each stage scored (mean); later stages see `keep` of the one before.",
+   [(f'sum by (collection, stage) (rate(secondpass_stage_candidates_sum{{{COLL}}}[{RI}])) / '
+     f'sum by (collection, stage) (rate(secondpass_stage_candidates_count{{{COLL}}}[{RI}]))', "{{collection}} {{stage}}")],
+   "none", w=8)
+ts("Stage outcomes", "secondpass_stage_outcomes_total by stage and status (applied, failed_open).",
+   [(f'sum by (stage, status) (rate(secondpass_stage_outcomes_total{{{COLL}}}[{RI}]))', "{{stage}} {{status}}")],
+   "cps", w=8, stack=True)
+ts("Pairs scored", "secondpass_pairs_scored_total: (query, passage) pairs the local model scored, per reranker. "
+   "Above the candidate rate when long_documents = chunk.",
+   [(f'sum by (reranker) (rate(secondpass_pairs_scored_total{{{BASE}}}[{RI}]))', "{{reranker}}")], "cps", w=12)
+ts("Passages per chunked document", "secondpass_passages_per_document: mean and p95 (long_documents = chunk).",
+   [(f'sum by (reranker) (rate(secondpass_passages_per_document_sum{{{BASE}}}[{RI}])) / '
+     f'sum by (reranker) (rate(secondpass_passages_per_document_count{{{BASE}}}[{RI}]))', "mean {{reranker}}"),
+    (f'histogram_quantile(0.95, sum by (le, reranker) (rate(secondpass_passages_per_document_bucket{{{BASE}}}[{RI}])))',
+     "p95 {{reranker}}")], "none", w=12)
+
+# ------------------------------------------------------------------ shadow mode
+row("Shadow mode (collections with mode = \"shadow\")")
+ts("Shadow searches", "secondpass_shadow_searches_total (compared), secondpass_shadow_dropped_total (queue full) and "
+   "secondpass_shadow_failed_total (could not be compared).",
+   [(f'sum(rate(secondpass_shadow_searches_total{{{COLL}}}[{RI}]))', "compared"),
+    (f'sum(rate(secondpass_shadow_dropped_total{{{COLL}}}[{RI}]))', "dropped"),
+    (f'sum(rate(secondpass_shadow_failed_total{{{COLL}}}[{RI}]))', "failed")], "cps", w=8)
+ts("What reranking would change", "Share of compared searches whose first result would change "
+   "(secondpass_shadow_top1_changed_total), mean overlap@k with Qdrant's page (secondpass_shadow_overlap) and "
+   "mean rank displacement (secondpass_shadow_rank_displacement).",
+   [(f'sum by (collection) (rate(secondpass_shadow_top1_changed_total{{{COLL}}}[{RI}])) / on (collection) '
+     f'sum by (collection) (rate(secondpass_shadow_searches_total{{{COLL}}}[{RI}]))', "top-1 changed {{collection}}"),
+    (f'sum by (collection) (rate(secondpass_shadow_overlap_sum{{{COLL}}}[{RI}])) / '
+     f'sum by (collection) (rate(secondpass_shadow_overlap_count{{{COLL}}}[{RI}]))', "overlap@k {{collection}}"),
+    (f'sum by (collection) (rate(secondpass_shadow_rank_displacement_sum{{{COLL}}}[{RI}])) / '
+     f'sum by (collection) (rate(secondpass_shadow_rank_displacement_count{{{COLL}}}[{RI}]))', "displacement {{collection}}")],
+   "percentunit", w=8, minv=0, maxv=1)
+ts("Shadow rerank latency", "secondpass_shadow_rerank_duration_seconds: the background rerank step (what going live would add).",
+   quantiles("secondpass_shadow_rerank_duration_seconds", COLL), "s", w=8)
 
 def var(name, label, query, multi=True, include_all=True, all_value=".*"):
     return {"name": name, "label": label, "type": "query", "datasource": DS,

@@ -550,6 +550,19 @@ def test_dashboard_metrics_exist_in_secondpass():
         assert family in dash
 
 
+def test_every_metric_family_has_a_panel():
+    """A metric secondpass exports and no panel shows is one nobody looks at."""
+    import re
+    families = set()
+    for f in ("metrics.rs", "shadow.rs"):
+        families |= set(re.findall(r'"(secondpass_[a-z0-9_]+)"', (ROOT / "src" / f).read_text()))
+    assert len(families) >= 30, families
+    dash = json.loads((ROOT / "dashboards" / "secondpass.json").read_text())
+    exprs = " ".join(t["expr"] for p in all_panels(dash) for t in p.get("targets", []))
+    missing = sorted(f for f in families if not re.search(rf"\b{f}(_bucket|_sum|_count)?\b", exprs))
+    assert not missing, f"no dashboard panel for {missing}: add one in dashboards/generate_dashboard.py"
+
+
 # ------------------------------------------------------------------ Dockerfiles (not built here)
 
 
