@@ -124,6 +124,10 @@ impl AppState {
             self.engine
                 .set_chain(Chain::new(registry, &new, Arc::clone(&self.metrics)));
         }
+        let fixed = self.shadow.reconfigure(&new.shadow);
+        if !fixed.is_empty() {
+            tracing::warn!(keys = ?fixed, "these shadow settings change only on restart");
+        }
         self.set_config(new);
         Ok(())
     }

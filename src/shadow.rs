@@ -129,13 +129,43 @@ pub fn compare(scores: &[Option<f32>], threshold: Option<f32>, window: Window) -
     })
 }
 
-/// The shadow queue, its workers and its log.
+/// The shadow queue, its workers and its log. `sample_rate`, `log_rate` and
+/// `log_file` follow a configuration reload; `queue` and `workers` are fixed once the
+/// workers run.
 pub struct Shadow {
-    cfg: ShadowConfig,
+    queue: usize,
+    workers: usize,
+    /// `sample_rate` and `log_rate` as f64 bits: read on every live search, lock-free.
+    sample_rate: AtomicU64,
+    log_rate: AtomicU64,
     pub metrics: ShadowMetrics,
     sender: OnceLock<mpsc::Sender<Job>>,
-    log: Mutex<Option<std::fs::File>>,
+    log: Mutex<ShadowLog>,
     counter: AtomicU64,
+}
+
+/// The open shadow log and the path it was opened for.
+#[derive(Default)]
+struct ShadowLog {
+    path: Option<std::path::PathBuf>,
+    file: Option<std::fs::File>,
+}
+
+impl ShadowLog {
+    fn open(path: Option<&std::path::Path>) -> ShadowLog {
+        let file = path.and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| tracing::error!(path = %p.display(), error = %e, "cannot open the shadow log; shadow searches are not logged"))
+                .ok()
+        });
+        ShadowLog {
+            path: path.map(Into::into),
+            file,
+        }
+    }
 }
 
 /// A uniform draw in 0..1 from a counter (SplitMix64): cheap, lock-free.
@@ -150,35 +180,56 @@ fn draw(counter: &AtomicU64) -> f64 {
 
 impl Shadow {
     pub fn new(cfg: &ShadowConfig, metrics: &Metrics) -> Shadow {
-        let log = cfg.log_file.as_ref().and_then(|p| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| tracing::error!(path = %p.display(), error = %e, "cannot open the shadow log; shadow searches are not logged"))
-                .ok()
-        });
         Shadow {
-            cfg: cfg.clone(),
+            queue: cfg.queue,
+            workers: cfg.workers,
+            sample_rate: AtomicU64::new(cfg.sample_rate.to_bits()),
+            log_rate: AtomicU64::new(cfg.log_rate.to_bits()),
             metrics: ShadowMetrics::new(metrics),
             sender: OnceLock::new(),
-            log: Mutex::new(log),
+            log: Mutex::new(ShadowLog::open(cfg.log_file.as_deref())),
             counter: AtomicU64::new(0),
         }
     }
 
+    /// Takes a reloaded `[shadow]`: new rates at once, the log reopened when its path
+    /// changed. Returns the keys that change only on restart and were changed.
+    pub fn reconfigure(&self, cfg: &ShadowConfig) -> Vec<&'static str> {
+        self.sample_rate
+            .store(cfg.sample_rate.to_bits(), Ordering::Relaxed);
+        self.log_rate
+            .store(cfg.log_rate.to_bits(), Ordering::Relaxed);
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        if log.path.as_deref() != cfg.log_file.as_deref() {
+            *log = ShadowLog::open(cfg.log_file.as_deref());
+        }
+        let mut fixed = Vec::new();
+        if cfg.queue != self.queue {
+            fixed.push("shadow.queue");
+        }
+        if cfg.workers != self.workers {
+            fixed.push("shadow.workers");
+        }
+        fixed
+    }
+
+    fn rate(r: &AtomicU64) -> f64 {
+        f64::from_bits(r.load(Ordering::Relaxed))
+    }
+
     /// Whether this live search gets a shadow (`sample_rate`).
     pub fn sampled(&self) -> bool {
-        self.cfg.sample_rate >= 1.0 || draw(&self.counter) < self.cfg.sample_rate
+        let rate = Self::rate(&self.sample_rate);
+        rate >= 1.0 || draw(&self.counter) < rate
     }
 
     /// Queues background work without waiting; drops and counts it when full.
     /// Workers start on first use (inside the runtime).
     pub fn submit(&self, label: &str, job: impl Future<Output = ()> + Send + 'static) {
         let sender = self.sender.get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<Job>(self.cfg.queue);
+            let (tx, rx) = mpsc::channel::<Job>(self.queue);
             let rx = Arc::new(tokio::sync::Mutex::new(rx));
-            for _ in 0..self.cfg.workers {
+            for _ in 0..self.workers {
                 let rx = rx.clone();
                 tokio::spawn(async move {
                     loop {
@@ -223,11 +274,14 @@ impl Shadow {
         m.rerank_duration
             .with_label_values(&[label])
             .observe(rerank_seconds);
-        if self.cfg.log_rate < 1.0 && draw(&self.counter) >= self.cfg.log_rate {
+        let log_rate = Self::rate(&self.log_rate);
+        if log_rate < 1.0 && draw(&self.counter) >= log_rate {
             return;
         }
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(file) = log.as_mut() else { return };
+        let Some(file) = log.file.as_mut() else {
+            return;
+        };
         let pick = |idx: &[usize]| -> Vec<Value> {
             idx.iter().filter_map(|&i| ids.get(i).cloned()).collect()
         };
@@ -323,5 +377,50 @@ mod tests {
         assert!(m
             .render()
             .contains("secondpass_shadow_dropped_total{collection=\"c\"}"));
+    }
+
+    #[test]
+    fn a_reload_changes_rates_and_the_log_but_not_the_queue() {
+        let m = Metrics::new(&["c".into()]);
+        let dir = std::env::temp_dir().join(format!("shadow-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = Shadow::new(
+            &ShadowConfig {
+                sample_rate: 0.0,
+                ..Default::default()
+            },
+            &m,
+        );
+        assert!(!(0..100).any(|_| s.sampled()));
+        let change = Change {
+            qdrant: vec![0],
+            reranked: vec![0],
+            displacement: 0.0,
+            top1_changed: false,
+            overlap: 1.0,
+        };
+        let ids = [json!(7)];
+        let log = dir.join("shadow.jsonl");
+        let fixed = s.reconfigure(&ShadowConfig {
+            sample_rate: 1.0,
+            log_file: Some(log.clone()),
+            queue: 8,
+            ..Default::default()
+        });
+        assert_eq!(fixed, vec!["shadow.queue"]);
+        assert!((0..100).all(|_| s.sampled()));
+        s.record("c", "c", "q", &ids, &[Some(0.5)], &change, 0.01);
+        let lines = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(lines.lines().count(), 1, "{lines}");
+        // log_rate 0: compared and counted, not logged
+        s.reconfigure(&ShadowConfig {
+            log_file: Some(log.clone()),
+            log_rate: 0.0,
+            ..Default::default()
+        });
+        s.record("c", "c", "q", &ids, &[Some(0.5)], &change, 0.01);
+        assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
+        assert_eq!(s.metrics.compared.with_label_values(&["c"]).get(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

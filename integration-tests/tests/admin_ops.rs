@@ -206,11 +206,12 @@ async fn reload_applies_a_good_file_and_refuses_a_bad_one() {
     p.seed("docs", false).await;
     assert_eq!(rerank_status(&p).await, "disabled");
 
-    // a valid new file: reranking on for docs
+    // a valid new file: reranking on for docs; a shadow queue size (restart-only)
+    // is taken with a warning, not refused
     let good = config_text(
         &qdrant.url(),
         &format!(
-            "{}[collections.docs]\nenabled = true\n",
+            "{}[shadow]\nqueue = 8\nsample_rate = 0.5\n[collections.docs]\nenabled = true\n",
             files.admin_section()
         ),
     );

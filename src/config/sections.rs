@@ -179,8 +179,9 @@ impl AdminConfig {
     }
 }
 
-/// `[shadow]`: the background work of collections in `mode = "shadow"` (read at
-/// start-up).
+/// `[shadow]`: the background work of collections in `mode = "shadow"`. A reload
+/// changes `sample_rate`, `log_rate` and `log_file`; `queue` and `workers` only a
+/// restart.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShadowConfig {
