@@ -29,7 +29,7 @@ fn name(what: &str) -> String {
 /// the query vector [1, 0, 0, 0] finds them in the given order.
 async fn seed(proxy: &Proxy, coll: &str, payloads: &[Value]) {
     let url = proxy.url(&format!("/collections/{coll}"));
-    let _ = request(&proxy.client, Method::DELETE, &url, &[], None).await;
+    proxy.drop_collection(coll).await;
     let r = request(
         &proxy.client,
         Method::PUT,
@@ -60,8 +60,7 @@ async fn seed(proxy: &Proxy, coll: &str, payloads: &[Value]) {
 
 async fn drop_collections(proxy: &Proxy, colls: &[&str]) {
     for c in colls {
-        let url = proxy.url(&format!("/collections/{c}"));
-        request(&proxy.client, Method::DELETE, &url, &[], None).await;
+        proxy.drop_collection(c).await;
     }
 }
 

@@ -5,9 +5,8 @@
 
 mod support;
 
-use http::Method;
 use secondpass_it::real_qdrant::RealQdrant;
-use support::{config, request, scenario, Proxy};
+use support::{config, scenario, Proxy};
 
 #[tokio::test]
 async fn scenario_against_a_real_qdrant() {
@@ -18,12 +17,5 @@ async fn scenario_against_a_real_qdrant() {
     let coll = format!("secondpass_it_{}", std::process::id());
     let proxy = Proxy::start(config(&qdrant.url, &[&coll], "")).await;
     scenario::run(&proxy, &coll).await;
-    request(
-        &proxy.client,
-        Method::DELETE,
-        &proxy.url(&format!("/collections/{coll}")),
-        &[],
-        None,
-    )
-    .await;
+    proxy.drop_collection(&coll).await;
 }

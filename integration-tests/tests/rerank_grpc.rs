@@ -522,12 +522,5 @@ async fn grpc_scenario_against_a_real_qdrant() {
     };
     s.proxy.seed(&coll, false).await;
     scenario(&s, &coll).await;
-    let _ = support::request(
-        &s.proxy.client,
-        http::Method::DELETE,
-        &s.proxy.url(&format!("/collections/{coll}")),
-        &[],
-        None,
-    )
-    .await;
+    s.proxy.drop_collection(&coll).await;
 }

@@ -181,14 +181,7 @@ async fn rest_answers_and_bodies_are_compressed_as_qdrant_does() {
     let err = a.json()["status"]["error"].as_str().unwrap().to_string();
     assert!(err.contains("exceeded limit"), "{err}");
 
-    let _ = support::request(
-        &proxy.client,
-        Method::DELETE,
-        &proxy.url(&format!("/collections/{coll}")),
-        &[],
-        None,
-    )
-    .await;
+    proxy.drop_collection(&coll).await;
 }
 
 // ---- gRPC on the wire ----
@@ -560,12 +553,5 @@ async fn grpc_unknown_fields_through_to_a_real_qdrant() {
     };
     assert_eq!(ids(&plain).len(), 3);
     assert_eq!(ids(&plain), ids(&newer));
-    let _ = support::request(
-        &proxy.client,
-        Method::DELETE,
-        &proxy.url(&format!("/collections/{coll}")),
-        &[],
-        None,
-    )
-    .await;
+    proxy.drop_collection(&coll).await;
 }

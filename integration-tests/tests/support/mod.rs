@@ -334,6 +334,12 @@ impl Proxy {
         request(&self.client, Method::GET, &self.admin(path), &[], None).await
     }
 
+    /// Deletes collection `name` through the proxy; a missing one is fine (clean-up).
+    pub async fn drop_collection(&self, name: &str) {
+        let url = self.url(&format!("/collections/{name}"));
+        let _ = request(&self.client, Method::DELETE, &url, &[], None).await;
+    }
+
     /// Creates `name` with the `docs` data (and `hybrid` data when `hybrid`) through
     /// the proxy, as a client would.
     pub async fn seed(&self, name: &str, hybrid: bool) {
@@ -342,14 +348,7 @@ impl Proxy {
         } else {
             ("create-collection", "upsert")
         };
-        let _ = request(
-            &self.client,
-            Method::DELETE,
-            &self.url(&format!("/collections/{name}")),
-            &[],
-            None,
-        )
-        .await;
+        self.drop_collection(name).await;
         let r = request(
             &self.client,
             Method::PUT,
