@@ -190,11 +190,11 @@ impl Server {
         let wait = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let rest = axum::serve(rest_listener, rest::router(state.clone()))
+        let rest = axum::serve(no_delay(rest_listener), rest::router(state.clone()))
             .with_graceful_shutdown(wait(stopped.clone()));
-        let grpc = axum::serve(grpc_listener, grpc::router(state.clone()))
+        let grpc = axum::serve(no_delay(grpc_listener), grpc::router(state.clone()))
             .with_graceful_shutdown(wait(stopped.clone()));
-        let admin = axum::serve(admin_listener, admin::router(state.clone()))
+        let admin = axum::serve(no_delay(admin_listener), admin::router(state.clone()))
             .with_graceful_shutdown(wait(admin_stopped));
         let task = tokio::spawn(async move {
             let admin = tokio::spawn(async move {
@@ -241,6 +241,20 @@ impl Server {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
+}
+
+/// A listener whose accepted sockets have `TCP_NODELAY` set. Without it, an answer
+/// forwarded in several writes (Qdrant's compressed bodies, gRPC trailers) waits for
+/// the client's delayed ACK under Nagle's algorithm: about 40 ms on every call.
+fn no_delay(
+    listener: TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted socket");
+        }
+    })
 }
 
 /// Reloads the configuration on every SIGHUP (a no-op where there are no signals).
