@@ -47,6 +47,8 @@ fn init_logging(cfg: &Config) {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: the environment is read when ONNX Runtime loads.
+    secondpass::rerank::onnx::runtime::keep_telemetry_off();
     let cli = Cli::parse();
     let config = match &cli.command {
         Command::Serve { config }

@@ -110,21 +110,52 @@ async fn padded_batches_match_single_pairs() {
 }
 
 #[tokio::test]
-async fn int8_model_loads_and_stays_close() {
+async fn int8_model_loads_and_ranks_like_fp32() {
     let r =
         OnnxReranker::load(&config(model_dir(), Some("model_int8.onnx"), 16)).expect("load int8");
-    // Dynamic int8 kernels differ between CPUs (the reference's int8 column came from
-    // another machine), so compare with PyTorch's fp32 logit within the published
-    // int8 error (max 0.249 over these pairs).
-    for p in reference() {
-        let got = score(&r, &p.query, vec![p.document.clone()]).await[0];
+    // Dynamic int8 kernels differ between CPUs: the same file's logits move by up to
+    // 0.26 from PyTorch's fp32 on an AVX-512 VNNI host and 0.40 on an AVX2-only AMD
+    // EPYC host (the reference's int8 column came from yet another machine). What
+    // users see is the ranking, so judge that: Spearman with fp32 over the 16 pairs
+    // is 0.988 on the AMD host (tests/onnx_quantized.rs checks the eval set). The
+    // logit bound only catches a broken file: a `reduce_range` quantization without
+    // per-channel scales is off by 1.97 on the AMD host.
+    let refs = reference();
+    let mut got = Vec::new();
+    for p in &refs {
+        got.push(score(&r, &p.query, vec![p.document.clone()]).await[0]);
+    }
+    let fp32: Vec<f32> = refs.iter().map(|p| p.logit).collect();
+    let rho = spearman(&got, &fp32);
+    assert!(
+        rho >= 0.95,
+        "Spearman {rho:.3} with fp32: {got:?} vs {fp32:?}"
+    );
+    for (g, p) in got.iter().zip(&refs) {
         assert!(
-            (got - p.logit).abs() < 0.3,
-            "int8 {got} vs fp32 {} (int8 ref {})",
+            (g - p.logit).abs() < 1.0,
+            "int8 {g} vs fp32 {} (int8 ref {})",
             p.logit,
             p.int8
         );
     }
+}
+
+/// Spearman's rank correlation (no ties in these scores).
+fn spearman(a: &[f32], b: &[f32]) -> f64 {
+    let ranks = |v: &[f32]| -> Vec<f64> {
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        order.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+        let mut r = vec![0.0; v.len()];
+        for (rank, i) in order.into_iter().enumerate() {
+            r[i] = rank as f64;
+        }
+        r
+    };
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = a.len() as f64;
+    let d2: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - y).powi(2)).sum();
+    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
 }
 
 #[tokio::test]

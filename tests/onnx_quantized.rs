@@ -1,20 +1,27 @@
 //! Rank agreement of smaller model files with the fp32 model: the shipped int8 file,
 //! an int8 file made by `scripts/quantize`, and fp16 files made by
 //! `scripts/quantize --fp16` (float32 output, and float16 output read by the
-//! loader). Measured on the shared model's 16 reference pairs and on Cranfield: 10
-//! queries × 50 candidates (the 50 documents sharing most words with the query, a
-//! BM25-ish pool). Prints Kendall's tau, Spearman's rho and top-10 overlap, and
-//! asserts a floor. Needs `scripts/setup --python` (ONNX Runtime, the venv's
-//! onnxruntime and onnx packages) and the shared model and eval folders.
+//! loader). Measured on the shared model's 16 reference pairs and on Cranfield: 40
+//! judged queries × 50 candidates (the 50 documents sharing most words with the
+//! query, a BM25-ish pool). Prints Kendall's tau, Spearman's rho, top-10 overlap and
+//! nDCG@10 of both rankings, and asserts floors on what users see: the ranking.
 //!
+//! Dynamic int8 kernels differ between CPUs (AVX2-only hosts such as AMD EPYC use
+//! u8s8 multiplies that saturate where AVX-512 VNNI hosts do not), so logits differ by
+//! host while rankings barely move. The floors hold on both kinds with room; the
+//! numbers per CPU are in BENCHMARKS.md ("Quantization").
+//!
+//! Needs `scripts/setup --python` (ONNX Runtime, the venv's onnxruntime and onnx
+//! packages) and the shared model and eval folders.
 //! `cargo test --test onnx_quantized -- --nocapture` shows the numbers.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use secondpass::config::OnnxConfig;
+use secondpass::eval::metrics::{ndcg, Judgements};
 use secondpass::rerank::onnx::OnnxReranker;
 use secondpass::rerank::{RerankRequest, Reranker};
 
@@ -71,10 +78,23 @@ fn load(dir: PathBuf, file: Option<&str>) -> OnnxReranker {
     .unwrap_or_else(|e| panic!("load {}: {e}", dir.display()))
 }
 
+/// Cranfield queries judged here (the first of the 150 in the shared set).
+const QUERIES: usize = 40;
+/// Candidates per query.
+const POOL: usize = 50;
+
+/// One query's candidate pool: the query, its documents' ids and texts, its judgements.
+struct Pool {
+    query: String,
+    ids: Vec<String>,
+    docs: Vec<String>,
+    judged: Judgements,
+}
+
 /// The evaluation: reference pairs, and Cranfield queries with candidate pools.
 struct Eval {
     reference: Vec<(String, String)>,
-    pools: Vec<(String, Vec<String>)>,
+    pools: Vec<Pool>,
 }
 
 fn words(text: &str) -> HashSet<String> {
@@ -89,42 +109,61 @@ fn words(text: &str) -> HashSet<String> {
         .collect()
 }
 
+fn jsonl(file: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(shared().join("eval/cranfield-train").join(file))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn qrels() -> HashMap<String, Judgements> {
+    let text = std::fs::read_to_string(shared().join("eval/cranfield-train/qrels.tsv")).unwrap();
+    let mut all: HashMap<String, Judgements> = HashMap::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split('\t').collect();
+        all.entry(f[0].into())
+            .or_default()
+            .insert(f[1].into(), f[2].parse().unwrap());
+    }
+    all
+}
+
+fn reference_pairs() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(source().join("reference.json")).unwrap();
+    let refs: serde_json::Value = serde_json::from_str(&text).unwrap();
+    refs.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["query"].as_str().unwrap().into(),
+                p["document"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
 fn eval() -> &'static Eval {
     static EVAL: OnceLock<Eval> = OnceLock::new();
     EVAL.get_or_init(|| {
-        let text = std::fs::read_to_string(source().join("reference.json")).unwrap();
-        let refs: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let reference = refs
-            .as_array()
-            .unwrap()
+        let corpus: Vec<(String, String)> = jsonl("corpus.jsonl")
             .iter()
-            .map(|p| {
-                (
-                    p["query"].as_str().unwrap().into(),
-                    p["document"].as_str().unwrap().into(),
-                )
+            .map(|d| {
+                let title = d["title"].as_str().unwrap_or_default();
+                let text = format!("{title} {}", d["text"].as_str().unwrap());
+                (d["id"].to_string(), text.trim().to_string())
             })
             .collect();
-        let lines = |f: &str| -> Vec<String> {
-            std::fs::read_to_string(shared().join("eval/cranfield-train").join(f))
-                .unwrap()
-                .lines()
-                .map(|l| {
-                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                    let title = v["title"].as_str().unwrap_or_default();
-                    format!("{title} {}", v["text"].as_str().unwrap())
-                        .trim()
-                        .to_string()
-                })
-                .collect()
-        };
-        let corpus = lines("corpus.jsonl");
-        let corpus_words: Vec<HashSet<String>> = corpus.iter().map(|d| words(d)).collect();
-        let pools = lines("queries.jsonl")
-            .into_iter()
-            .take(10)
-            .map(|q| {
-                let qw = words(&q);
+        let corpus_words: Vec<HashSet<String>> = corpus.iter().map(|(_, d)| words(d)).collect();
+        let mut judged = qrels();
+        let pools = jsonl("queries.jsonl")
+            .iter()
+            .filter_map(|q| Some((judged.remove(&q["id"].to_string())?, q)))
+            .take(QUERIES)
+            .map(|(judged, q)| {
+                let query = q["text"].as_str().unwrap().to_string();
+                let qw = words(&query);
                 let mut ranked: Vec<(usize, usize)> = corpus_words
                     .iter()
                     .enumerate()
@@ -132,14 +171,22 @@ fn eval() -> &'static Eval {
                     .collect();
                 // Most shared words first; ties in corpus order.
                 ranked.sort_by_key(|&(shared, i)| (std::cmp::Reverse(shared), i));
-                let docs = ranked[..50]
+                let (ids, docs) = ranked[..POOL]
                     .iter()
                     .map(|&(_, i)| corpus[i].clone())
-                    .collect();
-                (q, docs)
+                    .unzip();
+                Pool {
+                    query,
+                    ids,
+                    docs,
+                    judged,
+                }
             })
             .collect();
-        Eval { reference, pools }
+        Eval {
+            reference: reference_pairs(),
+            pools,
+        }
     })
 }
 
@@ -153,8 +200,8 @@ fn scores(r: &OnnxReranker) -> (Vec<f32>, Vec<Vec<f32>>) {
             reference.push(score(r, q, vec![d.clone()]).await[0]);
         }
         let mut pools = Vec::new();
-        for (q, docs) in &e.pools {
-            pools.push(score(r, q, docs.clone()).await);
+        for p in &e.pools {
+            pools.push(score(r, &p.query, p.docs.clone()).await);
         }
         (reference, pools)
     })
@@ -235,13 +282,39 @@ fn top10_overlap(a: &[f32], b: &[f32]) -> f64 {
     top(a).intersection(&top(b)).count() as f64 / 10.0
 }
 
+/// Mean nDCG@10 over the pools when each is ordered by `scores`.
+fn mean_ndcg(scores: &[Vec<f32>]) -> f64 {
+    let pools = &eval().pools;
+    let total: f64 = pools
+        .iter()
+        .zip(scores)
+        .map(|(p, s)| {
+            let mut order: Vec<usize> = (0..s.len()).collect();
+            order.sort_by(|&i, &j| s[j].total_cmp(&s[i]));
+            let ranked: Vec<String> = order.iter().map(|&i| p.ids[i].clone()).collect();
+            ndcg(&ranked, &p.judged, 10)
+        })
+        .sum();
+    total / pools.len() as f64
+}
+
 struct Agreement {
     reference_tau: f64,
+    reference_rho: f64,
     reference_max_diff: f32,
     tau: f64,
     rho: f64,
     top10: f64,
     worst_tau: f64,
+    /// mean nDCG@10 of the fp32 ranking and of this file's
+    ndcg: (f64, f64),
+}
+
+impl Agreement {
+    /// This file's nDCG@10 relative to fp32's (0.01 = 1% lower).
+    fn ndcg_loss(&self) -> f64 {
+        1.0 - self.ndcg.1 / self.ndcg.0
+    }
 }
 
 fn agreement(name: &str, r: &OnnxReranker) -> Agreement {
@@ -257,6 +330,7 @@ fn agreement(name: &str, r: &OnnxReranker) -> Agreement {
     };
     let a = Agreement {
         reference_tau: kendall(ref32, &refq),
+        reference_rho: spearman(ref32, &refq),
         reference_max_diff: ref32
             .iter()
             .zip(&refq)
@@ -270,11 +344,23 @@ fn agreement(name: &str, r: &OnnxReranker) -> Agreement {
             .zip(&poolsq)
             .map(|(a, b)| kendall(a, b))
             .fold(1.0, f64::min),
+        ndcg: (mean_ndcg(pools32), mean_ndcg(&poolsq)),
     };
     println!(
-        "{name} vs fp32: reference pairs (16): kendall {:.3}, max |logit diff| {:.3}; \
-         Cranfield 10 queries x 50 candidates: kendall {:.3} (worst query {:.3}), spearman {:.3}, top-10 overlap {:.3}",
-        a.reference_tau, a.reference_max_diff, a.tau, a.worst_tau, a.rho, a.top10
+        "{name} vs fp32: reference pairs (16): kendall {:.3}, spearman {:.3}, max |logit diff| {:.3}; \
+         Cranfield {} queries x {POOL} candidates: kendall {:.3} (worst query {:.3}), spearman {:.3}, \
+         top-10 overlap {:.3}, nDCG@10 {:.4} vs fp32 {:.4} ({:+.2}%)",
+        a.reference_tau,
+        a.reference_rho,
+        a.reference_max_diff,
+        pools32.len(),
+        a.tau,
+        a.worst_tau,
+        a.rho,
+        a.top10,
+        a.ndcg.1,
+        a.ndcg.0,
+        -100.0 * a.ndcg_loss()
     );
     a
 }
@@ -289,20 +375,31 @@ fn statistics_are_right_on_known_lists() {
     assert_eq!(ranks(&[5.0, 1.0, 5.0]), vec![1.5, 0.0, 1.5]);
 }
 
+/// What an int8 file must keep of fp32's ranking, on every CPU kind. Measured (40
+/// queries; BENCHMARKS.md has the table): AMD EPYC (AVX2) shipped file Spearman 0.981,
+/// nDCG@10 1.5% below fp32, reference Spearman 0.988; Intel Sapphire Rapids
+/// (AVX-512 VNNI) Spearman 0.983 on the earlier 10-query pools. A broken
+/// quantization fails both: `reduce_range` without per-channel scales gives Spearman
+/// 0.85 and nDCG 9.7% below fp32 on the AMD host.
+fn assert_int8_ranks_like_fp32(a: &Agreement) {
+    assert!(a.rho >= 0.95, "mean Spearman {:.3} below 0.95", a.rho);
+    assert!(
+        a.ndcg_loss() <= 0.03,
+        "nDCG@10 {:.4} is more than 3% below fp32's {:.4}",
+        a.ndcg.1,
+        a.ndcg.0
+    );
+    assert!(
+        a.reference_rho >= 0.95,
+        "reference Spearman {:.3} below 0.95",
+        a.reference_rho
+    );
+}
+
 #[test]
 fn shipped_int8_ranks_like_fp32() {
     let a = agreement("int8 (shipped)", &load(source(), Some("model_int8.onnx")));
-    assert!(a.tau >= 0.8, "mean Kendall tau {:.3} below 0.8", a.tau);
-    assert!(
-        a.top10 >= 0.8,
-        "mean top-10 overlap {:.3} below 0.8",
-        a.top10
-    );
-    assert!(
-        a.reference_tau >= 0.8,
-        "reference Kendall tau {:.3}",
-        a.reference_tau
-    );
+    assert_int8_ranks_like_fp32(&a);
 }
 
 #[test]
@@ -311,12 +408,7 @@ fn int8_from_scripts_quantize_ranks_like_fp32() {
         "int8 (scripts/quantize)",
         &load(quantized("int8", &[]), None),
     );
-    assert!(a.tau >= 0.8, "mean Kendall tau {:.3} below 0.8", a.tau);
-    assert!(
-        a.top10 >= 0.8,
-        "mean top-10 overlap {:.3} below 0.8",
-        a.top10
-    );
+    assert_int8_ranks_like_fp32(&a);
 }
 
 #[test]

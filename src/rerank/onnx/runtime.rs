@@ -50,12 +50,36 @@ pub fn candidates(configured: Option<&Path>) -> Vec<PathBuf> {
     out
 }
 
+/// Turns ONNX Runtime's own telemetry off unless the operator chose otherwise.
+///
+/// Microsoft's builds (the PyPI wheels included) start a 1DS uploader when the library
+/// loads: the Linux 1.31 library writes a device id and an event database under
+/// `$XDG_CACHE_HOME/Microsoft/DeveloperTools/.onnxruntime` and resolves
+/// mobile.events.data.microsoft.com about every 40 s. Only the environment stops it
+/// before it starts (read when the library initializes; the C API's
+/// `DisableTelemetryEvents` comes too late): `ORT_DISABLE_TELEMETRY` in 1.31,
+/// `ORT_TELEMETRY_DISABLED` in later sources. A sidecar beside a database makes no
+/// calls its operator did not configure, so both are set to `1` here unless the
+/// operator set either (set both to `0` to keep Microsoft's default).
+///
+/// `main` calls this before any other thread starts; [`environment`] calls it again
+/// (a no-op then) for programs that embed the library.
+pub fn keep_telemetry_off() {
+    const VARS: [&str; 2] = ["ORT_DISABLE_TELEMETRY", "ORT_TELEMETRY_DISABLED"];
+    if VARS.iter().all(|v| std::env::var_os(v).is_none()) {
+        for v in VARS {
+            std::env::set_var(v, "1");
+        }
+    }
+}
+
 /// Initializes ONNX Runtime from the first candidate that exists (or the system
 /// library), returning the process-wide environment.
 pub fn environment(
     configured: Option<&Path>,
 ) -> Result<&'static ort::environment::Environment, String> {
     ENV.get_or_init(|| {
+        keep_telemetry_off();
         let tried = candidates(configured);
         let path = tried
             .iter()
@@ -72,8 +96,10 @@ pub fn environment(
             )
         })?;
         let _ = LOADED.set(path);
+        // Also off through the API (Windows builds report through ETW).
         builder
             .with_name("secondpass")
+            .with_telemetry(false)
             .build()
             .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))
     })
