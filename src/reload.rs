@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::app::AppState;
 use crate::config::{CollectionOverrides, Config};
 use crate::rerank::chain::Chain;
 use crate::rerank::Registry;
+use crate::state::AppState;
 
 /// Reads the overrides file; a missing file is an empty set.
 pub fn read_overrides(path: &Path) -> Result<BTreeMap<String, CollectionOverrides>, String> {

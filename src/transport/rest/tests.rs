@@ -9,9 +9,9 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::router;
-use crate::app::AppState;
 use crate::config::Config;
 use crate::rerank::Registry;
+use crate::state::AppState;
 
 /// Reranking on for `docs`, Qdrant at a port nothing listens on; `server` adds
 /// keys to the `[server]` section.
