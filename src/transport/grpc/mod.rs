@@ -108,13 +108,7 @@ async fn search<M: Method>(
         return Err(read.forward(status));
     }
     let (parts, widened) = read.widen(edits)?;
-    let answer = ask(state, call, parts, frame::encode(&widened)).await?;
-    let grpc_status = frame::status(&answer.headers, answer.trailers.as_ref());
-    if !answer.status.is_success() || grpc_status != Some(0) {
-        // Qdrant's error (code, message, trailers), as Qdrant sent it.
-        let resp = frame::response(answer.headers, answer.body, answer.trailers);
-        return Err(Exit::Upstream(resp));
-    }
+    let answer = accepted(ask(state, call, parts, frame::encode(&widened)).await?)?;
     let rewrite = Rewrite {
         state,
         collection: &collection,
@@ -123,6 +117,19 @@ async fn search<M: Method>(
     };
     let (resp, status) = rewrite.answer::<M>(&planned, answer).await?;
     Ok(Exit::Reranked(resp, status))
+}
+
+/// Qdrant's answer, when it is one to rerank; its error (code, message, trailers)
+/// goes back as Qdrant sent it.
+// The `Err` side carries the request on purpose: it is what gets forwarded.
+#[allow(clippy::result_large_err)]
+fn accepted(answer: Buffered) -> Result<Buffered, Exit> {
+    let grpc_status = frame::status(&answer.headers, answer.trailers.as_ref());
+    if answer.status.is_success() && grpc_status == Some(0) {
+        return Ok(answer);
+    }
+    let resp = frame::response(answer.headers, answer.body, answer.trailers);
+    Err(Exit::Upstream(resp))
 }
 
 /// The client's call with its message read and decoded.

@@ -25,7 +25,6 @@ pub mod shadow;
 mod exit_tests;
 
 use http::request::Parts;
-use http::StatusCode;
 
 pub use exit::{finish, Call, Exit, GrpcStatus, ShadowJob};
 pub use marker::Marker;
@@ -56,12 +55,6 @@ impl Gate {
             (true, Mode::Rerank) => Gate::Live(settings),
         }
     }
-}
-
-/// Qdrant answers that may come from widening: the client's mistakes (4xx) and 500
-/// (Qdrant's answer to some invalid values); not 502/503/504 (overload, restarts).
-pub fn refused(status: StatusCode) -> bool {
-    status.is_client_error() || status == StatusCode::INTERNAL_SERVER_ERROR
 }
 
 /// The one call to Qdrant of a request secondpass rewrites, its answer read whole;

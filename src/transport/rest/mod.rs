@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::plan::{Decision, RerankStatus};
 use crate::state::AppState;
 use crate::transport::headers;
-use crate::transport::pipeline::{ask, finish, refused, rerank, Call, Exit, Gate, Options};
+use crate::transport::pipeline::{ask, finish, rerank, Call, Exit, Gate, Options};
 use crate::upstream::{Buffered, Protocol};
 use body::{apply, candidates, marker, prepare, Endpoint, PrepareError, Prepared};
 use encoding::{BodyCoding, Coding};
@@ -88,13 +88,7 @@ async fn search(
     let read = Read::body(state, req).await?;
     let sent = read.plan(ep, &settings, &options)?.outgoing();
     let answer = ask(state, call, sent.parts, sent.body).await?;
-    match sent.replay {
-        Some(replay) if refused(answer.status) => return Err(Exit::Replay(replay)),
-        _ if !answer.status.is_success() => {
-            return Err(Exit::Upstream(qdrant_error(answer, sent.coding)))
-        }
-        _ => {}
-    }
+    let answer = accepted(answer, sent.replay, sent.coding)?;
     let rewrite = Rewrite {
         state,
         ep,
@@ -254,6 +248,30 @@ impl Search {
             prepared,
         }
     }
+}
+
+/// Qdrant's answer, when it is one to rerank. Should Qdrant refuse what secondpass
+/// made of the request (a value it rejects, a format error whose column moved), the
+/// client's own request goes again, so that the client gets Qdrant's own answer to it;
+/// any other error goes back as Qdrant said it.
+// The `Err` side carries the request on purpose: it is what gets forwarded.
+#[allow(clippy::result_large_err)]
+fn accepted(
+    answer: Buffered,
+    replay: Option<Request>,
+    coding: Option<Coding>,
+) -> Result<Buffered, Exit> {
+    match replay {
+        Some(replay) if refused(answer.status) => Err(Exit::Replay(replay)),
+        _ if !answer.status.is_success() => Err(Exit::Upstream(qdrant_error(answer, coding))),
+        _ => Ok(answer),
+    }
+}
+
+/// Qdrant answers that may come from widening: the client's mistakes (4xx) and 500
+/// (Qdrant's answer to some invalid values); not 502/503/504 (overload, restarts).
+pub fn refused(status: StatusCode) -> bool {
+    status.is_client_error() || status == StatusCode::INTERNAL_SERVER_ERROR
 }
 
 /// Qdrant's error, as Qdrant said it (compressed for the client as it asked, unless
