@@ -161,15 +161,7 @@ impl Upstream {
     /// (gRPC: ended with DEADLINE_EXCEEDED).
     pub async fn forward(&self, req: Request<Body>) -> Result<Response<Body>, Error> {
         let (mut parts, body) = req.into_parts();
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_string();
-        let (deadline, budget) = self.deadline(&pq, &parts.headers);
-        parts.uri = self.uri(&pq)?;
-        self.prepare_headers(&mut parts.headers);
+        let (deadline, budget) = self.aim(&mut parts)?;
         // A request without a body can be sent again when a pooled connection turns out
         // to be closing; one with a streamed body cannot.
         let replay = (matches!(parts.method, Method::GET | Method::HEAD)).then(|| parts.clone());
@@ -209,15 +201,7 @@ impl Upstream {
         body: Bytes,
     ) -> Result<Buffered, Error> {
         let started = Instant::now();
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_string();
-        let (deadline, budget) = self.deadline(&pq, &parts.headers);
-        parts.uri = self.uri(&pq)?;
-        self.prepare_headers(&mut parts.headers);
+        let (deadline, budget) = self.aim(&mut parts)?;
         let again = parts.clone();
         let resp = match self
             .send(
@@ -255,6 +239,24 @@ impl Upstream {
             trailers,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Points a request at Qdrant: the same path and query on this upstream, without
+    /// connection-level headers. Returns when the exchange must be over, and its budget.
+    fn aim(
+        &self,
+        parts: &mut http::request::Parts,
+    ) -> Result<(tokio::time::Instant, Duration), Error> {
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        let (deadline, budget) = self.deadline(&pq, &parts.headers);
+        parts.uri = self.uri(&pq)?;
+        self.prepare_headers(&mut parts.headers);
+        Ok((deadline, budget))
     }
 
     /// When the exchange must be over: `timeout_ms` (snapshot transfers:

@@ -97,17 +97,7 @@ async fn search<M: Method>(
         .and_then(|o| crate::plan::check_reranker(&settings, o.directive.as_ref()).map(|()| o))
         .map_err(Exit::bad_request)?;
     let (planned, edits) = plan_items::<M>(&read.request, &settings, &options);
-    if !planned
-        .iter()
-        .any(|p| matches!(p.decision, Decision::Rerank(_)))
-    {
-        let status = RerankStatus::combine(planned.iter().map(|p| match p.decision {
-            Decision::Disabled => RerankStatus::Disabled,
-            _ => RerankStatus::Skipped,
-        }));
-        return Err(read.forward(status));
-    }
-    let (parts, widened) = read.widen(edits)?;
+    let (parts, widened) = read.widen(&planned, edits)?;
     let answer = accepted(ask(state, call, parts, frame::encode(&widened)).await?)?;
     let rewrite = Rewrite {
         state,
@@ -180,10 +170,25 @@ impl<M: Method> Read<M> {
 
     /// The call for Qdrant: only the fields secondpass must change are rewritten, on
     /// the client's own bytes (fields newer than our stubs reach Qdrant as sent), and
-    /// the answer is asked for uncompressed: secondpass reads it.
+    /// the answer is asked for uncompressed: secondpass reads it. With nothing to
+    /// rerank, Qdrant answers the call as sent.
     // The `Err` side carries the request on purpose: it is what gets forwarded.
     #[allow(clippy::result_large_err)]
-    fn widen(mut self, edits: Vec<Option<wire::Edit>>) -> Result<(Parts, Vec<u8>), Exit> {
+    fn widen(
+        mut self,
+        planned: &[Planned],
+        edits: Vec<Option<wire::Edit>>,
+    ) -> Result<(Parts, Vec<u8>), Exit> {
+        if !planned
+            .iter()
+            .any(|p| matches!(p.decision, Decision::Rerank(_)))
+        {
+            let status = RerankStatus::combine(planned.iter().map(|p| match p.decision {
+                Decision::Disabled => RerankStatus::Disabled,
+                _ => RerankStatus::Skipped,
+            }));
+            return Err(self.forward(status));
+        }
         let widened = match patch::<M>(&self.message, edits) {
             Ok(w) => w,
             // prost read it, so this does not happen; if it did, Qdrant still answers.
@@ -325,15 +330,8 @@ impl Rewrite<'_> {
             )));
         }
         let (texts, sizes) = candidates(planned, &answers, &self.settings.text_source());
-        let decisions: Vec<&Decision> = planned.iter().map(|p| &p.decision).collect();
-        let (outcomes, mark) = rerank(
-            self.state,
-            self.collection,
-            self.settings,
-            &decisions,
-            texts,
-        )
-        .await?;
+        let (outcomes, mark) =
+            rerank(self.state, self.collection, self.settings, planned, texts).await?;
         let (orders, explained) = self.orders(planned, &answers, &outcomes, &sizes);
         let time = self.started.elapsed().as_secs_f64();
         // On Qdrant's bytes, so that fields newer than our stubs reach the client.

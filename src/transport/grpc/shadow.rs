@@ -17,7 +17,7 @@ use super::{decode_answer, frame, hit_texts, patch, plan_items, Read};
 use crate::config::CollectionSettings;
 use crate::plan::{Decision, Planned};
 use crate::state::AppState;
-use crate::transport::pipeline::shadow::{pages_only, request_head, Target};
+use crate::transport::pipeline::shadow::{pages_only, request_head, Comparison};
 use crate::transport::pipeline::{Call, Exit, Options, ShadowJob};
 use crate::upstream::Protocol;
 
@@ -72,22 +72,23 @@ struct Job<M> {
 impl<M: Method> Job<M> {
     async fn run(self, request: M::Req) {
         if let Err(why) = self.compare(request).await {
-            self.target().fail(&why);
+            self.comparison().fail(&why);
         }
     }
 
-    fn target(&self) -> Target<'_> {
-        Target {
+    fn comparison(&self) -> Comparison<'_> {
+        Comparison {
             state: &self.state,
             collection: &self.collection,
             label: &self.label,
+            settings: &self.settings,
         }
     }
 
     async fn compare(&self, request: M::Req) -> Result<(), String> {
         let options = Options::read(&self.headers, Protocol::Grpc, &self.settings)?;
         let (mut planned, edits) = plan_items::<M>(&request, &self.settings, &options);
-        if !pages_only(planned.iter_mut().map(|p| &mut p.decision)) {
+        if !pages_only(&mut planned) {
             return Err("nothing to rerank".into());
         }
         let widened = patch::<M>(&request.encode_to_vec(), edits).map_err(|e| e.to_string())?;
@@ -105,15 +106,8 @@ impl<M: Method> Job<M> {
         let (_, mut answer) =
             decode_answer::<M>(&upstream).ok_or("cannot decode Qdrant's gRPC answer")?;
         let (texts, ids) = self.candidates(&planned, &M::answers(&mut answer));
-        let decisions: Vec<&Decision> = planned.iter().map(|p| &p.decision).collect();
-        let (outcomes, _) = self
-            .state
-            .engine
-            .rerank_request(&self.collection, &self.settings, &decisions, texts)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.target().record(&decisions, &outcomes, &ids);
-        Ok(())
+        let comparison = self.comparison();
+        comparison.rerank(&planned, texts, &ids).await
     }
 
     /// Each compared search's candidate texts and ids, in Qdrant's order.

@@ -62,17 +62,20 @@ pub struct GrpcStatus(pub u32);
 
 /// `rerank_status` of a request whose client went away before it was answered.
 pub const CANCELLED: &str = "cancelled";
-/// `rerank_status` of an error answer, whoever made it.
+/// `rerank_status` of an error secondpass answered, or Qdrant's refusal of what
+/// secondpass made of a request.
 pub const ERROR: &str = "error";
 /// `rerank_status` of a route secondpass never intercepts.
 pub const NONE: &str = "none";
 
 /// Performs `exit`, records the request once and returns the client's answer.
 ///
-/// The label comes from this one `match`: an answer that is an error (HTTP status 4xx
-/// or 5xx; gRPC: a `grpc-status` other than OK) is `error`, whoever made it; otherwise
-/// what secondpass did: `none` (plain forward), `disabled`/`skipped` (forwarded as it
-/// came), `applied`/`failed_open`/... (reranked), `shadow`.
+/// The label comes from this one `match`: `error` where secondpass made the error
+/// answer (its own, or Qdrant unreachable) or Qdrant refused the request secondpass
+/// rewrote; otherwise what secondpass did: `none` (a plain forward), `disabled` or
+/// `skipped` (Qdrant answered the client's own request, whatever it said), `shadow`,
+/// or the rerank status (`applied`, `failed_open`, ...). Whether the client got an
+/// error shows in `secondpass_responses_total{code}`.
 pub async fn finish(state: &AppState, mut call: Call, exit: Exit) -> Response {
     let upstream = state.upstream_for(call.protocol);
     let (answer, label) = match exit {
@@ -99,13 +102,14 @@ pub async fn finish(state: &AppState, mut call: Call, exit: Exit) -> Response {
         Exit::Upstream(resp) => (Ok(resp), ERROR),
         Exit::Reranked(resp, status) => (Ok(stamp(resp, Some(status))), status.as_str()),
     };
-    let resp = answer.unwrap_or_else(|e| match call.protocol {
-        Protocol::Rest => e.rest_response(call.started.elapsed().as_secs_f64()),
-        Protocol::Grpc => e.grpc_response(),
-    });
-    let status = effective_status(call.protocol, &resp);
-    let label = if is_error(status) { ERROR } else { label };
-    call.record(label, Some(status));
+    let (resp, label) = match answer {
+        Ok(resp) => (resp, label),
+        Err(e) => match call.protocol {
+            Protocol::Rest => (e.rest_response(call.started.elapsed().as_secs_f64()), ERROR),
+            Protocol::Grpc => (e.grpc_response(), ERROR),
+        },
+    };
+    call.record(label, Some(effective_status(call.protocol, &resp)));
     resp
 }
 

@@ -121,38 +121,31 @@ struct Row {
     exit: Exit,
     /// Qdrant answers (`false`: nothing listens).
     live: bool,
+    /// HTTP status (gRPC: `grpc-status`).
     status: u32,
     marker: Option<&'static str>,
     label: &'static str,
     class: &'static str,
 }
 
-fn row(protocol: Protocol, exit: Exit, status: u32, marker: Option<&'static str>) -> Row {
+const LIVE: bool = true;
+const DEAD: bool = false;
+
+fn row(
+    protocol: Protocol,
+    exit: Exit,
+    live: bool,
+    (status, marker): (u32, Option<&'static str>),
+    (label, class): (&'static str, &'static str),
+) -> Row {
     Row {
         protocol,
         exit,
-        live: true,
+        live,
         status,
         marker,
-        label: "",
-        class: "",
-    }
-}
-
-impl Row {
-    fn label(self, label: &'static str, class: &'static str) -> Row {
-        Row {
-            label,
-            class,
-            ..self
-        }
-    }
-
-    fn dead(self) -> Row {
-        Row {
-            live: false,
-            ..self
-        }
+        label,
+        class,
     }
 }
 
@@ -169,127 +162,54 @@ fn grpc_answer(code: &'static str) -> Response {
     frame::response(h, frame::encode(b""), Some(t))
 }
 
+#[rustfmt::skip]
 fn rest_rows() -> Vec<Row> {
     use Protocol::Rest;
     use RerankStatus::{Applied, Disabled, FailedOpen, Skipped};
+    let ok = || StatusCode::OK.into_response();
     vec![
-        row(Rest, fwd(Rest, "/ok", None), 200, None).label("none", "2xx"),
-        row(
-            Rest,
-            fwd(Rest, "/ok", Some(Disabled)),
-            200,
-            Some("disabled"),
-        )
-        .label("disabled", "2xx"),
-        row(
-            Rest,
-            fwd(Rest, "/refused", Some(Skipped)),
-            400,
-            Some("skipped"),
-        )
-        .label("error", "4xx"),
-        row(Rest, fwd(Rest, "/ok", Some(Disabled)), 502, None)
-            .dead()
-            .label("error", "5xx"),
-        row(Rest, fwd(Rest, "/ok", None), 502, None)
-            .dead()
-            .label("error", "5xx"),
-        row(
-            Rest,
-            Exit::Replay(request(Rest, "/ok")),
-            200,
-            Some("skipped"),
-        )
-        .label("skipped", "2xx"),
-        row(Rest, Exit::Replay(request(Rest, "/refused")), 400, None).label("error", "4xx"),
-        row(Rest, Exit::Shadow(request(Rest, "/ok"), None), 200, None).label("shadow", "2xx"),
-        row(
-            Rest,
-            Exit::Shadow(request(Rest, "/refused"), None),
-            400,
-            None,
-        )
-        .label("error", "4xx"),
-        row(Rest, Exit::bad_request("bad".into()), 400, None).label("error", "4xx"),
-        row(Rest, Error::UpstreamTimeout(5).into(), 504, None).label("error", "5xx"),
-        row(
-            Rest,
-            Exit::Upstream(StatusCode::NOT_FOUND.into_response()),
-            404,
-            None,
-        )
-        .label("error", "4xx"),
-        row(
-            Rest,
-            Exit::Reranked(StatusCode::OK.into_response(), Applied),
-            200,
-            Some("applied"),
-        )
-        .label("applied", "2xx"),
-        row(
-            Rest,
-            Exit::Reranked(StatusCode::OK.into_response(), FailedOpen),
-            200,
-            Some("failed_open"),
-        )
-        .label("failed_open", "2xx"),
+        row(Rest, fwd(Rest, "/ok", None), LIVE, (200, None), ("none", "2xx")),
+        row(Rest, fwd(Rest, "/ok", Some(Disabled)), LIVE, (200, Some("disabled")), ("disabled", "2xx")),
+        // Qdrant's answer to the client's own request: labelled by what secondpass did
+        row(Rest, fwd(Rest, "/refused", Some(Skipped)), LIVE, (400, Some("skipped")), ("skipped", "4xx")),
+        // Qdrant unreachable: secondpass's own 502
+        row(Rest, fwd(Rest, "/ok", Some(Disabled)), DEAD, (502, None), ("error", "5xx")),
+        row(Rest, fwd(Rest, "/ok", None), DEAD, (502, None), ("error", "5xx")),
+        row(Rest, Exit::Replay(request(Rest, "/ok")), LIVE, (200, Some("skipped")), ("skipped", "2xx")),
+        row(Rest, Exit::Replay(request(Rest, "/refused")), LIVE, (400, None), ("skipped", "4xx")),
+        row(Rest, Exit::Replay(request(Rest, "/ok")), DEAD, (502, None), ("error", "5xx")),
+        row(Rest, Exit::Shadow(request(Rest, "/ok"), None), LIVE, (200, None), ("shadow", "2xx")),
+        row(Rest, Exit::Shadow(request(Rest, "/refused"), None), LIVE, (400, None), ("shadow", "4xx")),
+        row(Rest, Exit::Shadow(request(Rest, "/ok"), None), DEAD, (502, None), ("error", "5xx")),
+        row(Rest, Exit::bad_request("bad".into()), LIVE, (400, None), ("error", "4xx")),
+        row(Rest, Error::PayloadTooLarge(1).into(), LIVE, (413, None), ("error", "4xx")),
+        row(Rest, Error::UpstreamTimeout(5).into(), LIVE, (504, None), ("error", "5xx")),
+        row(Rest, Exit::Upstream(StatusCode::NOT_FOUND.into_response()), LIVE, (404, None), ("error", "4xx")),
+        row(Rest, Exit::Reranked(ok(), Applied), LIVE, (200, Some("applied")), ("applied", "2xx")),
+        row(Rest, Exit::Reranked(ok(), FailedOpen), LIVE, (200, Some("failed_open")), ("failed_open", "2xx")),
     ]
 }
 
+/// gRPC errors are HTTP 200 with a `grpc-status`, counted by that status.
+#[rustfmt::skip]
 fn grpc_rows() -> Vec<Row> {
     use Protocol::Grpc;
     use RerankStatus::{Applied, Disabled, Skipped};
+    const OK: &str = "/qdrant.Points/Ok";
+    const INVALID: &str = "/qdrant.Points/Invalid";
     vec![
-        // gRPC: errors are HTTP 200 with a grpc-status, counted by that status
-        row(Grpc, fwd(Grpc, "/qdrant.Points/Ok", None), 0, None).label("none", "2xx"),
-        row(
-            Grpc,
-            fwd(Grpc, "/qdrant.Points/Ok", Some(Skipped)),
-            0,
-            Some("skipped"),
-        )
-        .label("skipped", "2xx"),
-        row(
-            Grpc,
-            fwd(Grpc, "/qdrant.Points/Invalid", Some(Disabled)),
-            3,
-            Some("disabled"),
-        )
-        .label("error", "4xx"),
-        row(
-            Grpc,
-            fwd(Grpc, "/qdrant.Points/Ok", Some(Disabled)),
-            14,
-            None,
-        )
-        .dead()
-        .label("error", "5xx"),
-        row(
-            Grpc,
-            Exit::Shadow(request(Grpc, "/qdrant.Points/Ok"), None),
-            0,
-            None,
-        )
-        .label("shadow", "2xx"),
-        row(
-            Grpc,
-            Exit::Shadow(request(Grpc, "/qdrant.Points/Invalid"), None),
-            3,
-            None,
-        )
-        .label("error", "4xx"),
-        row(Grpc, Exit::bad_request("bad".into()), 3, None).label("error", "4xx"),
-        row(Grpc, Error::PayloadTooLarge(1).into(), 8, None).label("error", "4xx"),
-        row(Grpc, Error::UpstreamTimeout(5).into(), 4, None).label("error", "5xx"),
-        row(Grpc, Error::UpstreamInvalid("x".into()).into(), 13, None).label("error", "5xx"),
-        row(Grpc, Exit::Upstream(grpc_answer("5")), 5, None).label("error", "4xx"),
-        row(
-            Grpc,
-            Exit::Reranked(grpc_answer("0"), Applied),
-            0,
-            Some("applied"),
-        )
-        .label("applied", "2xx"),
+        row(Grpc, fwd(Grpc, OK, None), LIVE, (0, None), ("none", "2xx")),
+        row(Grpc, fwd(Grpc, OK, Some(Skipped)), LIVE, (0, Some("skipped")), ("skipped", "2xx")),
+        row(Grpc, fwd(Grpc, INVALID, Some(Disabled)), LIVE, (3, Some("disabled")), ("disabled", "4xx")),
+        row(Grpc, fwd(Grpc, OK, Some(Disabled)), DEAD, (14, None), ("error", "5xx")),
+        row(Grpc, Exit::Shadow(request(Grpc, OK), None), LIVE, (0, None), ("shadow", "2xx")),
+        row(Grpc, Exit::Shadow(request(Grpc, INVALID), None), LIVE, (3, None), ("shadow", "4xx")),
+        row(Grpc, Exit::bad_request("bad".into()), LIVE, (3, None), ("error", "4xx")),
+        row(Grpc, Error::PayloadTooLarge(1).into(), LIVE, (8, None), ("error", "4xx")),
+        row(Grpc, Error::UpstreamTimeout(5).into(), LIVE, (4, None), ("error", "5xx")),
+        row(Grpc, Error::UpstreamInvalid("x".into()).into(), LIVE, (13, None), ("error", "5xx")),
+        row(Grpc, Exit::Upstream(grpc_answer("5")), LIVE, (5, None), ("error", "4xx")),
+        row(Grpc, Exit::Reranked(grpc_answer("0"), Applied), LIVE, (0, Some("applied")), ("applied", "2xx")),
     ]
 }
 

@@ -33,7 +33,7 @@ pub use options::Options;
 use crate::config::{CollectionSettings, Mode};
 use crate::engine::Outcome;
 use crate::error::Error;
-use crate::plan::Decision;
+use crate::plan::{Decision, Planned};
 use crate::state::AppState;
 use crate::upstream::Buffered;
 
@@ -78,18 +78,19 @@ pub async fn ask(
 }
 
 /// The middle of a reranked request: every search's candidates (`texts[i]`, `Some`
-/// exactly where `decisions[i]` is `Rerank`) scored concurrently, one outcome per
+/// exactly where `planned[i]` is to be reranked) scored concurrently, one outcome per
 /// search, and the marker of the whole request.
 pub async fn rerank(
     state: &AppState,
     collection: &str,
     settings: &CollectionSettings,
-    decisions: &[&Decision],
+    planned: &[Planned],
     texts: Vec<Option<Vec<Option<String>>>>,
 ) -> Result<(Vec<Outcome>, Marker), Error> {
+    let decisions: Vec<&Decision> = planned.iter().map(|p| &p.decision).collect();
     let (outcomes, time) = state
         .engine
-        .rerank_request(collection, settings, decisions, texts)
+        .rerank_request(collection, settings, &decisions, texts)
         .await?;
     let marker = Marker::of(&outcomes, time);
     Ok((outcomes, marker))

@@ -6,17 +6,17 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Uri};
 use serde_json::Value;
 
-use crate::engine::Outcome;
-use crate::plan::{Cut, Decision};
+use crate::config::CollectionSettings;
+use crate::plan::{Cut, Decision, Planned};
 use crate::state::AppState;
 use crate::transport::headers;
 use crate::upstream::Protocol;
 
 /// Leaves the searches shadow mode compares: pages (groups are not compared).
 /// Whether any is left to rerank.
-pub fn pages_only<'a>(decisions: impl IntoIterator<Item = &'a mut Decision>) -> bool {
+pub fn pages_only(planned: &mut [Planned]) -> bool {
     let mut any = false;
-    for d in decisions {
+    for Planned { decision: d, .. } in planned {
         if let Decision::Rerank(plan) = d {
             if matches!(plan.cut, Cut::Page(_)) {
                 any = true;
@@ -48,21 +48,32 @@ pub fn request_head(protocol: Protocol, uri: Uri, mut headers: HeaderMap) -> Par
     req.into_parts().0
 }
 
-/// Where a comparison's findings go.
-pub struct Target<'a> {
+/// One request's background comparison: where it reranks and what it records.
+pub struct Comparison<'a> {
     pub state: &'a AppState,
     pub collection: &'a str,
     /// The collection's metric label.
     pub label: &'a str,
+    pub settings: &'a CollectionSettings,
 }
 
-impl Target<'_> {
-    /// Records what reranking would have changed in each compared search (`ids[i]`:
-    /// the ids of search `i`'s candidates, in Qdrant's order).
-    pub fn record(&self, decisions: &[&Decision], outcomes: &[Outcome], ids: &[Vec<Value>]) {
+impl Comparison<'_> {
+    /// Reranks the compared searches' candidates (`texts`; `ids[i]`: the ids of search
+    /// `i`'s candidates, in Qdrant's order) and records what reranking would have
+    /// changed in each.
+    pub async fn rerank(
+        &self,
+        planned: &[Planned],
+        texts: Vec<Option<Vec<Option<String>>>>,
+        ids: &[Vec<Value>],
+    ) -> Result<(), String> {
+        let (outcomes, _) =
+            super::rerank(self.state, self.collection, self.settings, planned, texts)
+                .await
+                .map_err(|e| e.to_string())?;
         let shadow = &self.state.shadow;
-        for ((d, outcome), ids) in decisions.iter().zip(outcomes).zip(ids) {
-            let Decision::Rerank(plan) = d else {
+        for ((p, outcome), ids) in planned.iter().zip(&outcomes).zip(ids) {
+            let Decision::Rerank(plan) = &p.decision else {
                 continue;
             };
             let (Cut::Page(window), Some(scores)) = (plan.cut, outcome.scores.as_deref()) else {
@@ -82,6 +93,7 @@ impl Target<'_> {
                 None => shadow.fail(self.label, "Qdrant returned no candidates"),
             }
         }
+        Ok(())
     }
 
     /// A comparison that could not be made.

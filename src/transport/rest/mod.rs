@@ -311,12 +311,11 @@ impl Rewrite<'_> {
             .get_mut("result")
             .ok_or_else(|| Error::UpstreamInvalid("no `result` in Qdrant's answer".into()))?;
         let (texts, group_sizes) = self.candidates(prepared, result)?;
-        let decisions: Vec<&Decision> = prepared.searches.iter().map(|p| &p.decision).collect();
         let (outcomes, mark) = rerank(
             self.state,
             self.collection,
             self.settings,
-            &decisions,
+            &prepared.searches,
             texts,
         )
         .await?;

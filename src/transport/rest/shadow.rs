@@ -13,9 +13,9 @@ use super::body::{answer_mut, candidates, prepare, Endpoint};
 use super::decode_json;
 use crate::config::CollectionSettings;
 use crate::error::Error;
-use crate::plan::Decision;
+use crate::plan::{Decision, Planned};
 use crate::state::AppState;
-use crate::transport::pipeline::shadow::{pages_only, request_head, Target};
+use crate::transport::pipeline::shadow::{pages_only, request_head, Comparison};
 use crate::transport::pipeline::{Call, Exit, Options, ShadowJob};
 use crate::upstream::Protocol;
 
@@ -102,15 +102,16 @@ struct Job {
 impl Job {
     async fn run(self, bytes: Bytes) {
         if let Err(why) = self.compare(bytes).await {
-            self.target().fail(&why);
+            self.comparison().fail(&why);
         }
     }
 
-    fn target(&self) -> Target<'_> {
-        Target {
+    fn comparison(&self) -> Comparison<'_> {
+        Comparison {
             state: &self.state,
             collection: &self.collection,
             label: &self.label,
+            settings: &self.settings,
         }
     }
 
@@ -126,7 +127,7 @@ impl Job {
             options.directive.as_ref(),
         )
         .map_err(|e| format!("cannot plan the search: {e:?}"))?;
-        if !pages_only(prepared.searches.iter_mut().map(|p| &mut p.decision)) {
+        if !pages_only(&mut prepared.searches) {
             return Err("nothing to rerank".into());
         }
         let head = request_head(Protocol::Rest, self.uri.clone(), self.headers.clone());
@@ -145,29 +146,22 @@ impl Job {
         let result = answer
             .get_mut("result")
             .ok_or("no `result` in Qdrant's answer")?;
-        let decisions: Vec<&Decision> = prepared.searches.iter().map(|p| &p.decision).collect();
-        let (texts, ids) = self.candidates(&decisions, result)?;
-        let (outcomes, _) = self
-            .state
-            .engine
-            .rerank_request(&self.collection, &self.settings, &decisions, texts)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.target().record(&decisions, &outcomes, &ids);
-        Ok(())
+        let (texts, ids) = self.candidates(&prepared.searches, result)?;
+        let comparison = self.comparison();
+        comparison.rerank(&prepared.searches, texts, &ids).await
     }
 
     /// Each compared search's candidate texts and ids, in Qdrant's order.
     #[allow(clippy::type_complexity)]
     fn candidates(
         &self,
-        decisions: &[&Decision],
+        planned: &[Planned],
         result: &mut Value,
     ) -> Result<(Vec<Option<Vec<Option<String>>>>, Vec<Vec<Value>>), String> {
         let mut texts = Vec::new();
         let mut ids = Vec::new();
-        for (i, d) in decisions.iter().enumerate() {
-            if !matches!(d, Decision::Rerank(_)) {
+        for (i, p) in planned.iter().enumerate() {
+            if !matches!(p.decision, Decision::Rerank(_)) {
                 texts.push(None);
                 ids.push(Vec::new());
                 continue;
