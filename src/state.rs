@@ -136,3 +136,28 @@ impl AppState {
         AppState::with_metrics(config, registry, metrics)
     }
 }
+
+/// For router and pipeline tests: reranking on for `docs`, the `local` reranker never
+/// loaded, Qdrant (REST and gRPC) at `qdrant` (`host:port`); `server` adds keys to the
+/// `[server]` section.
+#[cfg(test)]
+pub(crate) fn test_state(qdrant: &str, server: &str) -> Arc<AppState> {
+    let cfg = Config::from_toml(&format!(
+        r#"
+[server]
+{server}
+[upstream]
+url = "http://{qdrant}"
+grpc_url = "http://{qdrant}"
+connect_timeout_ms = 500
+timeout_ms = 5000
+[rerankers.local]
+kind = "onnx"
+model_dir = "/unused"
+[collections.docs]
+enabled = true
+"#
+    ))
+    .unwrap();
+    Arc::new(AppState::new(cfg, Registry::default()).unwrap())
+}

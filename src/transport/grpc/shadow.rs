@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, Uri};
 use prost::Message;
 use qdrant_client::qdrant::point_id::PointIdOptions;
 use serde_json::{json, Value};
@@ -17,8 +16,8 @@ use super::{decode_answer, frame, hit_texts, patch, plan_items, Read};
 use crate::config::CollectionSettings;
 use crate::plan::{Decision, Planned};
 use crate::state::AppState;
-use crate::transport::pipeline::shadow::{pages_only, request_head, Comparison};
-use crate::transport::pipeline::{Call, Exit, Options, ShadowJob};
+use crate::transport::pipeline::shadow::{pages_only, Comparison};
+use crate::transport::pipeline::{Call, Exit, ShadowJob};
 use crate::upstream::Protocol;
 
 /// The live call, unchanged; sampled calls carry the background comparison along.
@@ -37,12 +36,7 @@ pub(super) fn live<M: Method>(
     } = read;
     let job = state.shadow.sampled().then(|| {
         let job = Job::<M> {
-            state: state.clone(),
-            collection,
-            label: call.label().to_string(),
-            settings,
-            uri: parts.uri.clone(),
-            headers: parts.headers.clone(),
+            cmp: Comparison::new(state, call, collection, settings, &parts),
             method: PhantomData,
         };
         Box::pin(job.run(request)) as ShadowJob
@@ -60,45 +54,28 @@ fn id_json(p: &qdrant_client::qdrant::ScoredPoint) -> Value {
 
 /// A background comparison: the call as secondpass would have sent it, reranked.
 struct Job<M> {
-    state: Arc<AppState>,
-    collection: String,
-    label: String,
-    settings: CollectionSettings,
-    uri: Uri,
-    headers: HeaderMap,
+    cmp: Comparison,
     method: PhantomData<fn() -> M>,
 }
 
 impl<M: Method> Job<M> {
     async fn run(self, request: M::Req) {
         if let Err(why) = self.compare(request).await {
-            self.comparison().fail(&why);
-        }
-    }
-
-    fn comparison(&self) -> Comparison<'_> {
-        Comparison {
-            state: &self.state,
-            collection: &self.collection,
-            label: &self.label,
-            settings: &self.settings,
+            self.cmp.fail(&why);
         }
     }
 
     async fn compare(&self, request: M::Req) -> Result<(), String> {
-        let options = Options::read(&self.headers, Protocol::Grpc, &self.settings)?;
-        let (mut planned, edits) = plan_items::<M>(&request, &self.settings, &options);
+        let options = self.cmp.options(Protocol::Grpc)?;
+        let (mut planned, edits) = plan_items::<M>(&request, &self.cmp.settings, &options);
         if !pages_only(&mut planned) {
             return Err("nothing to rerank".into());
         }
         let widened = patch::<M>(&request.encode_to_vec(), edits).map_err(|e| e.to_string())?;
-        let head = request_head(Protocol::Grpc, self.uri.clone(), self.headers.clone());
         let upstream = self
-            .state
-            .grpc_upstream
-            .call(head, frame::encode(&widened))
-            .await
-            .map_err(|e| e.to_string())?;
+            .cmp
+            .ask(Protocol::Grpc, frame::encode(&widened))
+            .await?;
         let code = frame::status(&upstream.headers, upstream.trailers.as_ref());
         if !upstream.status.is_success() || code != Some(0) {
             return Err(format!("Qdrant answered gRPC status {code:?}"));
@@ -106,8 +83,7 @@ impl<M: Method> Job<M> {
         let (_, mut answer) =
             decode_answer::<M>(&upstream).ok_or("cannot decode Qdrant's gRPC answer")?;
         let (texts, ids) = self.candidates(&planned, &M::answers(&mut answer));
-        let comparison = self.comparison();
-        comparison.rerank(&planned, texts, &ids).await
+        self.cmp.rerank(&planned, texts, &ids).await
     }
 
     /// Each compared search's candidate texts and ids, in Qdrant's order.
@@ -122,7 +98,7 @@ impl<M: Method> Job<M> {
         for (p, hits) in planned.iter().zip(answers) {
             match (&p.decision, hits) {
                 (Decision::Rerank(_), Hits::Points(points)) => {
-                    texts.push(Some(hit_texts(points, &self.settings.text_source())));
+                    texts.push(Some(hit_texts(points, &self.cmp.settings.text_source())));
                     ids.push(points.iter().map(id_json).collect::<Vec<_>>());
                 }
                 _ => {

@@ -3,7 +3,6 @@
 //! `secondpass_responses_total`, and that the request was counted exactly once.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,11 +16,9 @@ use prometheus::core::Collector;
 use prometheus::IntCounterVec;
 
 use super::{finish, Call, Exit};
-use crate::config::Config;
 use crate::error::{qdrant_error_response, Code, Error};
 use crate::plan::RerankStatus;
-use crate::rerank::Registry;
-use crate::state::AppState;
+use crate::state::test_state;
 use crate::transport::grpc::frame;
 use crate::upstream::Protocol;
 
@@ -53,26 +50,6 @@ async fn qdrant() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
-}
-
-/// Reranking on for `docs`; Qdrant at `addr`.
-fn state(addr: &str) -> AppState {
-    let cfg = Config::from_toml(&format!(
-        r#"
-[upstream]
-url = "http://{addr}"
-grpc_url = "http://{addr}"
-connect_timeout_ms = 500
-timeout_ms = 5000
-[rerankers.local]
-kind = "onnx"
-model_dir = "/unused"
-[collections.docs]
-enabled = true
-"#
-    ))
-    .unwrap();
-    AppState::new(cfg, Registry::default()).unwrap()
 }
 
 fn request(protocol: Protocol, path: &str) -> Request {
@@ -216,8 +193,8 @@ fn grpc_rows() -> Vec<Row> {
 #[tokio::test]
 async fn every_exit_answers_marks_and_counts_once() {
     let addr = qdrant().await.to_string();
-    let live = Arc::new(state(&addr));
-    let dead = Arc::new(state("127.0.0.1:1"));
+    let live = test_state(&addr, "");
+    let dead = test_state("127.0.0.1:1", "");
     for (i, r) in rest_rows().into_iter().chain(grpc_rows()).enumerate() {
         let state = if r.live { &live } else { &dead };
         let m = &state.metrics;
@@ -247,7 +224,7 @@ async fn every_exit_answers_marks_and_counts_once() {
 #[tokio::test]
 async fn a_request_dropped_before_its_answer_counts_as_cancelled() {
     let addr = qdrant().await.to_string();
-    let state = state(&addr);
+    let state = test_state(&addr, "");
     let m = &state.metrics;
     let cancelled = ["rest", "search", "docs", "cancelled"];
     let (all, answered) = (total(&m.requests), total(&m.responses));

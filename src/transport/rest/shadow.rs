@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, Uri};
+use axum::http::header;
 use serde_json::Value;
 
 use super::body::{answer_mut, candidates, prepare, Endpoint};
@@ -15,8 +15,8 @@ use crate::config::CollectionSettings;
 use crate::error::Error;
 use crate::plan::{Decision, Planned};
 use crate::state::AppState;
-use crate::transport::pipeline::shadow::{pages_only, request_head, Comparison};
-use crate::transport::pipeline::{Call, Exit, Options, ShadowJob};
+use crate::transport::pipeline::shadow::{pages_only, Comparison};
+use crate::transport::pipeline::{Call, Exit, ShadowJob};
 use crate::upstream::Protocol;
 
 /// The live request, sent without secondpass's `rerank` objects; sampled requests
@@ -49,13 +49,8 @@ pub(super) async fn live(
     };
     let job = bytes.filter(|_| state.shadow.sampled()).map(|bytes| {
         let job = Job {
-            state: state.clone(),
             ep,
-            collection: collection.to_string(),
-            label: call.label().to_string(),
-            settings,
-            uri: parts.uri.clone(),
-            headers: parts.headers.clone(),
+            cmp: Comparison::new(state, call, collection.to_string(), settings, &parts),
         };
         Box::pin(job.run(bytes)) as ShadowJob
     });
@@ -90,39 +85,26 @@ fn without_directives(bytes: &Bytes, ep: Endpoint) -> Bytes {
 
 /// A background comparison: the request as secondpass would have sent it, reranked.
 struct Job {
-    state: Arc<AppState>,
     ep: Endpoint,
-    collection: String,
-    label: String,
-    settings: CollectionSettings,
-    uri: Uri,
-    headers: HeaderMap,
+    cmp: Comparison,
 }
 
 impl Job {
     async fn run(self, bytes: Bytes) {
         if let Err(why) = self.compare(bytes).await {
-            self.comparison().fail(&why);
-        }
-    }
-
-    fn comparison(&self) -> Comparison<'_> {
-        Comparison {
-            state: &self.state,
-            collection: &self.collection,
-            label: &self.label,
-            settings: &self.settings,
+            self.cmp.fail(&why);
         }
     }
 
     async fn compare(&self, bytes: Bytes) -> Result<(), String> {
-        let options = Options::read(&self.headers, Protocol::Rest, &self.settings)?;
+        let settings = &self.cmp.settings;
+        let options = self.cmp.options(Protocol::Rest)?;
         let body: Value =
             serde_json::from_slice(&bytes).map_err(|e| format!("body is not JSON: {e}"))?;
         let mut prepared = prepare(
             body,
             self.ep,
-            &self.settings,
+            settings,
             options.query.as_deref(),
             options.directive.as_ref(),
         )
@@ -130,14 +112,8 @@ impl Job {
         if !pages_only(&mut prepared.searches) {
             return Err("nothing to rerank".into());
         }
-        let head = request_head(Protocol::Rest, self.uri.clone(), self.headers.clone());
         let body = serde_json::to_vec(&prepared.body).expect("json serializes");
-        let upstream = self
-            .state
-            .upstream
-            .call(head, body.into())
-            .await
-            .map_err(|e| e.to_string())?;
+        let upstream = self.cmp.ask(Protocol::Rest, body.into()).await?;
         if !upstream.status.is_success() {
             return Err(format!("Qdrant answered {}", upstream.status));
         }
@@ -147,8 +123,7 @@ impl Job {
             .get_mut("result")
             .ok_or("no `result` in Qdrant's answer")?;
         let (texts, ids) = self.candidates(&prepared.searches, result)?;
-        let comparison = self.comparison();
-        comparison.rerank(&prepared.searches, texts, &ids).await
+        self.cmp.rerank(&prepared.searches, texts, &ids).await
     }
 
     /// Each compared search's candidate texts and ids, in Qdrant's order.
@@ -166,7 +141,7 @@ impl Job {
                 ids.push(Vec::new());
                 continue;
             }
-            let (t, _) = candidates(result, self.ep, i, &self.settings.text_source())
+            let (t, _) = candidates(result, self.ep, i, &self.cmp.settings.text_source())
                 .ok_or("answer not in the expected shape")?;
             texts.push(Some(t));
             ids.push(

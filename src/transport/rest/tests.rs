@@ -9,8 +9,6 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::router;
-use crate::config::Config;
-use crate::rerank::Registry;
 use crate::state::AppState;
 
 /// Reranking on for `docs`, Qdrant at a port nothing listens on; `server` adds
@@ -20,22 +18,7 @@ fn app(server: &str) -> axum::Router {
 }
 
 fn state(server: &str) -> Arc<AppState> {
-    let cfg = Config::from_toml(&format!(
-        r#"
-[server]
-{server}
-[upstream]
-url = "http://127.0.0.1:1"
-connect_timeout_ms = 500
-[rerankers.local]
-kind = "onnx"
-model_dir = "/unused"
-[collections.docs]
-enabled = true
-"#
-    ))
-    .unwrap();
-    Arc::new(AppState::new(cfg, Registry::default()).unwrap())
+    crate::state::test_state("127.0.0.1:1", server)
 }
 
 async fn send(app: axum::Router, req: Request<Body>) -> (StatusCode, Value) {
