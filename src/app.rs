@@ -148,3 +148,79 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::rerank::Registry;
+
+    /// A Qdrant that accepts connections and never answers; counts them.
+    async fn stalled_qdrant() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        (addr, accepted)
+    }
+
+    async fn poll(deadline: Duration, done: impl Fn() -> bool) {
+        let end = Instant::now() + deadline;
+        while !done() && Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_goes_away_is_counted_as_cancelled() {
+        let (qdrant, accepted) = stalled_qdrant().await;
+        let ports = "rest_listen = \"127.0.0.1:0\"\n\
+                     grpc_listen = \"127.0.0.1:0\"\n\
+                     admin_listen = \"127.0.0.1:0\"";
+        let cfg = crate::state::test_config(&qdrant.to_string(), ports);
+        let state = AppState::new(cfg, Registry::default()).unwrap();
+        let server = Server::start(state).await.unwrap();
+        let body = r#"{"vector":[1],"limit":1,"rerank":{"query":"q"}}"#;
+        let mut client = tokio::net::TcpStream::connect(server.rest_addr)
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /collections/docs/points/search HTTP/1.1\r\nhost: x\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        client.write_all(head.as_bytes()).await.unwrap();
+        // The search is on its way to Qdrant (which never answers): hang up.
+        poll(Duration::from_secs(3), || {
+            accepted.load(Ordering::SeqCst) > 0
+        })
+        .await;
+        assert!(
+            accepted.load(Ordering::SeqCst) > 0,
+            "the search reached Qdrant"
+        );
+        drop(client);
+        let m = &server.state.metrics;
+        let counted = || {
+            m.requests
+                .with_label_values(&["rest", "search", "docs", "cancelled"])
+                .get()
+        };
+        // Before the upstream timeout (5 s) could end it any other way.
+        poll(Duration::from_secs(4), || counted() == 1).await;
+        assert_eq!(counted(), 1, "{}", m.render());
+        server.shutdown().await;
+    }
+}

@@ -137,12 +137,19 @@ impl AppState {
     }
 }
 
-/// For router and pipeline tests: reranking on for `docs`, the `local` reranker never
-/// loaded, Qdrant (REST and gRPC) at `qdrant` (`host:port`); `server` adds keys to the
-/// `[server]` section.
+/// For router, pipeline and server tests: reranking on for `docs`, the `local`
+/// reranker never loaded, Qdrant (REST and gRPC) at `qdrant` (`host:port`); `server`
+/// adds keys to the `[server]` section.
 #[cfg(test)]
 pub(crate) fn test_state(qdrant: &str, server: &str) -> Arc<AppState> {
-    let cfg = Config::from_toml(&format!(
+    let cfg = test_config(qdrant, server);
+    Arc::new(AppState::new(cfg, Registry::default()).unwrap())
+}
+
+/// The configuration of [`test_state`].
+#[cfg(test)]
+pub(crate) fn test_config(qdrant: &str, server: &str) -> Config {
+    Config::from_toml(&format!(
         r#"
 [server]
 {server}
@@ -158,6 +165,5 @@ model_dir = "/unused"
 enabled = true
 "#
     ))
-    .unwrap();
-    Arc::new(AppState::new(cfg, Registry::default()).unwrap())
+    .unwrap()
 }
