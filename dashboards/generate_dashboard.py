@@ -124,7 +124,7 @@ stat("Pods up", "Scrape targets up.", f'sum(up{{{BASE}}})', "none",
 # ------------------------------------------------------------------ traffic
 row("Traffic")
 ts("Request rate by rerank status",
-   "secondpass_requests_total by rerank_status: applied, skipped, disabled, failed_open, error, none (forwarded routes).",
+   "secondpass_requests_total by rerank_status: applied, failed_open, skipped, disabled, shadow, none (forwarded routes), error (secondpass answered an error, or Qdrant refused the rewritten search), cancelled (client went away).",
    [(f'sum by (rerank_status) (rate(secondpass_requests_total{{{REQ}}}[{RI}]))', "{{rerank_status}}")],
    "reqps", stack=True,
    overrides=[{"matcher": {"id": "byName", "options": n},

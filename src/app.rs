@@ -1,164 +1,16 @@
-//! Builds the application from a [`Config`] and runs its listeners.
+//! The top of the house: starts the listeners (REST, gRPC, admin) on an [`AppState`],
+//! reloads on SIGHUP and shuts down gracefully. Nothing else imports this module.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::response::Response;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{CollectionOverrides, CollectionSettings, Config};
-use crate::engine::Engine;
-use crate::metrics::Metrics;
-use crate::rerank::{Registry, RerankError};
-use crate::transport::upstream::{Protocol, Upstream};
+use crate::state::AppState;
 use crate::transport::{admin, grpc, rest};
-
-/// Shared by every request. The configuration and the rerankers can be swapped at
-/// run time (SIGHUP, admin API); each request works on the snapshot it started with.
-pub struct AppState {
-    config: RwLock<Arc<Config>>,
-    /// The file the configuration came from (reloaded on SIGHUP).
-    pub config_path: Option<PathBuf>,
-    /// Collection settings changed through the admin API, on top of the file's.
-    overrides: RwLock<BTreeMap<String, CollectionOverrides>>,
-    pub upstream: Upstream,
-    pub grpc_upstream: Upstream,
-    pub engine: Engine,
-    pub metrics: Arc<Metrics>,
-    /// Set once shutdown begins: `/readyz` answers 503.
-    pub draining: AtomicBool,
-    /// Background reranking of collections in shadow mode.
-    pub shadow: crate::shadow::Shadow,
-}
-
-impl AppState {
-    /// Builds the state with the given rerankers (already loaded).
-    pub fn new(config: Config, registry: Registry) -> Result<AppState, crate::error::Error> {
-        let metrics = Arc::new(Metrics::new(&config.named_collections()));
-        Self::with_metrics(config, registry, metrics)
-    }
-
-    /// [`AppState::new`] with metrics the rerankers already report to.
-    pub fn with_metrics(
-        config: Config,
-        registry: Registry,
-        metrics: Arc<Metrics>,
-    ) -> Result<AppState, crate::error::Error> {
-        metrics.model_loaded.set(1);
-        Ok(AppState {
-            upstream: Upstream::new(&config.upstream, Protocol::Rest, metrics.clone())?,
-            grpc_upstream: Upstream::new(&config.upstream, Protocol::Grpc, metrics.clone())?,
-            engine: Engine::new(
-                crate::rerank::chain::Chain::new(registry, &config, metrics.clone()),
-                metrics.clone(),
-            ),
-            shadow: crate::shadow::Shadow::new(&config.shadow, &metrics),
-            metrics,
-            config: RwLock::new(Arc::new(config)),
-            config_path: None,
-            overrides: RwLock::new(BTreeMap::new()),
-            draining: AtomicBool::new(false),
-        })
-    }
-
-    /// The configuration now in force.
-    pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// A collection's effective settings: the file's, then runtime changes.
-    pub fn collection(&self, name: &str) -> CollectionSettings {
-        let cfg = self.config();
-        let overrides = self.overrides.read().unwrap_or_else(|e| e.into_inner());
-        match overrides.get(name) {
-            // Validated when set (and again on reload); fall back to the file's if not.
-            Some(o) => cfg
-                .collection_with(name, o)
-                .unwrap_or_else(|_| cfg.collection(name)),
-            None => cfg.collection(name),
-        }
-    }
-
-    /// Runtime changes by collection.
-    pub fn overrides(&self) -> BTreeMap<String, CollectionOverrides> {
-        self.overrides
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Replaces all runtime changes after validating each one against `cfg`.
-    pub(crate) fn set_overrides(
-        &self,
-        cfg: &Config,
-        all: BTreeMap<String, CollectionOverrides>,
-    ) -> Result<(), String> {
-        for (name, o) in &all {
-            cfg.collection_with(name, o).map_err(|e| e.to_string())?;
-        }
-        *self.overrides.write().unwrap_or_else(|e| e.into_inner()) = all;
-        self.metrics.set_known(&self.label_names(cfg));
-        Ok(())
-    }
-
-    /// Collections that may appear as metric labels: the file's and the runtime ones.
-    fn label_names(&self, cfg: &Config) -> Vec<String> {
-        let mut names = cfg.named_collections();
-        names.extend(self.overrides().into_keys());
-        names
-    }
-
-    /// Swaps in a new configuration (already validated).
-    pub(crate) fn set_config(&self, cfg: Config) {
-        self.metrics.set_known(&self.label_names(&cfg));
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
-    }
-
-    /// Loads every configured reranker (blocking work off the runtime) and builds the state.
-    pub async fn load(config: Config) -> Result<AppState, crate::error::Error> {
-        let cfg = config.clone();
-        let metrics = Arc::new(Metrics::new(&config.named_collections()));
-        let m = metrics.clone();
-        let registry = tokio::task::spawn_blocking(move || Registry::load(&cfg, &m))
-            .await
-            .map_err(|e| RerankError::Unavailable(format!("model loading panicked: {e}")))??;
-        AppState::with_metrics(config, registry, metrics)
-    }
-
-    /// Counts one finished request.
-    pub fn record(
-        &self,
-        route: &str,
-        collection: &str,
-        status: &str,
-        resp: &Response,
-        started: Instant,
-    ) {
-        let m = &self.metrics;
-        let transport = if route.starts_with("grpc_") {
-            "grpc"
-        } else {
-            "rest"
-        };
-        m.requests
-            .with_label_values(&[transport, route, collection, status])
-            .inc();
-        m.request_duration
-            .with_label_values(&[route])
-            .observe(started.elapsed().as_secs_f64());
-        m.responses
-            .with_label_values(&[Metrics::class(resp.status().as_u16())])
-            .inc();
-    }
-}
 
 /// A running server: its bound addresses and a handle to stop it.
 pub struct Server {
@@ -294,5 +146,81 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::rerank::Registry;
+
+    /// A Qdrant that accepts connections and never answers; counts them.
+    async fn stalled_qdrant() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        (addr, accepted)
+    }
+
+    async fn poll(deadline: Duration, done: impl Fn() -> bool) {
+        let end = Instant::now() + deadline;
+        while !done() && Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_goes_away_is_counted_as_cancelled() {
+        let (qdrant, accepted) = stalled_qdrant().await;
+        let ports = "rest_listen = \"127.0.0.1:0\"\n\
+                     grpc_listen = \"127.0.0.1:0\"\n\
+                     admin_listen = \"127.0.0.1:0\"";
+        let cfg = crate::state::test_config(&qdrant.to_string(), ports);
+        let state = AppState::new(cfg, Registry::default()).unwrap();
+        let server = Server::start(state).await.unwrap();
+        let body = r#"{"vector":[1],"limit":1,"rerank":{"query":"q"}}"#;
+        let mut client = tokio::net::TcpStream::connect(server.rest_addr)
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /collections/docs/points/search HTTP/1.1\r\nhost: x\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        client.write_all(head.as_bytes()).await.unwrap();
+        // The search is on its way to Qdrant (which never answers): hang up.
+        poll(Duration::from_secs(3), || {
+            accepted.load(Ordering::SeqCst) > 0
+        })
+        .await;
+        assert!(
+            accepted.load(Ordering::SeqCst) > 0,
+            "the search reached Qdrant"
+        );
+        drop(client);
+        let m = &server.state.metrics;
+        let counted = || {
+            m.requests
+                .with_label_values(&["rest", "search", "docs", "cancelled"])
+                .get()
+        };
+        // Before the upstream timeout (5 s) could end it any other way.
+        poll(Duration::from_secs(4), || counted() == 1).await;
+        assert_eq!(counted(), 1, "{}", m.render());
+        server.shutdown().await;
     }
 }

@@ -1,7 +1,8 @@
-//! The one error type that reaches clients, and its mapping to HTTP (Qdrant's error
-//! envelope). The gRPC mapping will live here too.
+//! The one error type that reaches clients, and its two renderings: HTTP (Qdrant's
+//! error envelope) and gRPC (a trailers-only status).
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::rerank::RerankError;
@@ -41,6 +42,84 @@ impl Error {
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+
+    pub fn grpc_code(&self) -> Code {
+        match self {
+            Error::UpstreamUnreachable(_) => Code::Unavailable,
+            Error::UpstreamTimeout(_) => Code::DeadlineExceeded,
+            Error::UpstreamInvalid(_) | Error::Internal(_) => Code::Internal,
+            Error::BadRequest(_) => Code::InvalidArgument,
+            Error::PayloadTooLarge(_) | Error::DecompressedTooLarge(_) => Code::ResourceExhausted,
+            Error::Rerank(RerankError::Overloaded) => Code::ResourceExhausted,
+            Error::Rerank(_) => Code::Unavailable,
+        }
+    }
+
+    /// The REST answer: Qdrant's error envelope, `time` in seconds.
+    pub fn rest_response(&self, time_secs: f64) -> Response {
+        qdrant_error_response(self.http_status(), &self.to_string(), time_secs)
+    }
+
+    /// The gRPC answer: a trailers-only status.
+    pub fn grpc_response(&self) -> Response {
+        grpc_error_response(self.grpc_code(), &self.to_string())
+    }
+}
+
+/// gRPC status codes secondpass produces itself (Qdrant's pass through as sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Code {
+    Ok = 0,
+    InvalidArgument = 3,
+    DeadlineExceeded = 4,
+    ResourceExhausted = 8,
+    Internal = 13,
+    Unavailable = 14,
+}
+
+/// The HTTP status a gRPC status code stands for (the mapping of `google.rpc.Code`):
+/// how a gRPC answer is counted in `secondpass_responses_total{code}`.
+pub fn grpc_http_equivalent(code: u32) -> StatusCode {
+    match code {
+        0 => StatusCode::OK,
+        1 => StatusCode::from_u16(499).expect("499 is a valid status"), // CANCELLED
+        3 | 9 | 11 => StatusCode::BAD_REQUEST, // INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE
+        4 => StatusCode::GATEWAY_TIMEOUT,
+        5 => StatusCode::NOT_FOUND,
+        6 | 10 => StatusCode::CONFLICT, // ALREADY_EXISTS, ABORTED
+        7 => StatusCode::FORBIDDEN,
+        8 => StatusCode::TOO_MANY_REQUESTS,
+        12 => StatusCode::NOT_IMPLEMENTED,
+        14 => StatusCode::SERVICE_UNAVAILABLE,
+        16 => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::INTERNAL_SERVER_ERROR, // UNKNOWN, INTERNAL, DATA_LOSS, others
+    }
+}
+
+/// `grpc-status` and `grpc-message`, for trailers or a trailers-only response.
+pub fn grpc_status_headers(code: Code, message: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("grpc-status", HeaderValue::from((code as u8) as u16));
+    let msg = percent_encoding::utf8_percent_encode(message, GRPC_MESSAGE).to_string();
+    if let Ok(v) = HeaderValue::from_str(&msg) {
+        h.insert("grpc-message", v);
+    }
+    h
+}
+
+/// gRPC percent-encodes `grpc-message` outside printable ASCII and `%`.
+const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%').add(0x7f);
+
+/// A trailers-only error response, as gRPC servers send them: the status in the
+/// headers and an empty body that ends the stream on the HEADERS frame (an empty
+/// DATA frame instead makes grpc-core clients report UNKNOWN "Stream removed").
+pub fn grpc_error_response(code: Code, message: &str) -> Response {
+    let mut h = grpc_status_headers(code, message);
+    h.insert("content-type", HeaderValue::from_static("application/grpc"));
+    let mut resp = Response::new(Body::empty());
+    *resp.headers_mut() = h;
+    resp
 }
 
 /// Qdrant's error body: `{"status":{"error":"..."},"time":...}`.
@@ -85,6 +164,26 @@ mod tests {
             Error::Rerank(RerankError::Overloaded).http_status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
+    }
+
+    #[test]
+    fn grpc_codes_and_their_http_class() {
+        assert_eq!(
+            Error::UpstreamUnreachable("x".into()).grpc_code(),
+            Code::Unavailable
+        );
+        assert_eq!(
+            Error::BadRequest("x".into()).grpc_code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            Error::Rerank(RerankError::Overloaded).grpc_code(),
+            Code::ResourceExhausted
+        );
+        assert_eq!(grpc_http_equivalent(0), StatusCode::OK);
+        assert_eq!(grpc_http_equivalent(5), StatusCode::NOT_FOUND);
+        assert_eq!(grpc_http_equivalent(14), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(grpc_http_equivalent(2), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

@@ -17,7 +17,13 @@ pub mod plan;
 pub mod reload;
 pub mod rerank;
 pub mod shadow;
+pub mod state;
 pub mod transport;
+pub mod upstream;
 
-pub use app::{AppState, Server};
+#[cfg(test)]
+mod layering;
+
+pub use app::Server;
 pub use config::Config;
+pub use state::AppState;

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::app::AppState;
 use crate::config::{CollectionOverrides, Config};
 use crate::rerank::chain::Chain;
 use crate::rerank::Registry;
+use crate::state::AppState;
 
 /// Reads the overrides file; a missing file is an empty set.
 pub fn read_overrides(path: &Path) -> Result<BTreeMap<String, CollectionOverrides>, String> {
@@ -53,7 +53,7 @@ impl AppState {
         let cfg = self.config();
         let mut all = self.overrides();
         let merged = match (all.remove(name), replace) {
-            (Some(old), false) => merge(old, change),
+            (Some(old), false) => change.over(old),
             _ => change,
         };
         all.insert(name.to_string(), merged);
@@ -133,77 +133,6 @@ impl AppState {
     }
 }
 
-/// `change` over `old`, key by key.
-fn merge(old: CollectionOverrides, change: CollectionOverrides) -> CollectionOverrides {
-    macro_rules! pick {
-        ($($f:ident),*) => { CollectionOverrides { $( $f: change.$f.or(old.$f), )* } };
-    }
-    pick!(
-        enabled,
-        mode,
-        text_field,
-        pool,
-        max_pool,
-        reranker,
-        rerankers,
-        max_length,
-        score_mode,
-        score_threshold,
-        on_failure,
-        timeout_ms,
-        cache,
-        max_query_bytes,
-        text_template,
-        long_documents,
-        chunk_tokens,
-        chunk_overlap,
-        max_chunks_per_doc,
-        chunk_aggregate,
-        hosted_chunks,
-        stages,
-        allowed_rerankers
-    )
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn merge_keeps_earlier_keys() {
-        let old = CollectionOverrides {
-            enabled: Some(true),
-            pool: Some(10),
-            ..Default::default()
-        };
-        let change = CollectionOverrides {
-            pool: Some(20),
-            ..Default::default()
-        };
-        let m = merge(old, change);
-        assert_eq!((m.enabled, m.pool), (Some(true), Some(20)));
-    }
-
-    #[test]
-    fn overrides_file_round_trip_and_errors() {
-        let dir = std::env::temp_dir().join(format!("sp-ovr-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("overrides.json");
-        assert!(read_overrides(&path).unwrap().is_empty());
-        let mut all = BTreeMap::new();
-        all.insert(
-            "docs".to_string(),
-            CollectionOverrides {
-                enabled: Some(true),
-                ..Default::default()
-            },
-        );
-        write_overrides(&path, &all).unwrap();
-        assert_eq!(read_overrides(&path).unwrap(), all);
-        std::fs::write(&path, "{not json").unwrap();
-        assert!(read_overrides(&path)
-            .unwrap_err()
-            .contains("not a valid overrides file"));
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-}
+#[path = "reload_tests.rs"]
+mod tests;

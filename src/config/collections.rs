@@ -92,33 +92,93 @@ impl Mode {
     }
 }
 
-/// A collection section as written: every key optional, inherited from `default`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CollectionOverrides {
-    pub enabled: Option<bool>,
-    pub mode: Option<Mode>,
-    pub text_field: Option<String>,
-    pub pool: Option<usize>,
-    pub max_pool: Option<usize>,
-    pub reranker: Option<String>,
-    pub rerankers: Option<Vec<String>>,
-    pub max_length: Option<usize>,
-    pub score_mode: Option<ScoreMode>,
-    pub score_threshold: Option<f32>,
-    pub on_failure: Option<OnFailure>,
-    pub timeout_ms: Option<u64>,
-    pub cache: Option<bool>,
-    pub max_query_bytes: Option<usize>,
-    pub text_template: Option<String>,
-    pub long_documents: Option<LongDocuments>,
-    pub chunk_tokens: Option<usize>,
-    pub chunk_overlap: Option<usize>,
-    pub max_chunks_per_doc: Option<usize>,
-    pub chunk_aggregate: Option<Aggregate>,
-    pub hosted_chunks: Option<HostedChunks>,
-    pub stages: Option<Vec<StageConfig>>,
-    pub allowed_rerankers: Option<Vec<String>>,
+/// Every per-collection key, listed once: the form a file, the environment and the
+/// admin API write ([`CollectionOverrides`], every key optional), how a key that is
+/// set lands in the effective [`CollectionSettings`] (`apply`), and how run-time
+/// changes merge ([`CollectionOverrides::over`]). A key added here is read, applied
+/// and merged everywhere; `key: type => setting`.
+macro_rules! collection_keys {
+    ($($key:ident: $ty:ty => $field:ident,)*) => {
+        /// A collection section as written: every key optional, inherited from `default`.
+        #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct CollectionOverrides {
+            $(pub $key: Option<$ty>,)*
+        }
+
+        impl CollectionOverrides {
+            /// Every key, as written in a file.
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($key)),*];
+
+            /// `self` over `old`, key by key (a run-time change over an earlier one).
+            pub fn over(self, old: CollectionOverrides) -> CollectionOverrides {
+                CollectionOverrides {
+                    $($key: self.$key.or(old.$key),)*
+                }
+            }
+        }
+
+        impl CollectionSettings {
+            /// `o` over these settings: a key that is set replaces the inherited value.
+            pub(crate) fn apply(mut self, o: &CollectionOverrides) -> Self {
+                $(if let Some(v) = &o.$key {
+                    Assign::assign(&mut self.$field, v);
+                })*
+                self
+            }
+        }
+    };
+}
+
+collection_keys! {
+    enabled: bool => enabled,
+    mode: Mode => mode,
+    text_field: String => text_field,
+    pool: usize => pool,
+    max_pool: usize => max_pool,
+    reranker: String => reranker,
+    rerankers: Vec<String> => rerankers,
+    max_length: usize => max_length,
+    score_mode: ScoreMode => score_mode,
+    score_threshold: f32 => score_threshold,
+    on_failure: OnFailure => on_failure,
+    timeout_ms: u64 => timeout,
+    cache: bool => cache,
+    max_query_bytes: usize => max_query_bytes,
+    text_template: String => text_template,
+    long_documents: LongDocuments => long_documents,
+    chunk_tokens: usize => chunk_tokens,
+    chunk_overlap: usize => chunk_overlap,
+    max_chunks_per_doc: usize => max_chunks_per_doc,
+    chunk_aggregate: Aggregate => chunk_aggregate,
+    hosted_chunks: HostedChunks => hosted_chunks,
+    stages: Vec<StageConfig> => stages,
+    allowed_rerankers: Vec<String> => allowed_rerankers,
+}
+
+/// How a key's value lands in its setting.
+trait Assign<T> {
+    fn assign(&mut self, value: &T);
+}
+
+impl<T: Clone> Assign<T> for T {
+    fn assign(&mut self, value: &T) {
+        *self = value.clone();
+    }
+}
+
+/// An optional setting (no value: the reranker's own, or none).
+impl<T: Clone> Assign<T> for Option<T> {
+    fn assign(&mut self, value: &T) {
+        *self = Some(value.clone());
+    }
+}
+
+/// `timeout_ms` sets `timeout`.
+impl Assign<u64> for Duration {
+    fn assign(&mut self, ms: &u64) {
+        *self = Duration::from_millis(*ms);
+    }
 }
 
 /// A collection's effective settings.
@@ -249,67 +309,5 @@ impl CollectionSettings {
             };
         }
         stages
-    }
-
-    pub(crate) fn apply(mut self, o: &CollectionOverrides) -> Self {
-        // Destructured without `..`: a key added to `CollectionOverrides` and not
-        // applied here does not compile.
-        let CollectionOverrides {
-            enabled,
-            mode,
-            text_field,
-            pool,
-            max_pool,
-            reranker,
-            rerankers,
-            max_length,
-            score_mode,
-            score_threshold,
-            on_failure,
-            timeout_ms,
-            cache,
-            max_query_bytes,
-            text_template,
-            long_documents,
-            chunk_tokens,
-            chunk_overlap,
-            max_chunks_per_doc,
-            chunk_aggregate,
-            hosted_chunks,
-            stages,
-            allowed_rerankers,
-        } = o;
-        macro_rules! take {
-            ($($f:ident),*) => { $( if let Some(v) = $f { self.$f = v.clone(); } )* };
-        }
-        take!(
-            enabled,
-            mode,
-            text_field,
-            pool,
-            max_pool,
-            reranker,
-            rerankers,
-            score_mode,
-            on_failure,
-            cache,
-            max_query_bytes,
-            long_documents,
-            chunk_overlap,
-            max_chunks_per_doc,
-            chunk_aggregate,
-            hosted_chunks,
-            stages,
-            allowed_rerankers
-        );
-        // Optional settings: a key that is set replaces the inherited value.
-        macro_rules! take_opt {
-            ($($f:ident),*) => { $( if $f.is_some() { self.$f = $f.clone(); } )* };
-        }
-        take_opt!(text_template, chunk_tokens, max_length, score_threshold);
-        if let Some(ms) = timeout_ms {
-            self.timeout = Duration::from_millis(*ms);
-        }
-        self
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod collections;
+mod env;
 mod rerankers;
 mod sections;
 #[cfg(test)]
@@ -73,6 +74,16 @@ impl Config {
     /// Loads `file` (when given) and `SECONDPASS__SECTION__KEY` environment variables,
     /// then validates. Env wins over the file.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with_env(file, std::env::vars().collect())
+    }
+
+    /// [`Config::load`] with `env` in place of the process environment. A variable
+    /// whose value is a TOML array or inline table (`["a", "b"]`, `{ k = 1 }`) sets a
+    /// list or table key.
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: config::Map<String, String>,
+    ) -> Result<Config, ConfigError> {
         let mut builder = config::Config::builder();
         if let Some(path) = file {
             if !path.exists() {
@@ -83,12 +94,18 @@ impl Config {
             }
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
         }
+        let structured = env::structured(&env);
         builder = builder.add_source(
             config::Environment::with_prefix("SECONDPASS")
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                .source(Some(env)),
         );
+        builder = builder.add_source(config::File::from_str(
+            &structured,
+            config::FileFormat::Toml,
+        ));
         let raw = builder
             .build()
             .map_err(|e| ConfigError::Load(e.to_string()))?;

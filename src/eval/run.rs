@@ -10,9 +10,9 @@ use serde_json::{json, Map, Value};
 
 use super::input::{id_text, Qrels, Query};
 use super::progress::Progress;
-use crate::app::AppState;
 use crate::config::CollectionSettings;
 use crate::plan::{rank, Decision, Window};
+use crate::state::AppState;
 use crate::transport::rest::body::{candidates, prepare, Endpoint};
 
 /// What to evaluate.

@@ -77,6 +77,16 @@ pub enum Decision {
     Rerank(RerankPlan),
 }
 
+/// One search of a request, planned (REST and gRPC alike).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    pub decision: Decision,
+    /// How to give the client back the payload it asked for.
+    pub restore: payload::Restore,
+    /// The client asked for `"rerank": {"explain": true}` (or the header).
+    pub explain: bool,
+}
+
 pub const NO_QUERY_TEXT: &str = "no query text: send header x-rerank-query, a \"rerank\": {\"query\": ...} object, or a Document query";
 
 pub fn decide(input: SearchInput<'_>) -> Decision {

@@ -14,8 +14,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::app::AppState;
 use crate::config::{CollectionOverrides, CollectionSettings};
+use crate::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
     let mut r = Router::new()

@@ -10,8 +10,6 @@ use qdrant_client::qdrant::{point_id::PointIdOptions, PointId, ScoredPoint};
 use super::points::Hits;
 use crate::engine::Outcome;
 
-pub const HEADER: &str = "x-rerank-explain";
-
 fn key(id: Option<&PointId>) -> String {
     match id.and_then(|i| i.point_id_options.as_ref()) {
         Some(PointIdOptions::Num(n)) => n.to_string(),

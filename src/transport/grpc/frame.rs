@@ -5,21 +5,13 @@ use std::io::Read;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, StatusCode};
 use http_body_util::StreamBody;
 use hyper::body::Frame;
 
-/// Status codes we produce ourselves (the rest pass through from Qdrant).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Code {
-    Ok = 0,
-    InvalidArgument = 3,
-    DeadlineExceeded = 4,
-    ResourceExhausted = 8,
-    Internal = 13,
-    Unavailable = 14,
-}
+use crate::transport::pipeline::GrpcStatus;
+
+pub use crate::error::{grpc_error_response as error, grpc_status_headers as status_headers, Code};
 
 /// Why a body is not a message we can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,8 +74,10 @@ pub fn status(headers: &HeaderMap, trailers: Option<&HeaderMap>) -> Option<u32> 
         .and_then(|v| v.to_str().ok()?.parse().ok())
 }
 
-/// A response whose body is `data` followed by `trailers` (as HTTP/2 frames).
+/// A response whose body is `data` followed by `trailers` (as HTTP/2 frames); the
+/// status of the trailers goes along as a [`GrpcStatus`] extension, to be counted.
 pub fn response(headers: HeaderMap, data: Bytes, trailers: Option<HeaderMap>) -> Response {
+    let code = status(&headers, trailers.as_ref());
     let mut frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = Vec::new();
     if !data.is_empty() {
         frames.push(Ok(Frame::data(data)));
@@ -102,33 +96,16 @@ pub fn response(headers: HeaderMap, data: Bytes, trailers: Option<HeaderMap>) ->
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     *resp.headers_mut() = headers;
+    if let Some(c) = code {
+        resp.extensions_mut().insert(GrpcStatus(c));
+    }
     resp
 }
-
-/// A trailers-only error response, as gRPC servers send them.
-pub fn error(code: Code, message: &str) -> Response {
-    let mut h = status_headers(code, message);
-    h.insert("content-type", HeaderValue::from_static("application/grpc"));
-    response(h, Bytes::new(), None)
-}
-
-/// `grpc-status` and `grpc-message`, for trailers or a trailers-only response.
-pub fn status_headers(code: Code, message: &str) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert("grpc-status", HeaderValue::from((code as u8) as u16));
-    let msg = percent_encoding::utf8_percent_encode(message, GRPC_MESSAGE).to_string();
-    if let Ok(v) = HeaderValue::from_str(&msg) {
-        h.insert("grpc-message", v);
-    }
-    h
-}
-
-/// gRPC percent-encodes `grpc-message` outside printable ASCII and `%`.
-const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%').add(0x7f);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
     use std::io::Write;
 
     #[test]

@@ -20,23 +20,23 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use base64::Engine as _;
+use http::request::Parts;
 use prost::Message;
 
-use crate::app::AppState;
+use crate::config::CollectionSettings;
 use crate::engine::Outcome;
 use crate::error::Error;
 use crate::plan::payload::{rewrite_all, Restore};
-use crate::plan::query_text::{self, Directive};
 use crate::plan::{
-    decide, displacement, order_groups, order_page, Cut, Decision, Ranked, RerankPlan,
+    decide, displacement, order_groups, order_page, Cut, Decision, Planned, Ranked, RerankPlan,
     RerankStatus, SearchInput,
 };
+use crate::state::AppState;
+use crate::transport::headers;
+use crate::transport::pipeline::{ask, finish, rerank, Call, Exit, Gate, Marker, Options};
+use crate::upstream::{Buffered, Protocol};
 use answer::Order;
-use frame::Code;
 use points::{Hits, Method, SearchItem};
-
-pub(crate) const QUERY_BIN_HEADER: &str = "x-rerank-query-bin";
 
 pub fn router(state: Arc<AppState>) -> Router {
     fn route<M: Method>(r: Router<Arc<AppState>>, name: &str) -> Router<Arc<AppState>> {
@@ -64,81 +64,167 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// gRPC status for our own errors (Qdrant's pass through as Qdrant sent them).
-fn error_response(e: &Error) -> Response {
-    let code = match e {
-        Error::UpstreamUnreachable(_) => Code::Unavailable,
-        Error::UpstreamTimeout(_) => Code::DeadlineExceeded,
-        Error::UpstreamInvalid(_) | Error::Internal(_) => Code::Internal,
-        Error::BadRequest(_) => Code::InvalidArgument,
-        Error::PayloadTooLarge(_) | Error::DecompressedTooLarge(_) => Code::ResourceExhausted,
-        Error::Rerank(crate::rerank::RerankError::Overloaded) => Code::ResourceExhausted,
-        Error::Rerank(_) => Code::Unavailable,
-    };
-    frame::error(code, &e.to_string())
-}
-
+/// Every other method: straight through, frames untouched.
 async fn forward(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let started = Instant::now();
-    let resp = match state.grpc_upstream.forward(req).await {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
+    let call = Call::start(&state, Protocol::Grpc, "grpc_forward");
+    finish(&state, call, Exit::Forward(req, None)).await
+}
+
+/// A reranked method. Every step below ends in an [`Exit`], performed by [`finish`].
+async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
+    let mut call = Call::start(&state, Protocol::Grpc, M::ROUTE);
+    let exit = match search::<M>(&state, &mut call, req).await {
+        Ok(exit) | Err(exit) => exit,
     };
-    state.record("grpc_forward", "_none", "none", &resp, started);
-    resp
+    finish(&state, call, exit).await
 }
 
-fn marked(mut resp: Response, status: RerankStatus) -> Response {
-    resp.headers_mut().insert(
-        crate::transport::rest::STATUS_HEADER,
-        HeaderValue::from_static(status.as_str()),
-    );
-    resp
+/// read message → gate → read options → plan → ask Qdrant → rerank and cut → answer.
+async fn search<M: Method>(
+    state: &Arc<AppState>,
+    call: &mut Call,
+    req: Request,
+) -> Result<Exit, Exit> {
+    let read = Read::<M>::message(state, req).await?;
+    let collection = M::collection(&read.request).to_string();
+    call.collection(&collection);
+    let settings = match Gate::of(state.collection(&collection)) {
+        Gate::Off => return Err(read.forward(RerankStatus::Disabled)),
+        Gate::Shadow(s) => return Err(shadow::live(state, call, collection, s, read)),
+        Gate::Live(s) => s,
+    };
+    let options = Options::read(&read.parts.headers, Protocol::Grpc, &settings)
+        .and_then(|o| crate::plan::check_reranker(&settings, o.directive.as_ref()).map(|()| o))
+        .map_err(Exit::bad_request)?;
+    let (planned, edits) = plan_items::<M>(&read.request, &settings, &options);
+    let (parts, widened) = read.widen(&planned, edits)?;
+    let answer = accepted(ask(state, call, parts, frame::encode(&widened)).await?)?;
+    let rewrite = Rewrite {
+        state,
+        collection: &collection,
+        settings: &settings,
+        started: call.started(),
+    };
+    let (resp, status) = rewrite.answer::<M>(&planned, answer).await?;
+    Ok(Exit::Reranked(resp, status))
 }
 
-/// The query text from metadata: `x-rerank-query` (percent-encoded) or
-/// `x-rerank-query-bin` (binary metadata: base64 of UTF-8), plus header options.
-fn metadata(headers: &HeaderMap) -> Result<(Option<String>, Option<Directive>), String> {
-    let query = match (
-        headers.get(crate::transport::rest::QUERY_HEADER),
-        headers.get(QUERY_BIN_HEADER),
-    ) {
-        (Some(v), _) => Some(query_text::decode_header(v.as_bytes())?),
-        (None, Some(v)) => {
-            let raw = v.as_bytes();
-            let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
-                .decode(
-                    raw.strip_suffix(b"==")
-                        .or(raw.strip_suffix(b"="))
-                        .unwrap_or(raw),
-                )
-                .map_err(|_| format!("{QUERY_BIN_HEADER} is not base64"))?;
-            Some(String::from_utf8(bytes).map_err(|_| format!("{QUERY_BIN_HEADER} is not UTF-8"))?)
+/// Qdrant's answer, when it is one to rerank; its error (code, message, trailers)
+/// goes back as Qdrant sent it.
+// The `Err` side carries the request on purpose: it is what gets forwarded.
+#[allow(clippy::result_large_err)]
+fn accepted(answer: Buffered) -> Result<Buffered, Exit> {
+    let grpc_status = frame::status(&answer.headers, answer.trailers.as_ref());
+    if answer.status.is_success() && grpc_status == Some(0) {
+        return Ok(answer);
+    }
+    let resp = frame::response(answer.headers, answer.body, answer.trailers);
+    Err(Exit::Upstream(resp))
+}
+
+/// The client's call with its message read and decoded.
+struct Read<M: Method> {
+    parts: Parts,
+    /// The body as the client sent it (one frame, maybe compressed).
+    bytes: Bytes,
+    /// The message, decompressed.
+    message: Vec<u8>,
+    request: M::Req,
+}
+
+impl<M: Method> Read<M> {
+    /// Reads the unary message, up to `server.max_body_bytes` (past it: 413, or
+    /// RESOURCE_EXHAUSTED when it only grows past it decompressed). A message secondpass
+    /// cannot read goes to Qdrant as sent, marked `skipped`: Qdrant answers it.
+    async fn message(state: &AppState, req: Request) -> Result<Read<M>, Exit> {
+        let max = state.config().server.max_body_bytes;
+        let (parts, body) = req.into_parts();
+        let bytes = to_bytes(body, max)
+            .await
+            .map_err(|_| Error::PayloadTooLarge(max))?;
+        let encoding = parts
+            .headers
+            .get("grpc-encoding")
+            .and_then(|v| v.to_str().ok());
+        let message = match frame::decode_unary(&bytes, encoding, max) {
+            Ok(m) => m,
+            Err(frame::Unreadable::TooLarge) => return Err(Error::DecompressedTooLarge(max).into()),
+            Err(frame::Unreadable::NotOurs) => {
+                return Err(as_sent(parts, bytes, RerankStatus::Skipped))
+            }
+        };
+        match M::Req::decode(&message[..]) {
+            Ok(request) => Ok(Read {
+                parts,
+                bytes,
+                message,
+                request,
+            }),
+            Err(_) => Err(as_sent(parts, bytes, RerankStatus::Skipped)),
         }
-        (None, None) => None,
-    };
-    let directive = Directive::from_headers(|n| headers.get(n).map(|v| v.as_bytes()))?;
-    Ok((query, directive))
+    }
+
+    fn forward(self, status: RerankStatus) -> Exit {
+        as_sent(self.parts, self.bytes, status)
+    }
+
+    /// The call for Qdrant: only the fields secondpass must change are rewritten, on
+    /// the client's own bytes (fields newer than our stubs reach Qdrant as sent), and
+    /// the answer is asked for uncompressed: secondpass reads it. With nothing to
+    /// rerank, Qdrant answers the call as sent.
+    // The `Err` side carries the request on purpose: it is what gets forwarded.
+    #[allow(clippy::result_large_err)]
+    fn widen(
+        mut self,
+        planned: &[Planned],
+        edits: Vec<Option<wire::Edit>>,
+    ) -> Result<(Parts, Vec<u8>), Exit> {
+        if !planned
+            .iter()
+            .any(|p| matches!(p.decision, Decision::Rerank(_)))
+        {
+            let status = RerankStatus::combine(planned.iter().map(|p| match p.decision {
+                Decision::Disabled => RerankStatus::Disabled,
+                _ => RerankStatus::Skipped,
+            }));
+            return Err(self.forward(status));
+        }
+        let widened = match patch::<M>(&self.message, edits) {
+            Ok(w) => w,
+            // prost read it, so this does not happen; if it did, Qdrant still answers.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot patch a gRPC search; forwarded as sent");
+                return Err(self.forward(RerankStatus::Skipped));
+            }
+        };
+        headers::strip_rerank_headers(&mut self.parts.headers);
+        for h in ["grpc-encoding", "content-length"] {
+            self.parts.headers.remove(h);
+        }
+        self.parts
+            .headers
+            .insert("grpc-accept-encoding", HeaderValue::from_static("identity"));
+        Ok((self.parts, widened))
+    }
 }
 
-struct Planned {
-    decision: Decision,
-    restore: Restore,
-    explain: bool,
+/// The client's call, to Qdrant as it came.
+fn as_sent(parts: Parts, bytes: Bytes, status: RerankStatus) -> Exit {
+    Exit::Forward(Request::from_parts(parts, Body::from(bytes)), Some(status))
 }
 
 /// Plans every search of a request: what to do with it and, for the ones to rerank,
 /// the edit that widens it on the wire (shared by the live path and shadow mode).
 fn plan_items<M: Method>(
     request: &M::Req,
-    settings: &crate::config::CollectionSettings,
-    header_query: Option<String>,
-    directive: Option<&Directive>,
+    settings: &CollectionSettings,
+    options: &Options,
 ) -> (Vec<Planned>, Vec<Option<wire::Edit>>) {
+    let directive = options.directive.as_ref();
     let mut planned = Vec::new();
     let mut edits = Vec::new();
     for item in M::items(request) {
-        let query = header_query.clone().or_else(|| item.document_text());
+        let query = options.query.clone().or_else(|| item.document_text());
         let mut decision = decide(SearchInput {
             settings,
             query: query.as_deref(),
@@ -167,6 +253,18 @@ fn plan_items<M: Method>(
         edits.push(edit);
     }
     (planned, edits)
+}
+
+/// Qdrant's answer message, decoded (Qdrant is trusted, and asked for identity: its
+/// answer is not bounded), with its bytes.
+fn decode_answer<M: Method>(upstream: &Buffered) -> Option<(Vec<u8>, M::Resp)> {
+    let encoding = upstream
+        .headers
+        .get("grpc-encoding")
+        .and_then(|v| v.to_str().ok());
+    let message = frame::decode_unary(&upstream.body, encoding, usize::MAX).ok()?;
+    let answer = M::Resp::decode(&message[..]).ok()?;
+    Some((message, answer))
 }
 
 /// The request message with every planned edit applied to its bytes.
@@ -207,189 +305,120 @@ fn explain_line(hits: &Hits<'_>, order: &Order<'_>, outcome: &Outcome) -> String
     }
 }
 
-async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
-    let started = Instant::now();
-    let route = M::ROUTE;
-    let (mut parts, body) = req.into_parts();
-    let max = state.config().server.max_body_bytes;
-    let Ok(bytes) = to_bytes(body, max).await else {
-        let resp = error_response(&Error::PayloadTooLarge(max));
-        state.record(route, "_none", "error", &resp, started);
-        return resp;
-    };
-    let encoding = parts
-        .headers
-        .get("grpc-encoding")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let message = match frame::decode_unary(&bytes, encoding.as_deref(), max) {
-        Ok(m) => Some(m),
-        Err(frame::Unreadable::TooLarge) => {
-            let resp = error_response(&Error::DecompressedTooLarge(max));
-            state.record(route, "_none", "error", &resp, started);
-            return resp;
-        }
-        Err(frame::Unreadable::NotOurs) => None,
-    };
-    let decoded = message.as_deref().and_then(|m| M::Req::decode(m).ok());
-    let (Some(message), Some(request)) = (message, decoded) else {
-        // Not a message we can read: Qdrant answers it.
-        return forward_as_is(
-            &state,
-            route,
-            "_none",
-            parts,
-            bytes,
-            RerankStatus::Skipped,
-            started,
-        )
-        .await;
-    };
-    let collection = M::collection(&request).to_string();
-    let label = state.metrics.collection_label(&collection).to_string();
-    let settings = state.collection(&collection);
-    if settings.enabled && settings.mode == crate::config::Mode::Shadow {
-        return shadow::live::<M>(
-            state, collection, label, settings, parts, bytes, request, started,
-        )
-        .await;
-    }
-    if !settings.enabled {
-        return forward_as_is(
-            &state,
-            route,
-            &label,
-            parts,
-            bytes,
-            RerankStatus::Disabled,
-            started,
-        )
-        .await;
-    }
-    let checked = metadata(&parts.headers).and_then(|(q, d)| {
-        if let Some(q) = &q {
-            query_text::check_len(q, settings.max_query_bytes)?;
-        }
-        crate::plan::check_reranker(&settings, d.as_ref())?;
-        Ok((q, d))
-    });
-    let (header_query, directive) = match checked {
-        Ok(m) => m,
-        Err(why) => {
-            let resp = error_response(&Error::BadRequest(why));
-            state.record(route, &label, "error", &resp, started);
-            return resp;
-        }
-    };
-    let (planned, edits) = plan_items::<M>(&request, &settings, header_query, directive.as_ref());
-    if !planned
-        .iter()
-        .any(|p| matches!(p.decision, Decision::Rerank(_)))
-    {
-        let status = RerankStatus::combine(planned.iter().map(|p| match p.decision {
-            Decision::Disabled => RerankStatus::Disabled,
-            _ => RerankStatus::Skipped,
-        }));
-        return forward_as_is(&state, route, &label, parts, bytes, status, started).await;
-    }
-    // Only the fields we must change are rewritten, on the client's own bytes: fields
-    // newer than our stubs reach Qdrant as sent.
-    let patched = patch::<M>(&message, edits);
-    let widened = match patched {
-        Ok(w) => w,
-        // prost read it, so this does not happen; if it did, Qdrant still answers.
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot patch a gRPC search; forwarded as sent");
-            return forward_as_is(
-                &state,
-                route,
-                &label,
-                parts,
-                bytes,
-                RerankStatus::Skipped,
-                started,
-            )
-            .await;
-        }
-    };
-    crate::transport::strip_rerank_headers(&mut parts.headers);
-    for h in ["grpc-encoding", "content-length"] {
-        parts.headers.remove(h);
-    }
-    // We read the answer: ask for it uncompressed.
-    parts
-        .headers
-        .insert("grpc-accept-encoding", HeaderValue::from_static("identity"));
-    let upstream = match state
-        .grpc_upstream
-        .call(parts, frame::encode(&widened))
-        .await
-    {
-        Ok(u) => u,
-        Err(e) => {
-            let resp = error_response(&e);
-            state.record(route, &label, "error", &resp, started);
-            return resp;
-        }
-    };
-    state
-        .metrics
-        .upstream_duration
-        .with_label_values(&[route])
-        .observe(upstream.elapsed.as_secs_f64());
-    let grpc_status = frame::status(&upstream.headers, upstream.trailers.as_ref());
-    if !upstream.status.is_success() || grpc_status != Some(0) {
-        // Qdrant's error (code, message, trailers), as Qdrant sent it.
-        let resp = frame::response(upstream.headers, upstream.body, upstream.trailers);
-        state.record(route, &label, "error", &resp, started);
-        return resp;
-    }
-    let rewrite = Rewrite {
-        state: &state,
-        collection: &collection,
-        settings: &settings,
-        started,
-    };
-    let resp = match rewrite.finish::<M>(&planned, upstream).await {
-        Ok((resp, status)) => {
-            state.record(route, &label, status.as_str(), &resp, started);
-            resp
-        }
-        Err(e) => {
-            let resp = error_response(&e);
-            state.record(route, &label, "error", &resp, started);
-            resp
-        }
-    };
-    resp
-}
-
-async fn forward_as_is(
-    state: &AppState,
-    route: &str,
-    label: &str,
-    parts: http::request::Parts,
-    bytes: Bytes,
-    status: RerankStatus,
-    started: Instant,
-) -> Response {
-    let resp = match state
-        .grpc_upstream
-        .forward(Request::from_parts(parts, Body::from(bytes)))
-        .await
-    {
-        Ok(r) => marked(r, status),
-        Err(e) => error_response(&e),
-    };
-    state.record(route, label, status.as_str(), &resp, started);
-    resp
-}
-
+/// Reranks the candidates in Qdrant's answer and writes the client's response.
 struct Rewrite<'a> {
     state: &'a AppState,
     collection: &'a str,
-    settings: &'a crate::config::CollectionSettings,
+    settings: &'a CollectionSettings,
     started: Instant,
+}
+
+impl Rewrite<'_> {
+    async fn answer<M: Method>(
+        &self,
+        planned: &[Planned],
+        upstream: Buffered,
+    ) -> Result<(Response, RerankStatus), Error> {
+        let (message, mut answer) = decode_answer::<M>(&upstream)
+            .ok_or_else(|| Error::UpstreamInvalid("cannot decode Qdrant's gRPC answer".into()))?;
+        let mut answers = M::answers(&mut answer);
+        if answers.len() != planned.len() {
+            return Err(Error::UpstreamInvalid(format!(
+                "{} answers for {} searches",
+                answers.len(),
+                planned.len()
+            )));
+        }
+        let (texts, sizes) = candidates(planned, &answers, &self.settings.text_source());
+        let (outcomes, mark) =
+            rerank(self.state, self.collection, self.settings, planned, texts).await?;
+        let (orders, explained) = self.orders(planned, &answers, &outcomes, &sizes);
+        let time = self.started.elapsed().as_secs_f64();
+        // On Qdrant's bytes, so that fields newer than our stubs reach the client.
+        let body = match answer::rewrite(&message, M::LAYOUT, &orders, time) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(error = %e, "gRPC answer rewritten from the decoded message");
+                for (hits, order) in answers.iter_mut().zip(&orders) {
+                    apply(hits, order);
+                }
+                drop(answers);
+                M::set_time(&mut answer, time);
+                answer.encode_to_vec()
+            }
+        };
+        let mut headers = upstream.headers;
+        for h in ["content-length", "grpc-encoding"] {
+            headers.remove(h);
+        }
+        marker(&mut headers, &outcomes, &mark);
+        if explained.iter().any(|e| !e.is_empty()) {
+            headers::set_text(&mut headers, headers::EXPLAIN, &explained.join(";"));
+        }
+        let resp = frame::response(headers, frame::encode(&body), upstream.trailers);
+        Ok((resp, mark.status))
+    }
+
+    /// How each search's hits are to be ordered, and its explain line where asked for.
+    fn orders<'p>(
+        &self,
+        planned: &'p [Planned],
+        answers: &[Hits<'_>],
+        outcomes: &[Outcome],
+        sizes: &[Vec<usize>],
+    ) -> (Vec<Order<'p>>, Vec<String>) {
+        let mut orders = Vec::with_capacity(planned.len());
+        let mut explained = Vec::new();
+        for (i, (p, hits)) in planned.iter().zip(answers).enumerate() {
+            let order = match &p.decision {
+                Decision::Rerank(plan) => {
+                    let (order, moved) = ranking(hits, plan, &outcomes[i], &p.restore, &sizes[i]);
+                    self.state
+                        .engine
+                        .record_displacement(self.collection, moved);
+                    order
+                }
+                _ => Order::Keep,
+            };
+            if p.explain {
+                explained.push(explain_line(hits, &order, &outcomes[i]));
+            }
+            orders.push(order);
+        }
+        (orders, explained)
+    }
+}
+
+/// Each search's candidate texts (`Some` where it is reranked; groups: every group's
+/// hits in order) and, for groups, the hit count of each group.
+#[allow(clippy::type_complexity)]
+fn candidates(
+    planned: &[Planned],
+    answers: &[Hits<'_>],
+    field: &crate::plan::template::TextSource,
+) -> (Vec<Option<Vec<Option<String>>>>, Vec<Vec<usize>>) {
+    let mut texts = Vec::with_capacity(planned.len());
+    let mut sizes = Vec::with_capacity(planned.len());
+    for (p, hits) in planned.iter().zip(answers) {
+        let (t, group_sizes) = match (&p.decision, hits) {
+            (Decision::Rerank(_), Hits::Points(points)) => {
+                (Some(hit_texts(points, field)), Vec::new())
+            }
+            (Decision::Rerank(_), Hits::Groups(groups)) => (
+                Some(
+                    groups
+                        .iter()
+                        .flat_map(|g| hit_texts(&g.hits, field))
+                        .collect(),
+                ),
+                groups.iter().map(|g| g.hits.len()).collect(),
+            ),
+            _ => (None, Vec::new()),
+        };
+        texts.push(t);
+        sizes.push(group_sizes);
+    }
+    (texts, sizes)
 }
 
 fn hit_texts(
@@ -417,111 +446,6 @@ fn reorder(
             convert::restore_payload(&mut p.payload, restore);
             points.push(p);
         }
-    }
-}
-
-impl Rewrite<'_> {
-    async fn finish<M: Method>(
-        &self,
-        planned: &[Planned],
-        upstream: crate::transport::upstream::Buffered,
-    ) -> Result<(Response, RerankStatus), Error> {
-        let encoding = upstream
-            .headers
-            .get("grpc-encoding")
-            .and_then(|v| v.to_str().ok());
-        // Qdrant is trusted (and asked for identity): its answer is not bounded.
-        let message = frame::decode_unary(&upstream.body, encoding, usize::MAX).ok();
-        let mut answer = message
-            .as_deref()
-            .and_then(|m| M::Resp::decode(m).ok())
-            .ok_or_else(|| Error::UpstreamInvalid("cannot decode Qdrant's gRPC answer".into()))?;
-        let message = message.unwrap_or_default();
-        let field = &self.settings.text_source();
-        let mut answers = M::answers(&mut answer);
-        if answers.len() != planned.len() {
-            return Err(Error::UpstreamInvalid(format!(
-                "{} answers for {} searches",
-                answers.len(),
-                planned.len()
-            )));
-        }
-        let mut texts = Vec::with_capacity(planned.len());
-        let mut sizes = Vec::with_capacity(planned.len());
-        for (p, hits) in planned.iter().zip(answers.iter()) {
-            let (t, group_sizes) = match (&p.decision, hits) {
-                (Decision::Rerank(_), Hits::Points(points)) => {
-                    (Some(hit_texts(points, field)), Vec::new())
-                }
-                (Decision::Rerank(_), Hits::Groups(groups)) => (
-                    Some(
-                        groups
-                            .iter()
-                            .flat_map(|g| hit_texts(&g.hits, field))
-                            .collect(),
-                    ),
-                    groups.iter().map(|g| g.hits.len()).collect(),
-                ),
-                _ => (None, Vec::new()),
-            };
-            texts.push(t);
-            sizes.push(group_sizes);
-        }
-        let decisions: Vec<&Decision> = planned.iter().map(|p| &p.decision).collect();
-        let engine = &self.state.engine;
-        let (outcomes, rerank_time) = engine
-            .rerank_request(self.collection, self.settings, &decisions, texts)
-            .await?;
-        let mut orders = Vec::with_capacity(planned.len());
-        let mut explained = Vec::new();
-        for ((p, hits), (outcome, group_sizes)) in planned
-            .iter()
-            .zip(answers.iter())
-            .zip(outcomes.iter().zip(&sizes))
-        {
-            let order = match &p.decision {
-                Decision::Rerank(plan) => {
-                    let (order, moved) = ranking(hits, plan, outcome, &p.restore, group_sizes);
-                    engine.record_displacement(self.collection, moved);
-                    order
-                }
-                _ => Order::Keep,
-            };
-            if p.explain {
-                explained.push(explain_line(hits, &order, outcome));
-            }
-            orders.push(order);
-        }
-        let time = self.started.elapsed().as_secs_f64();
-        // On Qdrant's bytes, so that fields newer than our stubs reach the client.
-        let body = match answer::rewrite(&message, M::LAYOUT, &orders, time) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::debug!(error = %e, "gRPC answer rewritten from the decoded message");
-                for (hits, order) in answers.iter_mut().zip(&orders) {
-                    apply(hits, order);
-                }
-                drop(answers);
-                M::set_time(&mut answer, time);
-                answer.encode_to_vec()
-            }
-        };
-        let status = RerankStatus::combine(outcomes.iter().map(|o| o.status));
-        let mut headers = upstream.headers;
-        for h in ["content-length", "grpc-encoding"] {
-            headers.remove(h);
-        }
-        marker(&mut headers, &outcomes, status, rerank_time);
-        if explained.iter().any(|e| !e.is_empty()) {
-            if let Ok(v) = HeaderValue::from_str(&explained.join(";")) {
-                headers.insert(explain::HEADER, v);
-            }
-        }
-        let trailers = upstream.trailers;
-        Ok((
-            frame::response(headers, frame::encode(&body), trailers),
-            status,
-        ))
     }
 }
 
@@ -573,52 +497,19 @@ fn apply(hits: &mut Hits<'_>, order: &Order<'_>) {
     }
 }
 
-/// Response metadata: `x-rerank-status`, `-model`, `-candidates`, `-time`, and for
-/// one search its `-reason`; a batch lists each search's status in `x-rerank-statuses`.
-fn marker(headers: &mut HeaderMap, outcomes: &[Outcome], status: RerankStatus, time: f64) {
-    let mut set = |name: &'static str, value: String| {
-        let clean: String = value
-            .chars()
-            .map(|c| {
-                if c.is_ascii_graphic() || c == ' ' {
-                    c
-                } else {
-                    '?'
-                }
-            })
-            .collect();
-        if let Ok(v) = HeaderValue::from_str(&clean) {
-            headers.insert(name, v);
-        }
-    };
-    set("x-rerank-status", status.as_str().into());
-    if let Some(m) = outcomes.iter().find_map(|o| o.model.clone()) {
-        set("x-rerank-model", m);
-    }
-    if let Some(r) = outcomes.iter().find_map(|o| o.reranker.clone()) {
-        set("x-rerank-reranker", r);
-    }
-    set(
-        "x-rerank-candidates",
-        outcomes
-            .iter()
-            .map(|o| o.candidates)
-            .sum::<usize>()
-            .to_string(),
-    );
-    set("x-rerank-time", format!("{time:.6}"));
+/// Response metadata beside `x-rerank-status`: `-model`, `-reranker`, `-candidates`,
+/// `-time`, and for one search its `-reason`; a batch lists each search's status in
+/// `x-rerank-statuses`.
+fn marker(h: &mut HeaderMap, outcomes: &[Outcome], mark: &Marker) {
+    mark.stamp(h);
+    headers::set_text(h, headers::CANDIDATES, &mark.candidates.to_string());
+    headers::set_text(h, headers::TIME, &format!("{:.6}", mark.time));
     if let [one] = outcomes {
         if let Some(r) = &one.reason {
-            set("x-rerank-reason", r.clone());
+            headers::set_text(h, headers::REASON, r);
         }
     } else {
-        set(
-            "x-rerank-statuses",
-            outcomes
-                .iter()
-                .map(|o| o.status.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
+        headers::set_text(h, headers::STATUSES, &statuses.join(","));
     }
 }

@@ -2,60 +2,46 @@
 //! untouched; a copy of the decoded request is reranked in the background (see
 //! [`crate::shadow`]).
 
+use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, Uri};
-use axum::response::Response;
 use prost::Message;
 use qdrant_client::qdrant::point_id::PointIdOptions;
 use serde_json::{json, Value};
 
 use super::points::{Hits, Method};
-use super::{error_response, frame, hit_texts, metadata, patch, plan_items};
-use crate::app::AppState;
+use super::{decode_answer, frame, hit_texts, patch, plan_items, Read};
 use crate::config::CollectionSettings;
-use crate::plan::{Cut, Decision};
+use crate::plan::{Decision, Planned};
+use crate::state::AppState;
+use crate::transport::pipeline::shadow::{pages_only, Comparison};
+use crate::transport::pipeline::{Call, Exit, ShadowJob};
+use crate::upstream::Protocol;
 
-/// Forwards the live call unchanged, then queues the shadow work without waiting.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn live<M: Method>(
-    state: Arc<AppState>,
+/// The live call, unchanged; sampled calls carry the background comparison along.
+pub(super) fn live<M: Method>(
+    state: &Arc<AppState>,
+    call: &Call,
     collection: String,
-    label: String,
     settings: CollectionSettings,
-    parts: http::request::Parts,
-    bytes: Bytes,
-    request: M::Req,
-    started: Instant,
-) -> Response
-where
-    M::Req: 'static,
-{
-    let (uri, headers) = (parts.uri.clone(), parts.headers.clone());
-    let resp = match state
-        .grpc_upstream
-        .forward(Request::from_parts(parts, Body::from(bytes)))
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
-    };
-    if resp.status().is_success() && state.shadow.sampled() {
-        let s = state.clone();
-        let l = label.clone();
-        state.shadow.submit(&label, async move {
-            if let Err(why) =
-                compare::<M>(&s, &collection, &l, &settings, uri, headers, request).await
-            {
-                s.shadow.fail(&l, &why);
-            }
-        });
-    }
-    state.record(M::ROUTE, &label, "shadow", &resp, started);
-    resp
+    read: Read<M>,
+) -> Exit {
+    let Read {
+        parts,
+        bytes,
+        request,
+        ..
+    } = read;
+    let job = state.shadow.sampled().then(|| {
+        let job = Job::<M> {
+            cmp: Comparison::new(state, call, collection, settings, &parts),
+            method: PhantomData,
+        };
+        Box::pin(job.run(request)) as ShadowJob
+    });
+    Exit::Shadow(Request::from_parts(parts, Body::from(bytes)), job)
 }
 
 fn id_json(p: &qdrant_client::qdrant::ScoredPoint) -> Value {
@@ -66,100 +52,61 @@ fn id_json(p: &qdrant_client::qdrant::ScoredPoint) -> Value {
     }
 }
 
-async fn compare<M: Method>(
-    state: &AppState,
-    collection: &str,
-    label: &str,
-    settings: &CollectionSettings,
-    uri: Uri,
-    mut headers: HeaderMap,
-    request: M::Req,
-) -> Result<(), String> {
-    let (header_query, directive) = metadata(&headers)?;
-    let (mut planned, edits) =
-        plan_items::<M>(&request, settings, header_query, directive.as_ref());
-    // Groups are not compared: only pages.
-    for p in &mut planned {
-        if let Decision::Rerank(plan) = &p.decision {
-            if !matches!(plan.cut, Cut::Page(_)) {
-                p.decision = Decision::Disabled;
-            }
+/// A background comparison: the call as secondpass would have sent it, reranked.
+struct Job<M> {
+    cmp: Comparison,
+    method: PhantomData<fn() -> M>,
+}
+
+impl<M: Method> Job<M> {
+    async fn run(self, request: M::Req) {
+        if let Err(why) = self.compare(request).await {
+            self.cmp.fail(&why);
         }
     }
-    if !planned
-        .iter()
-        .any(|p| matches!(p.decision, Decision::Rerank(_)))
-    {
-        return Err("nothing to rerank".into());
+
+    async fn compare(&self, request: M::Req) -> Result<(), String> {
+        let options = self.cmp.options(Protocol::Grpc)?;
+        let (mut planned, edits) = plan_items::<M>(&request, &self.cmp.settings, &options);
+        if !pages_only(&mut planned) {
+            return Err("nothing to rerank".into());
+        }
+        let widened = patch::<M>(&request.encode_to_vec(), edits).map_err(|e| e.to_string())?;
+        let upstream = self
+            .cmp
+            .ask(Protocol::Grpc, frame::encode(&widened))
+            .await?;
+        let code = frame::status(&upstream.headers, upstream.trailers.as_ref());
+        if !upstream.status.is_success() || code != Some(0) {
+            return Err(format!("Qdrant answered gRPC status {code:?}"));
+        }
+        let (_, mut answer) =
+            decode_answer::<M>(&upstream).ok_or("cannot decode Qdrant's gRPC answer")?;
+        let (texts, ids) = self.candidates(&planned, &M::answers(&mut answer));
+        self.cmp.rerank(&planned, texts, &ids).await
     }
-    crate::transport::strip_rerank_headers(&mut headers);
-    for h in ["grpc-encoding", "content-length"] {
-        headers.remove(h);
-    }
-    headers.insert("grpc-accept-encoding", HeaderValue::from_static("identity"));
-    let widened = patch::<M>(&request.encode_to_vec(), edits).map_err(|e| e.to_string())?;
-    let mut req = Request::new(());
-    *req.method_mut() = http::Method::POST;
-    *req.uri_mut() = uri;
-    *req.headers_mut() = headers;
-    let upstream = state
-        .grpc_upstream
-        .call(req.into_parts().0, frame::encode(&widened))
-        .await
-        .map_err(|e| e.to_string())?;
-    let code = frame::status(&upstream.headers, upstream.trailers.as_ref());
-    if !upstream.status.is_success() || code != Some(0) {
-        return Err(format!("Qdrant answered gRPC status {code:?}"));
-    }
-    let encoding = upstream
-        .headers
-        .get("grpc-encoding")
-        .and_then(|v| v.to_str().ok());
-    let mut answer = frame::decode_unary(&upstream.body, encoding, usize::MAX)
-        .ok()
-        .and_then(|m| M::Resp::decode(&m[..]).ok())
-        .ok_or("cannot decode Qdrant's gRPC answer")?;
-    let answers = M::answers(&mut answer);
-    let mut texts = Vec::new();
-    let mut ids = Vec::new();
-    for (p, hits) in planned.iter().zip(answers.iter()) {
-        match (&p.decision, hits) {
-            (Decision::Rerank(_), Hits::Points(points)) => {
-                texts.push(Some(hit_texts(points, &settings.text_source())));
-                ids.push(points.iter().map(id_json).collect::<Vec<_>>());
-            }
-            _ => {
-                texts.push(None);
-                ids.push(Vec::new());
+
+    /// Each compared search's candidate texts and ids, in Qdrant's order.
+    #[allow(clippy::type_complexity)]
+    fn candidates(
+        &self,
+        planned: &[Planned],
+        answers: &[Hits<'_>],
+    ) -> (Vec<Option<Vec<Option<String>>>>, Vec<Vec<Value>>) {
+        let mut texts = Vec::new();
+        let mut ids = Vec::new();
+        for (p, hits) in planned.iter().zip(answers) {
+            match (&p.decision, hits) {
+                (Decision::Rerank(_), Hits::Points(points)) => {
+                    texts.push(Some(hit_texts(points, &self.cmp.settings.text_source())));
+                    ids.push(points.iter().map(id_json).collect::<Vec<_>>());
+                }
+                _ => {
+                    texts.push(None);
+                    ids.push(Vec::new());
+                }
             }
         }
+        (texts, ids)
     }
-    let decisions: Vec<&Decision> = planned.iter().map(|p| &p.decision).collect();
-    let (outcomes, _) = state
-        .engine
-        .rerank_request(collection, settings, &decisions, texts)
-        .await
-        .map_err(|e| e.to_string())?;
-    for ((p, outcome), ids) in planned.iter().zip(&outcomes).zip(&ids) {
-        let Decision::Rerank(plan) = &p.decision else {
-            continue;
-        };
-        let (Cut::Page(window), Some(scores)) = (plan.cut, outcome.scores.as_deref()) else {
-            state.shadow.fail(label, "not reranked");
-            continue;
-        };
-        match crate::shadow::compare(scores, plan.threshold, window) {
-            Some(change) => state.shadow.record(
-                collection,
-                label,
-                &plan.query,
-                ids,
-                scores,
-                &change,
-                outcome.time,
-            ),
-            None => state.shadow.fail(label, "Qdrant returned no candidates"),
-        }
-    }
-    Ok(())
 }

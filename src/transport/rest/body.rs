@@ -117,14 +117,7 @@ impl Endpoint {
     }
 }
 
-/// One search of the request, planned.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Planned {
-    pub decision: Decision,
-    pub restore: Restore,
-    /// The client asked for `"rerank": {"explain": true}` (or the header).
-    pub explain: bool,
-}
+pub use crate::plan::Planned;
 
 #[derive(Debug)]
 pub struct Prepared {

@@ -14,22 +14,17 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use http::request::Parts;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
-
-use crate::error::{qdrant_error_response, Error};
-use crate::plan::query_text::{self, Directive};
+use crate::error::Error;
 use crate::plan::{Decision, RerankStatus};
-use body::{apply, candidates, marker, prepare, Endpoint, PrepareError};
+use crate::state::AppState;
+use crate::transport::headers;
+use crate::transport::pipeline::{ask, finish, rerank, Call, Exit, Gate, Options};
+use crate::upstream::{Buffered, Protocol};
+use body::{apply, candidates, marker, prepare, Endpoint, PrepareError, Prepared};
 use encoding::{BodyCoding, Coding};
-
-pub const QUERY_HEADER: &str = "x-rerank-query";
-pub const STATUS_HEADER: &str = "x-rerank-status";
-pub const MODEL_HEADER: &str = "x-rerank-model";
-/// Configured name of the reranker that answered (differs from the first of the
-/// chain after a fallback).
-pub const RERANKER_HEADER: &str = "x-rerank-reranker";
 
 pub fn router(state: Arc<AppState>) -> Router {
     let intercept = |ep: Endpoint| {
@@ -60,264 +55,236 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Everything that is not an intercepted search: straight through.
 async fn forward(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let started = Instant::now();
-    let resp = match state.upstream.forward(req).await {
-        Ok(resp) => resp,
-        Err(e) => error_response(e, started),
-    };
-    state.record("forward", "_none", "none", &resp, started);
-    resp
+    let call = Call::start(&state, Protocol::Rest, "forward");
+    finish(&state, call, Exit::Forward(req, None)).await
 }
 
-fn with_status(mut resp: Response, status: RerankStatus) -> Response {
-    resp.headers_mut()
-        .insert(STATUS_HEADER, HeaderValue::from_static(status.as_str()));
-    resp
-}
-
-/// Qdrant answers that may come from widening: the client's mistakes (4xx) and 500
-/// (Qdrant's answer to some invalid values); not 502/503/504 (overload, restarts).
-fn refused(status: StatusCode) -> bool {
-    status.is_client_error() || status == StatusCode::INTERNAL_SERVER_ERROR
-}
-
-/// A request head with the same method, URI, version and headers.
-fn error_response(e: Error, started: Instant) -> Response {
-    qdrant_error_response(
-        e.http_status(),
-        &e.to_string(),
-        started.elapsed().as_secs_f64(),
-    )
-}
-
+/// An intercepted search. Every step below ends in an [`Exit`], performed by
+/// [`finish`].
 async fn handle(state: Arc<AppState>, ep: Endpoint, collection: String, req: Request) -> Response {
-    let started = Instant::now();
-    let route = ep.route();
-    let label = state.metrics.collection_label(&collection).to_string();
-    let settings = state.collection(&collection);
-    if settings.enabled && settings.mode == crate::config::Mode::Shadow {
-        return shadow::live(state, ep, collection, label, settings, req, started).await;
-    }
-    if !settings.enabled {
-        let resp = match state.upstream.forward(req).await {
-            Ok(r) => with_status(r, RerankStatus::Disabled),
-            Err(e) => error_response(e, started),
-        };
-        state.record(route, &label, "disabled", &resp, started);
-        return resp;
-    }
-    let (mut parts, body) = req.into_parts();
-    let headers = &parts.headers;
-    let from_headers = parts
-        .headers
-        .get(QUERY_HEADER)
-        .map(|v| query_text::decode_header(v.as_bytes()))
-        .transpose()
-        .and_then(|q| {
-            Ok((
-                q,
-                Directive::from_headers(|n| headers.get(n).map(|v| v.as_bytes()))?,
-            ))
-        });
-    let from_headers = from_headers.and_then(|(q, d)| {
-        if let Some(q) = &q {
-            query_text::check_len(q, settings.max_query_bytes)?;
-        }
-        Ok((q, d))
-    });
-    let (header_query, header_directive) = match from_headers {
-        Ok(found) => found,
-        Err(why) => {
-            let resp = error_response(Error::BadRequest(why), started);
-            state.record(route, &label, "error", &resp, started);
-            return resp;
-        }
+    let mut call = Call::start(&state, Protocol::Rest, ep.route());
+    call.collection(&collection);
+    let exit = match search(&state, &call, ep, &collection, req).await {
+        Ok(exit) | Err(exit) => exit,
     };
-    let max = state.config().server.max_body_bytes;
-    let coding = encoding::request_coding(&parts.headers);
-    let too_big = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .is_some_and(|n| n > max);
-    if coding == BodyCoding::Other || too_big {
-        // Not ours to rewrite: Qdrant gets it exactly as sent.
-        let resp = match state
-            .upstream
-            .forward(Request::from_parts(parts, body))
+    finish(&state, call, exit).await
+}
+
+/// gate → read options → read body → plan → ask Qdrant → rerank and cut → answer.
+async fn search(
+    state: &Arc<AppState>,
+    call: &Call,
+    ep: Endpoint,
+    collection: &str,
+    req: Request,
+) -> Result<Exit, Exit> {
+    let settings = match Gate::of(state.collection(collection)) {
+        Gate::Off => return Err(Exit::Forward(req, Some(RerankStatus::Disabled))),
+        Gate::Shadow(s) => return shadow::live(state, call, ep, collection, s, req).await,
+        Gate::Live(s) => s,
+    };
+    let options =
+        Options::read(req.headers(), Protocol::Rest, &settings).map_err(Exit::bad_request)?;
+    let read = Read::body(state, req).await?;
+    let sent = read.plan(ep, &settings, &options)?.outgoing();
+    let answer = ask(state, call, sent.parts, sent.body).await?;
+    let answer = accepted(answer, sent.replay, sent.coding)?;
+    let rewrite = Rewrite {
+        state,
+        ep,
+        collection,
+        settings: &settings,
+        started: call.started(),
+        coding: sent.coding,
+    };
+    let (resp, status) = rewrite.answer(&sent.prepared, answer).await?;
+    Ok(Exit::Reranked(resp, status))
+}
+
+/// The client's request with its body read (and decoded): what goes to Qdrant when
+/// secondpass leaves the request alone.
+struct Read {
+    parts: Parts,
+    bytes: Bytes,
+}
+
+impl Read {
+    /// Reads the body, up to `server.max_body_bytes` (past it: 413). A body secondpass
+    /// does not read goes to Qdrant exactly as sent, marked `skipped`: a coding it does
+    /// not know, a `content-length` past the limit, a compressed body that is corrupt
+    /// or past the limit once decoded (Qdrant answers in its own words, and secondpass
+    /// never holds more than the limit).
+    async fn body(state: &AppState, req: Request) -> Result<Read, Exit> {
+        let max = state.config().server.max_body_bytes;
+        let (mut parts, body) = req.into_parts();
+        let coding = encoding::request_coding(&parts.headers);
+        let too_big = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .is_some_and(|n| n > max);
+        if coding == BodyCoding::Other || too_big {
+            let req = Request::from_parts(parts, body);
+            return Err(Exit::Forward(req, Some(RerankStatus::Skipped)));
+        }
+        let bytes = to_bytes(body, max)
             .await
-        {
-            Ok(r) => with_status(r, RerankStatus::Skipped),
-            Err(e) => error_response(e, started),
+            .map_err(|_| Error::PayloadTooLarge(max))?;
+        let BodyCoding::Known(c) = coding else {
+            return Ok(Read { parts, bytes });
         };
-        state.record(route, &label, "skipped", &resp, started);
-        return resp;
-    }
-    let bytes = match to_bytes(body, max).await {
-        Ok(b) => b,
-        Err(_) => {
-            let resp = error_response(Error::PayloadTooLarge(max), started);
-            state.record(route, &label, "error", &resp, started);
-            return resp;
-        }
-    };
-    let unchanged =
-        |parts: http::request::Parts, bytes: Bytes| Request::from_parts(parts, Body::from(bytes));
-    let bytes = match coding {
-        BodyCoding::Known(c) => match encoding::decode(c, &bytes, max) {
+        match encoding::decode(c, &bytes, max) {
             Ok(plain) => {
                 // Qdrant gets the plain body (it reads either).
                 parts.headers.remove(header::CONTENT_ENCODING);
                 parts.headers.remove(header::CONTENT_LENGTH);
-                Bytes::from(plain)
+                Ok(Read {
+                    parts,
+                    bytes: Bytes::from(plain),
+                })
             }
-            Err(_) => {
-                // Corrupt, or larger than the limit once decoded: Qdrant gets the
-                // body as sent and answers in its own words (its 400 for a body past
-                // its limit); secondpass never holds more than the limit.
-                let resp = match state.upstream.forward(unchanged(parts, bytes)).await {
-                    Ok(r) => with_status(r, RerankStatus::Skipped),
-                    Err(e) => error_response(e, started),
-                };
-                state.record(route, &label, "skipped", &resp, started);
-                return resp;
+            Err(_) => Err(Read { parts, bytes }.forward(RerankStatus::Skipped)),
+        }
+    }
+
+    fn forward(self, status: RerankStatus) -> Exit {
+        let req = Request::from_parts(self.parts, Body::from(self.bytes));
+        Exit::Forward(req, Some(status))
+    }
+
+    /// Plans every search of the body. Malformed JSON or a body in a shape secondpass
+    /// does not know goes to Qdrant as sent (Qdrant's own error message is the right
+    /// answer); a body with nothing to rerank goes without its `rerank` objects, and
+    /// Qdrant's answer back byte for byte.
+    // The `Err` side carries the request on purpose: it is what gets forwarded.
+    #[allow(clippy::result_large_err)]
+    fn plan(
+        mut self,
+        ep: Endpoint,
+        settings: &crate::config::CollectionSettings,
+        options: &Options,
+    ) -> Result<Search, Exit> {
+        let prepared = match serde_json::from_slice::<Value>(&self.bytes) {
+            Err(_) => Err(PrepareError::NotOurs),
+            Ok(v) => prepare(
+                v,
+                ep,
+                settings,
+                options.query.as_deref(),
+                options.directive.as_ref(),
+            ),
+        };
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(PrepareError::NotOurs) => return Err(self.forward(RerankStatus::Skipped)),
+            Err(PrepareError::BadRequest(why)) => return Err(Exit::bad_request(why)),
+        };
+        headers::strip_rerank_headers(&mut self.parts.headers);
+        self.parts.headers.remove(header::CONTENT_LENGTH);
+        let all_disabled = prepared
+            .searches
+            .iter()
+            .all(|s| s.decision == Decision::Disabled);
+        if all_disabled {
+            if prepared.changed {
+                self.bytes =
+                    Bytes::from(serde_json::to_vec(&prepared.body).expect("json serializes"));
             }
-        },
-        _ => bytes,
-    };
-    let prepared = match serde_json::from_slice::<Value>(&bytes) {
-        // Malformed JSON: Qdrant's own error message is the right answer.
-        Err(_) => Err(PrepareError::NotOurs),
-        Ok(v) => prepare(
-            v,
-            ep,
-            &settings,
-            header_query.as_deref(),
-            header_directive.as_ref(),
-        ),
-    };
-    let mut prepared = match prepared {
-        Ok(p) => p,
-        Err(PrepareError::NotOurs) => {
-            let resp = match state.upstream.forward(unchanged(parts, bytes)).await {
-                Ok(r) => with_status(r, RerankStatus::Skipped),
-                Err(e) => error_response(e, started),
-            };
-            state.record(route, &label, "skipped", &resp, started);
-            return resp;
+            return Err(self.forward(RerankStatus::Disabled));
         }
-        Err(PrepareError::BadRequest(why)) => {
-            let resp = error_response(Error::BadRequest(why), started);
-            state.record(route, &label, "error", &resp, started);
-            return resp;
-        }
-    };
-    crate::transport::strip_rerank_headers(&mut parts.headers);
-    parts.headers.remove(header::CONTENT_LENGTH);
-    let all_disabled = prepared
-        .searches
-        .iter()
-        .all(|s| s.decision == Decision::Disabled);
-    if all_disabled {
-        // Nothing to rerank: Qdrant's answer goes back byte for byte.
-        let body = if prepared.changed {
+        Ok(Search {
+            read: self,
+            prepared,
+        })
+    }
+}
+
+/// A search with something to rerank.
+struct Search {
+    read: Read,
+    prepared: Prepared,
+}
+
+/// What goes to Qdrant for a search secondpass rewrites, and what it keeps to answer.
+struct Outgoing {
+    parts: Parts,
+    body: Bytes,
+    /// The client's own request, to send again should Qdrant refuse what secondpass
+    /// made of it (`None`: nothing was changed, so Qdrant's answer stands).
+    replay: Option<Request>,
+    /// How the client wants the answer compressed.
+    coding: Option<Coding>,
+    prepared: Prepared,
+}
+
+impl Search {
+    /// The widened body (when nothing was widened, every search skipped: the client's,
+    /// less any `rerank` objects), asking for an uncompressed answer: secondpass reads
+    /// and rewrites it, and compresses it for the client as Qdrant would have.
+    fn outgoing(self) -> Outgoing {
+        let Search {
+            read: Read { mut parts, bytes },
+            mut prepared,
+        } = self;
+        let differs = prepared.widened || prepared.unwidened.is_some();
+        // Searches do not change data, and Qdrant ignores the unknown top-level
+        // `rerank` field: sending the client's bytes again is safe.
+        let replay = differs.then(|| Request::from_parts(parts.clone(), Body::from(bytes.clone())));
+        let coding = encoding::negotiate(&parts.headers);
+        parts.headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        let body = if prepared.widened {
             Bytes::from(serde_json::to_vec(&prepared.body).expect("json serializes"))
         } else {
-            bytes
+            prepared.unwidened.take().map_or(bytes, Bytes::from)
         };
-        let resp = match state.upstream.forward(unchanged(parts, body)).await {
-            Ok(r) => with_status(r, RerankStatus::Disabled),
-            Err(e) => error_response(e, started),
-        };
-        state.record(route, &label, "disabled", &resp, started);
-        return resp;
+        Outgoing {
+            parts,
+            body,
+            replay,
+            coding,
+            prepared,
+        }
     }
-    // Qdrant's own answer to the client's own values, should it refuse the widened ones.
-    let replay_parts = parts.clone();
-    // We read and rewrite the answer: ask for it uncompressed, and compress it for
-    // the client as Qdrant would have.
-    let answer_coding = encoding::negotiate(&parts.headers);
-    parts.headers.insert(
-        header::ACCEPT_ENCODING,
-        HeaderValue::from_static("identity"),
-    );
-    // What Qdrant gets: the widened body; when nothing was widened (every search
-    // skipped), the client's, less any `rerank` objects.
-    let differs = prepared.widened || prepared.unwidened.is_some();
-    let out = if prepared.widened {
-        Bytes::from(serde_json::to_vec(&prepared.body).expect("json serializes"))
+}
+
+/// Qdrant's answer, when it is one to rerank. Should Qdrant refuse what secondpass
+/// made of the request (a value it rejects, a format error whose column moved), the
+/// client's own request goes again, so that the client gets Qdrant's own answer to it;
+/// any other error goes back as Qdrant said it.
+// The `Err` side carries the request on purpose: it is what gets forwarded.
+#[allow(clippy::result_large_err)]
+fn accepted(
+    answer: Buffered,
+    replay: Option<Request>,
+    coding: Option<Coding>,
+) -> Result<Buffered, Exit> {
+    match replay {
+        Some(replay) if refused(answer.status) => Err(Exit::Replay(replay)),
+        _ if !answer.status.is_success() => Err(Exit::Upstream(qdrant_error(answer, coding))),
+        _ => Ok(answer),
+    }
+}
+
+/// Qdrant answers that may come from widening: the client's mistakes (4xx) and 500
+/// (Qdrant's answer to some invalid values); not 502/503/504 (overload, restarts).
+pub fn refused(status: StatusCode) -> bool {
+    status.is_client_error() || status == StatusCode::INTERNAL_SERVER_ERROR
+}
+
+/// Qdrant's error, as Qdrant said it (compressed for the client as it asked, unless
+/// Qdrant compressed it already).
+fn qdrant_error(answer: Buffered, coding: Option<Coding>) -> Response {
+    let mut headers = answer.headers;
+    let body = if headers.contains_key(header::CONTENT_ENCODING) {
+        answer.body.to_vec()
     } else {
-        prepared
-            .unwidened
-            .take()
-            .map_or_else(|| bytes.clone(), Bytes::from)
+        encoding::finish(&mut headers, answer.body.to_vec(), coding)
     };
-    let upstream = match state.upstream.call(parts, out).await {
-        Ok(u) => u,
-        Err(e) => {
-            let resp = error_response(e, started);
-            state.record(route, &label, "error", &resp, started);
-            return resp;
-        }
-    };
-    if differs && refused(upstream.status) {
-        // Qdrant refused what secondpass made of the request (a value it rejects, a
-        // format error whose column moved): ask again with the client's bytes, so that
-        // the client gets Qdrant's own answer to them. Searches do not change data, and
-        // Qdrant ignores the unknown top-level `rerank` field.
-        let resp = match state.upstream.forward(unchanged(replay_parts, bytes)).await {
-            Ok(r) if r.status().is_success() => with_status(r, RerankStatus::Skipped),
-            Ok(r) => r,
-            Err(e) => error_response(e, started),
-        };
-        let status = if resp.status().is_success() {
-            "skipped"
-        } else {
-            "error"
-        };
-        state.record(route, &label, status, &resp, started);
-        return resp;
-    }
-    state
-        .metrics
-        .upstream_duration
-        .with_label_values(&[route])
-        .observe(upstream.elapsed.as_secs_f64());
-    if !upstream.status.is_success() {
-        // Qdrant's error, as Qdrant said it.
-        let mut headers = upstream.headers;
-        let body = if headers.contains_key(header::CONTENT_ENCODING) {
-            upstream.body.to_vec() // already encoded by Qdrant: as it came
-        } else {
-            encoding::finish(&mut headers, upstream.body.to_vec(), answer_coding)
-        };
-        let mut resp = (upstream.status, body).into_response();
-        *resp.headers_mut() = headers;
-        state.record(route, &label, "error", &resp, started);
-        return resp;
-    }
-    let ctx = Rewrite {
-        state: &state,
-        ep,
-        collection: &collection,
-        settings: &settings,
-        started,
-        coding: answer_coding,
-    };
-    let resp = match ctx
-        .finish(&prepared, upstream.headers, &upstream.body)
-        .await
-    {
-        Ok((resp, status)) => {
-            state.record(route, &label, status.as_str(), &resp, started);
-            resp
-        }
-        Err(e) => {
-            let resp = error_response(e, started);
-            state.record(route, &label, "error", &resp, started);
-            resp
-        }
-    };
+    let mut resp = (answer.status, body).into_response();
+    *resp.headers_mut() = headers;
     resp
 }
 
@@ -333,16 +300,52 @@ struct Rewrite<'a> {
 }
 
 impl Rewrite<'_> {
-    async fn finish(
+    async fn answer(
         &self,
-        prepared: &body::Prepared,
-        mut headers: HeaderMap,
-        raw: &[u8],
+        prepared: &Prepared,
+        upstream: Buffered,
     ) -> Result<(Response, RerankStatus), Error> {
-        let mut answer = decode_json(&headers, raw)?;
+        let mut headers = upstream.headers;
+        let mut answer = decode_json(&headers, &upstream.body)?;
         let result = answer
             .get_mut("result")
             .ok_or_else(|| Error::UpstreamInvalid("no `result` in Qdrant's answer".into()))?;
+        let (texts, group_sizes) = self.candidates(prepared, result)?;
+        let (outcomes, mark) = rerank(
+            self.state,
+            self.collection,
+            self.settings,
+            &prepared.searches,
+            texts,
+        )
+        .await?;
+        let explained = self.reorder(prepared, result, &outcomes, &group_sizes);
+        if let Some(obj) = answer.as_object_mut() {
+            obj.insert("time".into(), json!(self.started.elapsed().as_secs_f64()));
+            let mut m = marker(&outcomes, self.ep, mark.time);
+            add_explain(&mut m, self.ep, explained);
+            obj.insert("rerank".into(), m);
+        }
+        let body = serde_json::to_vec(&answer).expect("json serializes");
+        let body = encoding::finish(&mut headers, body, self.coding);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        mark.stamp(&mut headers);
+        let mut resp = (StatusCode::OK, body).into_response();
+        *resp.headers_mut() = headers;
+        Ok((resp, mark.status))
+    }
+
+    /// Each search's candidate texts (`Some` where it is reranked) and, for groups,
+    /// the hit count of each group.
+    #[allow(clippy::type_complexity)]
+    fn candidates(
+        &self,
+        prepared: &Prepared,
+        result: &mut Value,
+    ) -> Result<(Vec<Option<Vec<Option<String>>>>, Vec<Vec<usize>>), Error> {
         let field = &self.settings.text_source();
         let mut texts = Vec::with_capacity(prepared.searches.len());
         let mut group_sizes = Vec::with_capacity(prepared.searches.len());
@@ -361,13 +364,20 @@ impl Rewrite<'_> {
             texts.push(t);
             group_sizes.push(sizes);
         }
-        let decisions: Vec<&Decision> = prepared.searches.iter().map(|p| &p.decision).collect();
-        let engine = &self.state.engine;
-        let (outcomes, rerank_time) = engine
-            .rerank_request(self.collection, self.settings, &decisions, texts)
-            .await?;
+        Ok((texts, group_sizes))
+    }
+
+    /// Writes each reranked search's order into the answer; returns each search's
+    /// explain entries, where asked for.
+    fn reorder(
+        &self,
+        prepared: &Prepared,
+        result: &mut Value,
+        outcomes: &[crate::engine::Outcome],
+        group_sizes: &[Vec<usize>],
+    ) -> Vec<Option<Value>> {
         let mut explained = vec![None; outcomes.len()];
-        for (i, (planned, outcome)) in prepared.searches.iter().zip(&outcomes).enumerate() {
+        for (i, (planned, outcome)) in prepared.searches.iter().zip(outcomes).enumerate() {
             if let Decision::Rerank(plan) = &planned.decision {
                 let before = planned
                     .explain
@@ -381,35 +391,13 @@ impl Rewrite<'_> {
                     &planned.restore,
                     &group_sizes[i],
                 );
-                engine.record_displacement(self.collection, moved);
+                self.state
+                    .engine
+                    .record_displacement(self.collection, moved);
                 explained[i] = before.map(|b| explain::entries(result, self.ep, i, &b, outcome));
             }
         }
-        let status = RerankStatus::combine(outcomes.iter().map(|o| o.status));
-        let model = outcomes.iter().find_map(|o| o.model.clone());
-        if let Some(obj) = answer.as_object_mut() {
-            obj.insert("time".into(), json!(self.started.elapsed().as_secs_f64()));
-            let mut m = marker(&outcomes, self.ep, rerank_time);
-            add_explain(&mut m, self.ep, explained);
-            obj.insert("rerank".into(), m);
-        }
-        let body = serde_json::to_vec(&answer).expect("json serializes");
-        let body = encoding::finish(&mut headers, body, self.coding);
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(STATUS_HEADER, HeaderValue::from_static(status.as_str()));
-        if let Some(m) = model.and_then(|m| HeaderValue::from_str(&m).ok()) {
-            headers.insert(MODEL_HEADER, m);
-        }
-        let reranker = outcomes.iter().find_map(|o| o.reranker.clone());
-        if let Some(r) = reranker.and_then(|r| HeaderValue::from_str(&r).ok()) {
-            headers.insert(RERANKER_HEADER, r);
-        }
-        let mut resp = (StatusCode::OK, body).into_response();
-        *resp.headers_mut() = headers;
-        Ok((resp, status))
+        explained
     }
 }
 

@@ -3,32 +3,32 @@
 //! [`crate::shadow`]).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderValue, Uri};
-use axum::response::Response;
+use axum::http::header;
 use serde_json::Value;
 
 use super::body::{answer_mut, candidates, prepare, Endpoint};
-use super::{decode_json, error_response, QUERY_HEADER};
-use crate::app::AppState;
+use super::decode_json;
 use crate::config::CollectionSettings;
 use crate::error::Error;
-use crate::plan::query_text::{self, Directive};
-use crate::plan::{Cut, Decision};
+use crate::plan::{Decision, Planned};
+use crate::state::AppState;
+use crate::transport::pipeline::shadow::{pages_only, Comparison};
+use crate::transport::pipeline::{Call, Exit, ShadowJob};
+use crate::upstream::Protocol;
 
+/// The live request, sent without secondpass's `rerank` objects; sampled requests
+/// carry the background comparison along.
 pub(super) async fn live(
-    state: Arc<AppState>,
+    state: &Arc<AppState>,
+    call: &Call,
     ep: Endpoint,
-    collection: String,
-    label: String,
+    collection: &str,
     settings: CollectionSettings,
     req: Request,
-    started: Instant,
-) -> Response {
-    let route = ep.route();
+) -> Result<Exit, Exit> {
     let max = state.config().server.max_body_bytes;
     let (mut parts, body) = req.into_parts();
     let encoded = parts
@@ -38,49 +38,23 @@ pub(super) async fn live(
     let (body, bytes) = if encoded {
         (body, None)
     } else {
-        match to_bytes(body, max).await {
-            Ok(b) => {
-                let sent = without_directives(&b, ep);
-                if sent.len() != b.len() {
-                    parts.headers.remove(header::CONTENT_LENGTH);
-                }
-                (Body::from(sent), Some(b))
-            }
-            Err(_) => {
-                let resp = error_response(Error::PayloadTooLarge(max), started);
-                state.record(route, &label, "error", &resp, started);
-                return resp;
-            }
+        let b = to_bytes(body, max)
+            .await
+            .map_err(|_| Error::PayloadTooLarge(max))?;
+        let sent = without_directives(&b, ep);
+        if sent.len() != b.len() {
+            parts.headers.remove(header::CONTENT_LENGTH);
         }
+        (Body::from(sent), Some(b))
     };
-    let bytes = bytes.filter(|_| state.shadow.sampled());
-    let (uri, headers) = (parts.uri.clone(), parts.headers.clone());
-    let resp = match state
-        .upstream
-        .forward(Request::from_parts(parts, body))
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => error_response(e, started),
-    };
-    if let Some(bytes) = bytes.filter(|_| resp.status().is_success()) {
-        let s = state.clone();
-        let l = label.clone();
-        state.shadow.submit(&label, async move {
-            let job = Job {
-                state: &s,
-                ep,
-                collection: &collection,
-                label: &l,
-                settings: &settings,
-            };
-            if let Err(why) = job.compare(uri, headers, bytes).await {
-                s.shadow.fail(&l, &why);
-            }
-        });
-    }
-    state.record(route, &label, "shadow", &resp, started);
-    resp
+    let job = bytes.filter(|_| state.shadow.sampled()).map(|bytes| {
+        let job = Job {
+            ep,
+            cmp: Comparison::new(state, call, collection.to_string(), settings, &parts),
+        };
+        Box::pin(job.run(bytes)) as ShadowJob
+    });
+    Err(Exit::Shadow(Request::from_parts(parts, body), job))
 }
 
 /// The body as sent, but for secondpass's own `"rerank"` objects, which Qdrant would
@@ -109,63 +83,37 @@ fn without_directives(bytes: &Bytes, ep: Endpoint) -> Bytes {
     }
 }
 
-struct Job<'a> {
-    state: &'a AppState,
+/// A background comparison: the request as secondpass would have sent it, reranked.
+struct Job {
     ep: Endpoint,
-    collection: &'a str,
-    label: &'a str,
-    settings: &'a CollectionSettings,
+    cmp: Comparison,
 }
 
-impl Job<'_> {
-    async fn compare(&self, uri: Uri, mut headers: HeaderMap, bytes: Bytes) -> Result<(), String> {
-        let header_query = headers
-            .get(QUERY_HEADER)
-            .map(|v| query_text::decode_header(v.as_bytes()))
-            .transpose()?;
-        let directive = Directive::from_headers(|n| headers.get(n).map(|v| v.as_bytes()))?;
+impl Job {
+    async fn run(self, bytes: Bytes) {
+        if let Err(why) = self.compare(bytes).await {
+            self.cmp.fail(&why);
+        }
+    }
+
+    async fn compare(&self, bytes: Bytes) -> Result<(), String> {
+        let settings = &self.cmp.settings;
+        let options = self.cmp.options(Protocol::Rest)?;
         let body: Value =
             serde_json::from_slice(&bytes).map_err(|e| format!("body is not JSON: {e}"))?;
         let mut prepared = prepare(
             body,
             self.ep,
-            self.settings,
-            header_query.as_deref(),
-            directive.as_ref(),
+            settings,
+            options.query.as_deref(),
+            options.directive.as_ref(),
         )
         .map_err(|e| format!("cannot plan the search: {e:?}"))?;
-        // Groups are not compared: only pages.
-        for p in &mut prepared.searches {
-            if let Decision::Rerank(plan) = &p.decision {
-                if !matches!(plan.cut, Cut::Page(_)) {
-                    p.decision = Decision::Disabled;
-                }
-            }
-        }
-        if !prepared
-            .searches
-            .iter()
-            .any(|p| matches!(p.decision, Decision::Rerank(_)))
-        {
+        if !pages_only(&mut prepared.searches) {
             return Err("nothing to rerank".into());
         }
-        crate::transport::strip_rerank_headers(&mut headers);
-        headers.remove(header::CONTENT_LENGTH);
-        headers.insert(
-            header::ACCEPT_ENCODING,
-            HeaderValue::from_static("identity"),
-        );
-        let mut req = Request::new(());
-        *req.method_mut() = http::Method::POST;
-        *req.uri_mut() = uri;
-        *req.headers_mut() = headers;
         let body = serde_json::to_vec(&prepared.body).expect("json serializes");
-        let upstream = self
-            .state
-            .upstream
-            .call(req.into_parts().0, body.into())
-            .await
-            .map_err(|e| e.to_string())?;
+        let upstream = self.cmp.ask(Protocol::Rest, body.into()).await?;
         if !upstream.status.is_success() {
             return Err(format!("Qdrant answered {}", upstream.status));
         }
@@ -174,53 +122,35 @@ impl Job<'_> {
         let result = answer
             .get_mut("result")
             .ok_or("no `result` in Qdrant's answer")?;
+        let (texts, ids) = self.candidates(&prepared.searches, result)?;
+        self.cmp.rerank(&prepared.searches, texts, &ids).await
+    }
+
+    /// Each compared search's candidate texts and ids, in Qdrant's order.
+    #[allow(clippy::type_complexity)]
+    fn candidates(
+        &self,
+        planned: &[Planned],
+        result: &mut Value,
+    ) -> Result<(Vec<Option<Vec<Option<String>>>>, Vec<Vec<Value>>), String> {
         let mut texts = Vec::new();
         let mut ids = Vec::new();
-        for (i, p) in prepared.searches.iter().enumerate() {
-            if matches!(p.decision, Decision::Rerank(_)) {
-                let (t, _) = candidates(result, self.ep, i, &self.settings.text_source())
-                    .ok_or("answer not in the expected shape")?;
-                texts.push(Some(t));
-                ids.push(
-                    answer_mut(result, self.ep, i)
-                        .map(|l| l.iter().map(|p| p["id"].clone()).collect())
-                        .unwrap_or_default(),
-                );
-            } else {
+        for (i, p) in planned.iter().enumerate() {
+            if !matches!(p.decision, Decision::Rerank(_)) {
                 texts.push(None);
                 ids.push(Vec::new());
-            }
-        }
-        let decisions: Vec<&Decision> = prepared.searches.iter().map(|p| &p.decision).collect();
-        let (outcomes, _) = self
-            .state
-            .engine
-            .rerank_request(self.collection, self.settings, &decisions, texts)
-            .await
-            .map_err(|e| e.to_string())?;
-        let shadow = &self.state.shadow;
-        for ((p, outcome), ids) in prepared.searches.iter().zip(&outcomes).zip(&ids) {
-            let Decision::Rerank(plan) = &p.decision else {
                 continue;
-            };
-            let (Cut::Page(window), Some(scores)) = (plan.cut, outcome.scores.as_deref()) else {
-                shadow.fail(self.label, "not reranked");
-                continue;
-            };
-            match crate::shadow::compare(scores, plan.threshold, window) {
-                Some(change) => shadow.record(
-                    self.collection,
-                    self.label,
-                    &plan.query,
-                    ids,
-                    scores,
-                    &change,
-                    outcome.time,
-                ),
-                None => shadow.fail(self.label, "Qdrant returned no candidates"),
             }
+            let (t, _) = candidates(result, self.ep, i, &self.cmp.settings.text_source())
+                .ok_or("answer not in the expected shape")?;
+            texts.push(Some(t));
+            ids.push(
+                answer_mut(result, self.ep, i)
+                    .map(|l| l.iter().map(|p| p["id"].clone()).collect())
+                    .unwrap_or_default(),
+            );
         }
-        Ok(())
+        Ok((texts, ids))
     }
 }
 

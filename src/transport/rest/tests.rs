@@ -9,29 +9,16 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::router;
-use crate::app::AppState;
-use crate::config::Config;
-use crate::rerank::Registry;
+use crate::state::AppState;
 
 /// Reranking on for `docs`, Qdrant at a port nothing listens on; `server` adds
 /// keys to the `[server]` section.
 fn app(server: &str) -> axum::Router {
-    let cfg = Config::from_toml(&format!(
-        r#"
-[server]
-{server}
-[upstream]
-url = "http://127.0.0.1:1"
-connect_timeout_ms = 500
-[rerankers.local]
-kind = "onnx"
-model_dir = "/unused"
-[collections.docs]
-enabled = true
-"#
-    ))
-    .unwrap();
-    router(Arc::new(AppState::new(cfg, Registry::default()).unwrap()))
+    router(state(server))
+}
+
+fn state(server: &str) -> Arc<AppState> {
+    crate::state::test_state("127.0.0.1:1", server)
 }
 
 async fn send(app: axum::Router, req: Request<Body>) -> (StatusCode, Value) {
@@ -126,4 +113,40 @@ async fn oversized_body_without_length_is_a_413() {
     let (status, json) = send(app("max_body_bytes = 16"), req).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_qdrant_error(&json, "16 bytes");
+}
+
+#[tokio::test]
+async fn every_request_is_counted_once_with_its_label() {
+    let state = state("");
+    let app = router(state.clone());
+    let mut bad = search(
+        "/collections/docs/points/search",
+        r#"{"vector":[1],"limit":1}"#,
+    );
+    bad.headers_mut()
+        .insert("x-rerank-pool", "many".parse().unwrap());
+    assert_eq!(send(app.clone(), bad).await.0, StatusCode::BAD_REQUEST);
+    let get = Request::get("/collections").body(Body::empty()).unwrap();
+    assert_eq!(send(app.clone(), get).await.0, StatusCode::BAD_GATEWAY);
+    let off = search("/collections/other/points/query", r#"{"query":[1]}"#);
+    assert_eq!(send(app.clone(), off).await.0, StatusCode::BAD_GATEWAY);
+    let text = state.metrics.render();
+    let line = |collection: &str, route: &str| {
+        format!("secondpass_requests_total{{collection=\"{collection}\",rerank_status=\"error\",route=\"{route}\",transport=\"rest\"}} 1")
+    };
+    for needle in [
+        line("docs", "search"),
+        line("_none", "forward"),
+        line("_other", "query"),
+        "secondpass_responses_total{code=\"4xx\"} 1".to_string(),
+        "secondpass_responses_total{code=\"5xx\"} 2".to_string(),
+        "secondpass_request_duration_seconds_count{route=\"search\"} 1".to_string(),
+    ] {
+        assert!(text.contains(&needle), "missing {needle} in\n{text}");
+    }
+    let requests = text
+        .lines()
+        .filter(|l| l.starts_with("secondpass_requests_total{"))
+        .count();
+    assert_eq!(requests, 3, "{text}");
 }

@@ -1,4 +1,8 @@
-//! The HTTP client to Qdrant: streaming pass-through and buffered JSON calls.
+//! The client side toward Qdrant (REST and gRPC): streaming pass-through, buffered
+//! calls for the answers secondpass rewrites, deadlines, and Qdrant's early answers.
+//! Below the transports: it knows nothing of how clients reach secondpass.
+
+pub mod early_answer;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -15,12 +19,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::early_answer::EarlyAnswer;
-use super::grpc::frame::{status_headers, Code};
 use crate::config::UpstreamConfig;
-use crate::error::Error;
+use crate::error::{grpc_status_headers as status_headers, Code, Error};
 use crate::http_client::{self, describe, Versions};
 use crate::metrics::Metrics;
+use early_answer::EarlyAnswer;
 use std::future::Future;
 
 type Connector = EarlyAnswer<HttpsConnector<HttpConnector>>;
@@ -55,13 +58,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Which protocol an upstream speaks.
+/// Which of Qdrant's APIs: the protocol of an upstream, and of the listener a request
+/// came in on (each listener speaks to its twin upstream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     /// Qdrant's REST API: HTTP/1.1 (or HTTP/2 over TLS when offered).
     Rest,
     /// Qdrant's gRPC API: HTTP/2 only (h2c over http://).
     Grpc,
+}
+
+impl Protocol {
+    /// Metric label (`transport`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Rest => "rest",
+            Protocol::Grpc => "grpc",
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -147,15 +161,7 @@ impl Upstream {
     /// (gRPC: ended with DEADLINE_EXCEEDED).
     pub async fn forward(&self, req: Request<Body>) -> Result<Response<Body>, Error> {
         let (mut parts, body) = req.into_parts();
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_string();
-        let (deadline, budget) = self.deadline(&pq, &parts.headers);
-        parts.uri = self.uri(&pq)?;
-        self.prepare_headers(&mut parts.headers);
+        let (deadline, budget) = self.aim(&mut parts)?;
         // A request without a body can be sent again when a pooled connection turns out
         // to be closing; one with a streamed body cannot.
         let replay = (matches!(parts.method, Method::GET | Method::HEAD)).then(|| parts.clone());
@@ -195,15 +201,7 @@ impl Upstream {
         body: Bytes,
     ) -> Result<Buffered, Error> {
         let started = Instant::now();
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_string();
-        let (deadline, budget) = self.deadline(&pq, &parts.headers);
-        parts.uri = self.uri(&pq)?;
-        self.prepare_headers(&mut parts.headers);
+        let (deadline, budget) = self.aim(&mut parts)?;
         let again = parts.clone();
         let resp = match self
             .send(
@@ -241,6 +239,24 @@ impl Upstream {
             trailers,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Points a request at Qdrant: the same path and query on this upstream, without
+    /// connection-level headers. Returns when the exchange must be over, and its budget.
+    fn aim(
+        &self,
+        parts: &mut http::request::Parts,
+    ) -> Result<(tokio::time::Instant, Duration), Error> {
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        let (deadline, budget) = self.deadline(&pq, &parts.headers);
+        parts.uri = self.uri(&pq)?;
+        self.prepare_headers(&mut parts.headers);
+        Ok((deadline, budget))
     }
 
     /// When the exchange must be over: `timeout_ms` (snapshot transfers:

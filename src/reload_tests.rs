@@ -1,0 +1,239 @@
+//! Run-time changes, and every collection key set through each of the four ways in:
+//! a file, the environment, the admin API and a reload.
+
+use super::*;
+
+#[test]
+fn merge_keeps_earlier_keys() {
+    let old = CollectionOverrides {
+        enabled: Some(true),
+        pool: Some(10),
+        ..Default::default()
+    };
+    let change = CollectionOverrides {
+        pool: Some(20),
+        ..Default::default()
+    };
+    let m = change.over(old);
+    assert_eq!((m.enabled, m.pool), (Some(true), Some(20)));
+}
+
+#[test]
+fn overrides_file_round_trip_and_errors() {
+    let dir = std::env::temp_dir().join(format!("sp-ovr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("overrides.json");
+    assert!(read_overrides(&path).unwrap().is_empty());
+    let mut all = BTreeMap::new();
+    all.insert(
+        "docs".to_string(),
+        CollectionOverrides {
+            enabled: Some(true),
+            ..Default::default()
+        },
+    );
+    write_overrides(&path, &all).unwrap();
+    assert_eq!(read_overrides(&path).unwrap(), all);
+    std::fs::write(&path, "{not json").unwrap();
+    assert!(read_overrides(&path)
+        .unwrap_err()
+        .contains("not a valid overrides file"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// One value for every collection key, none of them the default (TOML).
+const EVERY_KEY: &[(&str, &str)] = &[
+    ("enabled", "true"),
+    ("mode", "\"shadow\""),
+    ("text_field", "\"body\""),
+    ("pool", "30"),
+    ("max_pool", "300"),
+    ("reranker", "\"other\""),
+    ("rerankers", r#"["other", "local"]"#),
+    ("max_length", "256"),
+    ("score_mode", "\"raw\""),
+    ("score_threshold", "0.25"),
+    ("on_failure", "\"error\""),
+    ("timeout_ms", "1234"),
+    ("cache", "false"),
+    ("max_query_bytes", "999"),
+    ("text_template", "\"{title}: {body}\""),
+    ("long_documents", "\"chunk\""),
+    ("chunk_tokens", "128"),
+    ("chunk_overlap", "16"),
+    ("max_chunks_per_doc", "8"),
+    ("chunk_aggregate", "\"max\""),
+    ("hosted_chunks", "\"provider\""),
+    (
+        "stages",
+        r#"[{ reranker = "local", keep = 20 }, { reranker = "other" }]"#,
+    ),
+    ("allowed_rerankers", r#"["local", "other"]"#),
+];
+
+/// The settings [`EVERY_KEY`] makes (written out: a new setting must be added here).
+fn every_key_settings() -> crate::config::CollectionSettings {
+    use crate::config::*;
+    let stage = |reranker: &str, keep| StageConfig {
+        reranker: reranker.into(),
+        rerankers: Vec::new(),
+        keep,
+        max_length: None,
+    };
+    CollectionSettings {
+        enabled: true,
+        mode: Mode::Shadow,
+        text_field: "body".into(),
+        pool: 30,
+        max_pool: 300,
+        reranker: "other".into(),
+        rerankers: vec!["other".into(), "local".into()],
+        max_length: Some(256),
+        score_mode: ScoreMode::Raw,
+        score_threshold: Some(0.25),
+        on_failure: OnFailure::Error,
+        timeout: std::time::Duration::from_millis(1234),
+        cache: false,
+        max_query_bytes: 999,
+        text_template: Some("{title}: {body}".into()),
+        long_documents: LongDocuments::Chunk,
+        chunk_tokens: Some(128),
+        chunk_overlap: 16,
+        max_chunks_per_doc: 8,
+        chunk_aggregate: Aggregate::Max,
+        hosted_chunks: HostedChunks::Provider,
+        stages: vec![stage("local", Some(20)), stage("other", None)],
+        allowed_rerankers: vec!["local".into(), "other".into()],
+    }
+}
+
+/// Two rerankers (never loaded), the admin API on, `docs` as `section` says.
+fn config_text(dir: &Path, section: &str) -> String {
+    format!(
+        r#"
+[admin]
+token_file = "{}"
+[rerankers.local]
+kind = "onnx"
+model_dir = "/unused"
+[rerankers.other]
+kind = "onnx"
+model_dir = "/unused-too"
+[collections.docs]
+{section}
+"#,
+        dir.join("token").display()
+    )
+}
+
+fn every_key_toml() -> String {
+    EVERY_KEY
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}\n"))
+        .collect()
+}
+
+struct Dir(std::path::PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir() -> Dir {
+    let dir = std::env::temp_dir().join(format!(
+        "sp-keys-{}",
+        crate::transport::request_id::new_id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("token"), "t0ken").unwrap();
+    Dir(dir)
+}
+
+/// A running state on `file` (reranking off for `docs`), and its admin API.
+fn state_on(file: &Path) -> (Arc<AppState>, axum::Router) {
+    let cfg = Config::load_with_env(Some(file), Default::default()).unwrap();
+    let mut state = AppState::new(cfg, Registry::default()).unwrap();
+    state.config_path = Some(file.to_path_buf());
+    let state = Arc::new(state);
+    let admin = crate::transport::admin::router(state.clone());
+    (state, admin)
+}
+
+async fn admin_call(admin: &axum::Router, method: &str, path: &str, body: String) -> u16 {
+    use tower::ServiceExt;
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", "Bearer t0ken")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    admin.clone().oneshot(req).await.unwrap().status().as_u16()
+}
+
+#[test]
+fn the_list_of_keys_is_whole() {
+    let listed: Vec<&str> = EVERY_KEY.iter().map(|(k, _)| *k).collect();
+    assert_eq!(listed, CollectionOverrides::KEYS);
+    // And each value differs from the built-in default, so that each way in shows.
+    let default = crate::config::CollectionSettings::default();
+    let dir = temp_dir();
+    for (key, value) in EVERY_KEY {
+        let one = Config::from_toml(&config_text(&dir.0, &format!("{key} = {value}")))
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert_ne!(
+            one.collection("docs"),
+            default,
+            "{key} = {value} changes nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_key_through_file_environment_admin_api_and_reload() {
+    let dir = temp_dir();
+    let file = dir.0.join("secondpass.toml");
+    let expected = every_key_settings();
+
+    // A file.
+    std::fs::write(&file, config_text(&dir.0, &every_key_toml())).unwrap();
+    let cfg = Config::load_with_env(Some(&file), Default::default()).unwrap();
+    assert_eq!(cfg.collection("docs"), expected, "file");
+
+    // The environment (strings as they are, lists and tables as TOML).
+    std::fs::write(&file, config_text(&dir.0, "")).unwrap();
+    let env = EVERY_KEY
+        .iter()
+        .map(|(k, v)| {
+            let name = format!("SECONDPASS__COLLECTIONS__DOCS__{}", k.to_uppercase());
+            (name, v.trim_matches('"').to_string())
+        })
+        .collect();
+    let cfg = Config::load_with_env(Some(&file), env).unwrap();
+    assert_eq!(cfg.collection("docs"), expected, "environment");
+
+    // The admin API.
+    let (state, admin) = state_on(&file);
+    assert_ne!(state.collection("docs"), expected);
+    let overrides: CollectionOverrides = Config::from_toml(&config_text(&dir.0, &every_key_toml()))
+        .unwrap()
+        .collections["docs"]
+        .clone();
+    let json = serde_json::to_string(&overrides).unwrap();
+    assert_eq!(
+        admin_call(&admin, "PUT", "/admin/collections/docs", json).await,
+        200
+    );
+    assert_eq!(state.collection("docs"), expected, "admin API");
+
+    // A reload.
+    let (state, admin) = state_on(&file);
+    std::fs::write(&file, config_text(&dir.0, &every_key_toml())).unwrap();
+    assert_eq!(
+        admin_call(&admin, "POST", "/admin/reload", String::new()).await,
+        200
+    );
+    assert_eq!(state.collection("docs"), expected, "reload");
+}

@@ -1,0 +1,97 @@
+//! One request's way through secondpass, REST and gRPC alike:
+//!
+//! ```text
+//! gate ─► read options ─► read body ─► plan ─► ask Qdrant ─► rerank ─► answer
+//!   └───────────┴─────────────┴──────────┴──────────┴───────────┴──► finish (the one exit)
+//! ```
+//!
+//! Each step returns `Result<T, Exit>`: `Ok` goes on to the next step, `Err(exit)`
+//! says how the request ends ([`Exit`]). [`finish`] performs that exit: it forwards,
+//! renders secondpass's own errors, stamps `x-rerank-status`, picks the metric label
+//! and records the request once. A [`Call`] that never reached [`finish`] (the client
+//! went away) records itself as `cancelled`.
+//!
+//! Here is what the transports share; decoding, widening, extracting the candidates
+//! and re-ordering the answer stay in each transport. Tracing: the request's span
+//! belongs to [`Call`] (it lives exactly as long as the request), the Qdrant call's
+//! to [`ask`], the rerank step's to [`rerank`].
+
+mod exit;
+mod marker;
+mod options;
+pub mod shadow;
+
+#[cfg(test)]
+mod exit_tests;
+
+use http::request::Parts;
+
+pub use exit::{finish, Call, Exit, GrpcStatus, ShadowJob};
+pub use marker::Marker;
+pub use options::Options;
+
+use crate::config::{CollectionSettings, Mode};
+use crate::engine::Outcome;
+use crate::error::Error;
+use crate::plan::{Decision, Planned};
+use crate::state::AppState;
+use crate::upstream::Buffered;
+
+/// What a collection's settings make of its searches.
+pub enum Gate {
+    /// Reranking off: Qdrant answers, marked `disabled`.
+    Off,
+    /// Qdrant answers; a copy is reranked in the background.
+    Shadow(CollectionSettings),
+    /// Reranked live.
+    Live(CollectionSettings),
+}
+
+impl Gate {
+    pub fn of(settings: CollectionSettings) -> Gate {
+        match (settings.enabled, settings.mode) {
+            (false, _) => Gate::Off,
+            (true, Mode::Shadow) => Gate::Shadow(settings),
+            (true, Mode::Rerank) => Gate::Live(settings),
+        }
+    }
+}
+
+/// The one call to Qdrant of a request secondpass rewrites, its answer read whole;
+/// timed in `secondpass_upstream_duration_seconds{route}` whenever Qdrant answered.
+pub async fn ask(
+    state: &AppState,
+    call: &Call,
+    parts: Parts,
+    body: bytes::Bytes,
+) -> Result<Buffered, Error> {
+    let answer = state
+        .upstream_for(call.protocol())
+        .call(parts, body)
+        .await?;
+    state
+        .metrics
+        .upstream_duration
+        .with_label_values(&[call.route()])
+        .observe(answer.elapsed.as_secs_f64());
+    Ok(answer)
+}
+
+/// The middle of a reranked request: every search's candidates (`texts[i]`, `Some`
+/// exactly where `planned[i]` is to be reranked) scored concurrently, one outcome per
+/// search, and the marker of the whole request.
+pub async fn rerank(
+    state: &AppState,
+    collection: &str,
+    settings: &CollectionSettings,
+    planned: &[Planned],
+    texts: Vec<Option<Vec<Option<String>>>>,
+) -> Result<(Vec<Outcome>, Marker), Error> {
+    let decisions: Vec<&Decision> = planned.iter().map(|p| &p.decision).collect();
+    let (outcomes, time) = state
+        .engine
+        .rerank_request(collection, settings, &decisions, texts)
+        .await?;
+    let marker = Marker::of(&outcomes, time);
+    Ok((outcomes, marker))
+}
