@@ -7,10 +7,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::Method;
+use http::{Method, StatusCode};
 use secondpass::rerank::{Registry, RerankError, RerankFuture, RerankRequest, Reranker, ScoreKind};
 use secondpass_it::real_qdrant::Collection;
-use secondpass_it::relay::{Fault, Relay};
+use secondpass_it::relay::{Fault, Relay, Seen};
 use serde_json::{json, Value};
 use support::{config, ids, proxy, qdrant, query_vector, relayed, request, Proxy};
 
@@ -311,4 +311,121 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "new connections must be refused"
     );
+}
+
+/// Answers a real Qdrant gives only when something is wrong, to a reranked search
+/// (from the relay, for the searches only): its 503 comes back as it said it, asked
+/// once; a body that is not JSON is a 502 in Qdrant's error format; a 400 for the
+/// widened request alone is asked again with the client's own bytes, whose answer the
+/// client gets, marked skipped.
+#[tokio::test]
+async fn broken_answers_to_a_reranked_search() {
+    let docs = qdrant().collection("docs");
+    let (relay, proxy) = relayed(&[&docs], "").await;
+    proxy.seed(&docs, false).await;
+    let path = format!("/collections/{docs}/points/search");
+    let body = json!({"vector": query_vector(), "limit": 2});
+    let searches = |r: &Seen| r.path.ends_with("/points/search");
+
+    const OVERLOADED: &str =
+        r#"{"status":{"error":"Service internal error: overloaded"},"time":0.001}"#;
+    relay.on(
+        searches,
+        Fault::Answer(StatusCode::SERVICE_UNAVAILABLE, OVERLOADED),
+    );
+    relay.forget();
+    let r = proxy
+        .post(&path, &[("x-rerank-query", "capital")], &body)
+        .await;
+    assert_eq!(r.status, 503);
+    assert_eq!(&r.body[..], OVERLOADED.as_bytes(), "Qdrant's words");
+    assert_eq!(relay.seen().len(), 1, "a 503 is not asked again");
+
+    relay.clear_faults();
+    relay.on(
+        searches,
+        Fault::Answer(StatusCode::OK, r#"{"result":[{"id":1,"version":1,"sco"#),
+    );
+    let r = proxy
+        .post(&path, &[("x-rerank-query", "capital")], &body)
+        .await;
+    assert_eq!(r.status, 502);
+    assert_qdrant_error(&r.json(), "cannot read");
+
+    relay.clear_faults();
+    relay.on(
+        move |r| searches(r) && r.json()["limit"] != 2,
+        Fault::Answer(
+            StatusCode::BAD_REQUEST,
+            r#"{"status":{"error":"Bad request: no"},"time":0.0}"#,
+        ),
+    );
+    relay.forget();
+    let r = proxy
+        .post(&path, &[("x-rerank-query", "capital")], &body)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.header("x-rerank-status"), Some("skipped"));
+    let direct = proxy.post_direct(&path, &body).await.json();
+    assert_eq!(
+        r.json()["result"],
+        direct["result"],
+        "Qdrant's answer to the client's bytes"
+    );
+    let sent: Vec<Value> = relay
+        .seen_at("/points/search")
+        .iter()
+        .map(Seen::json)
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0]["limit"], 100);
+    assert_eq!(sent[1], body);
+}
+
+/// The same over gRPC: a trailers-only error keeps its code and message; a message
+/// that does not decode is INTERNAL.
+#[tokio::test]
+async fn broken_grpc_answers_to_a_reranked_search() {
+    use qdrant_client::qdrant::points_client::PointsClient;
+    use qdrant_client::qdrant::QueryPoints;
+    let docs = qdrant().collection("docs");
+    let relay = Relay::start(&qdrant().grpc_url).await;
+    let proxy = Proxy::start(support::config_with_grpc(
+        &qdrant().url,
+        &relay.url(),
+        &[&docs],
+        "",
+    ))
+    .await;
+    proxy.seed(&docs, false).await;
+    let mut via = PointsClient::connect(format!("http://{}", proxy.server.grpc_addr))
+        .await
+        .unwrap();
+    let query = || {
+        let mut r = tonic::Request::new(QueryPoints {
+            collection_name: docs.to_string(),
+            query: Some(qdrant_client::qdrant::Query::new_nearest(vec![
+                0.2, 0.1, 0.9, 0.7,
+            ])),
+            limit: Some(2),
+            ..Default::default()
+        });
+        r.metadata_mut()
+            .insert("x-rerank-query", "capital".parse().unwrap());
+        r
+    };
+    assert_eq!(
+        via.query(query()).await.unwrap().into_inner().result.len(),
+        2
+    );
+
+    relay.on(|_| true, Fault::GrpcTrailersOnly(14, "the shard is moving"));
+    let e = via.query(query()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert_eq!(e.message(), "the shard is moving");
+
+    relay.clear_faults();
+    relay.on(|_| true, Fault::GrpcMessage(b"\x0a\xff\xff\xff"));
+    let e = via.query(query()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Internal, "{e:?}");
 }

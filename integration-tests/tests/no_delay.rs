@@ -251,7 +251,7 @@ async fn kept_alive_gzip_clients_see_no_nagle_stall() {
             },
         ),
     ];
-    let mut ends = Ends::new(&proxy, &qdrant).await;
+    let mut ends = Ends::new(&proxy, qdrant).await;
     let mut failures = Vec::new();
     for (name, call) in calls {
         let slow = ends.slow_calls(call).await;
