@@ -43,34 +43,23 @@ pub fn rest_request(name: &str) -> Value {
 /// Serialises like Python's `json.dumps` (`", "` and `": "` separators), which is how the
 /// recorded requests were sent: error positions (`line 1 column N`) depend on it.
 pub fn python_json(v: &Value) -> Vec<u8> {
+    use std::io::{Result, Write};
+    fn comma<W: ?Sized + Write>(w: &mut W, first: bool) -> Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
     struct Py;
     impl serde_json::ser::Formatter for Py {
-        fn begin_array_value<W: ?Sized + std::io::Write>(
-            &mut self,
-            w: &mut W,
-            first: bool,
-        ) -> std::io::Result<()> {
-            if first {
-                Ok(())
-            } else {
-                w.write_all(b", ")
-            }
+        fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> Result<()> {
+            comma(w, first)
         }
-        fn begin_object_key<W: ?Sized + std::io::Write>(
-            &mut self,
-            w: &mut W,
-            first: bool,
-        ) -> std::io::Result<()> {
-            if first {
-                Ok(())
-            } else {
-                w.write_all(b", ")
-            }
+        fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> Result<()> {
+            comma(w, first)
         }
-        fn begin_object_value<W: ?Sized + std::io::Write>(
-            &mut self,
-            w: &mut W,
-        ) -> std::io::Result<()> {
+        fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> Result<()> {
             w.write_all(b": ")
         }
     }
@@ -78,6 +67,16 @@ pub fn python_json(v: &Value) -> Vec<u8> {
     let mut ser = serde_json::Serializer::with_formatter(&mut out, Py);
     serde::Serialize::serialize(v, &mut ser).expect("JSON serializes");
     out
+}
+
+/// Panics listing every failure, when there is one: `what` of `total` differ.
+pub fn assert_none_differ(failures: &[String], total: usize, what: &str) {
+    assert!(
+        failures.is_empty(),
+        "{} of {total} {what} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// Compares JSON strictly: same key order, the same numbers printed the same way

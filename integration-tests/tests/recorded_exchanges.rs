@@ -18,17 +18,17 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::io::Read;
-
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt, Full};
 use qdrant_client::qdrant::{
     self as pb, points_client::PointsClient, qdrant_client::QdrantClient, Document, Query,
 };
+use secondpass_it::grpc_json::{groups, id_json, point_json, scored};
 use secondpass_it::real_qdrant::Collection;
-use secondpass_it::recordings::{self, compare, compare_loose, plain, python_json};
+use secondpass_it::recordings::{
+    self, assert_none_differ, compare, compare_loose, plain, python_json,
+};
 use serde_json::{json, Value};
 use support::{client, proxy, qdrant, HttpClient};
 use tonic::transport::Channel;
@@ -157,18 +157,7 @@ async fn send(c: &HttpClient, side: &Side, rec: &Value) -> Answer {
     };
     let resp = c.request(req.body(Full::new(body)).unwrap()).await.unwrap();
     let (parts, body) = resp.into_parts();
-    let mut raw = body.collect().await.unwrap().to_bytes().to_vec();
-    if parts
-        .headers
-        .get("content-encoding")
-        .is_some_and(|v| v == "gzip")
-    {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .expect("valid gzip");
-        raw = out;
-    }
+    let raw = support::gunzip(&parts.headers, body.collect().await.unwrap().to_bytes());
     let mut body = serde_json::from_slice(&raw)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()));
     side.recorded_names(&mut body);
@@ -246,13 +235,7 @@ async fn every_recorded_rest_exchange_passes_through_unchanged() {
             failures.push(format!("{name}:\n    {}", diffs.join("\n    ")));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} exchanges differ:\n{}",
-        failures.len(),
-        recs.len(),
-        failures.join("\n")
-    );
+    assert_none_differ(&failures, recs.len(), "exchanges");
 }
 
 // ---------------------------------------------------------------- gRPC
@@ -364,80 +347,6 @@ fn call_for(name: &str, docs: &str, hybrid: &str) -> Call {
         "grpc-health" => Call::Health(pb::HealthCheckRequest {}),
         other => panic!("no request for recording {other}"),
     }
-}
-
-fn value_json(v: &pb::Value) -> Value {
-    use pb::value::Kind;
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::DoubleValue(d)) => json!(d),
-        Some(Kind::IntegerValue(i)) => json!(i),
-        Some(Kind::StringValue(s)) => json!(s),
-        Some(Kind::BoolValue(b)) => json!(b),
-        Some(Kind::StructValue(s)) => payload_json(&s.fields),
-        Some(Kind::ListValue(l)) => l.values.iter().map(value_json).collect(),
-    }
-}
-
-fn payload_json(p: &HashMap<String, pb::Value>) -> Value {
-    p.iter()
-        .map(|(k, v)| (k.clone(), value_json(v)))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
-}
-
-fn id_json(id: &Option<pb::PointId>) -> Value {
-    match id.as_ref().and_then(|i| i.point_id_options.as_ref()) {
-        Some(pb::point_id::PointIdOptions::Num(n)) => json!(n),
-        Some(pb::point_id::PointIdOptions::Uuid(u)) => json!(u),
-        None => Value::Null,
-    }
-}
-
-/// A point as [`plain`] makes the recorded one: defaults (empty payload, version 0)
-/// left out, as protobuf JSON leaves them out.
-fn point_json(
-    id: &Option<pb::PointId>,
-    payload: &HashMap<String, pb::Value>,
-    score: Option<f32>,
-    version: u64,
-) -> Value {
-    let mut p = json!({ "id": id_json(id) });
-    if !payload.is_empty() {
-        p["payload"] = payload_json(payload);
-    }
-    if let Some(s) = score {
-        p["score"] = json!(s);
-    }
-    if version != 0 {
-        p["version"] = json!(version);
-    }
-    p
-}
-
-fn scored(points: &[pb::ScoredPoint]) -> Value {
-    points
-        .iter()
-        .map(|p| point_json(&p.id, &p.payload, Some(p.score), p.version))
-        .collect()
-}
-
-fn groups(g: &Option<pb::GroupsResult>) -> Value {
-    use pb::group_id::Kind;
-    let groups: Vec<Value> = g
-        .iter()
-        .flat_map(|r| &r.groups)
-        .map(|g| {
-            let id = match g.id.as_ref().and_then(|i| i.kind.as_ref()) {
-                Some(Kind::StringValue(s)) => json!(s),
-                Some(Kind::UnsignedValue(u)) => json!(u),
-                Some(Kind::IntegerValue(i)) => json!(i),
-                None => Value::Null,
-            };
-            json!({"id": id, "hits": scored(&g.hits)})
-        })
-        .collect();
-    json!({"result": {"groups": groups}})
 }
 
 /// `time` set to 0: the one field two answers to the same call may differ in.
@@ -612,13 +521,7 @@ async fn every_recorded_grpc_exchange_passes_through_unchanged() {
             failures.push(format!("{name}:\n  {}", diffs.join("\n  ")));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} gRPC recordings differ:\n{}",
-        failures.len(),
-        recs.len(),
-        failures.join("\n")
-    );
+    assert_none_differ(&failures, recs.len(), "gRPC recordings");
 }
 
 #[test]

@@ -125,25 +125,25 @@ pub async fn request(
     let resp = c.request(req.body(body).unwrap()).await.expect("request");
     let (parts, body) = resp.into_parts();
     let raw = body.collect().await.expect("body").to_bytes();
-    let body = if parts
-        .headers
-        .get("content-encoding")
-        .is_some_and(|v| v == "gzip")
-    {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .expect("gzip");
-        Bytes::from(out)
-    } else {
-        raw.clone()
-    };
+    let body = gunzip(&parts.headers, raw.clone());
     Resp {
         status: parts.status,
         headers: parts.headers,
         raw,
         body,
     }
+}
+
+/// `raw` without its `content-encoding: gzip`, if it has one.
+pub fn gunzip(headers: &HeaderMap, raw: Bytes) -> Bytes {
+    if !headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+        return raw;
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(&raw[..])
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    Bytes::from(out)
 }
 
 /// The recorded request bodies that build the test data (`docs`, `hybrid`).
