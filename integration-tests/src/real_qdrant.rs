@@ -2,16 +2,19 @@
 //! (`scripts/test` starts one and exports them; point them at another server, e.g.
 //! Qdrant 1.19, to run the suite against it), else a Qdrant 1.18.3 started here from
 //! `scripts/qdrant path` (`../shared/qdrant/bin`) on free loopback ports with
-//! throw-away storage, stopped when the handle drops.
+//! throw-away storage.
 //!
-//! Only when no binary exists at all (no `../shared`) does [`RealQdrant::start`] give
-//! `None`, so that a test can say it was skipped; under `CI=true` that is a panic.
+//! [`RealQdrant::shared`] is the one every test of a test binary uses (started once,
+//! stopped when the binary exits); tests share it through unique collection names
+//! ([`RealQdrant::collection`]). [`RealQdrant::own`] starts a private one with extra settings (TLS).
+//! No binary at all is a failure, never a skip: the binary ships in `../shared`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// A real Qdrant: either named by the environment or a process owned by this handle.
@@ -24,31 +27,42 @@ pub struct RealQdrant {
 }
 
 struct Owned {
-    /// the wrapper shell; closing its stdin makes it SIGTERM Qdrant (see [`spawn`])
+    /// the wrapper shell; closing its stdin makes it SIGTERM Qdrant and remove its
+    /// folder (see [`RealQdrant::spawn`])
     wrapper: Child,
     stdin: Option<ChildStdin>,
     dir: PathBuf,
 }
 
-/// Where the binary comes from, or why there is none.
-fn binary() -> Result<PathBuf, String> {
+/// A collection name no other test (of any binary sharing the server) uses:
+/// `{base}_{pid}_{n}`.
+pub fn unique(base: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{base}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Where the binary comes from; panics when there is none.
+fn binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("SECONDPASS_QDRANT_BIN") {
-        return Ok(PathBuf::from(bin));
+        return PathBuf::from(bin);
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/qdrant");
     let out = Command::new("bash")
         .arg(&script)
         .arg("path")
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        if stderr.contains("no Qdrant binary") {
-            return Err(stderr.trim().to_string());
-        }
-        panic!("`scripts/qdrant path` failed: {}", stderr.trim());
-    }
-    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "a real Qdrant is needed (set QDRANT_URL, or SECONDPASS_SHARED_DIR to a folder with \
+         qdrant/bin): `scripts/qdrant path` failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 fn free_port() -> u16 {
@@ -66,49 +80,40 @@ fn env_url(name: &str) -> Option<String> {
 }
 
 impl RealQdrant {
-    /// The server named by `QDRANT_URL` (and `QDRANT_GRPC_URL`), else a fresh one.
-    /// `None` only when no binary exists (the caller prints SKIPPED); panics under CI.
-    pub async fn start() -> Option<RealQdrant> {
-        if let Some(url) = env_url("QDRANT_URL") {
-            let grpc_url = env_url("QDRANT_GRPC_URL")
-                .expect("QDRANT_URL is set without QDRANT_GRPC_URL: set both (or neither)");
-            return Some(RealQdrant {
+    /// The server of this test binary: the one `QDRANT_URL` (and `QDRANT_GRPC_URL`)
+    /// name, else one started on first use, stopped when the binary exits.
+    pub fn shared() -> &'static RealQdrant {
+        static SHARED: OnceLock<RealQdrant> = OnceLock::new();
+        SHARED.get_or_init(|| match env_url("QDRANT_URL") {
+            Some(url) => RealQdrant {
                 url,
-                grpc_url,
+                grpc_url: env_url("QDRANT_GRPC_URL")
+                    .expect("QDRANT_URL is set without QDRANT_GRPC_URL: set both (or neither)"),
                 owned: None,
-            });
-        }
-        let bin = match binary() {
-            Ok(bin) => bin,
-            Err(why) => {
-                if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-                    panic!("a real Qdrant is required under CI: {why}");
-                }
-                eprintln!("no real Qdrant: {why}");
-                return None;
-            }
-        };
-        Some(Self::spawn(&bin).await)
+            },
+            None => Self::spawn(&[]),
+        })
     }
 
-    /// Like [`RealQdrant::start`], printing `SKIPPED <test>: ...` when it gives `None`.
-    pub async fn for_test(test: &str) -> Option<RealQdrant> {
-        let q = Self::start().await;
-        if q.is_none() {
-            eprintln!(
-                "SKIPPED {test}: no real Qdrant binary (../shared/qdrant/bin) and no QDRANT_URL"
-            );
-        }
-        q
+    /// A private server with extra `QDRANT__...` settings, stopped when the handle
+    /// drops. With `QDRANT__SERVICE__ENABLE_TLS=true` its URLs are
+    /// `https://localhost:PORT` and it counts as ready once it accepts connections
+    /// (the caller checks the rest with its CA).
+    pub fn own(settings: &[(&str, &str)]) -> RealQdrant {
+        Self::spawn(settings)
     }
 
-    /// Whether this handle started (and will stop) the server.
-    pub fn is_owned(&self) -> bool {
-        self.owned.is_some()
-    }
-
-    async fn spawn(bin: &Path) -> RealQdrant {
+    fn spawn(settings: &[(&str, &str)]) -> RealQdrant {
         static N: AtomicUsize = AtomicUsize::new(0);
+        let bin = binary();
+        let tls = settings
+            .iter()
+            .any(|(k, v)| *k == "QDRANT__SERVICE__ENABLE_TLS" && *v == "true");
+        let (scheme, host) = if tls {
+            ("https", "localhost")
+        } else {
+            ("http", "127.0.0.1")
+        };
         let mut last_log = String::new();
         for _attempt in 0..3 {
             let dir = std::env::temp_dir().join(format!(
@@ -119,15 +124,22 @@ impl RealQdrant {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).expect("temp dir for Qdrant");
             let (http, grpc) = (free_port(), free_port());
-            // The wrapper runs Qdrant in the background and SIGTERMs it when its stdin
-            // closes: on drop, and also when this test process dies without unwinding.
+            // The wrapper runs Qdrant in the background; when its stdin closes (on drop,
+            // or when the test binary exits, which is how the shared one ends) it
+            // SIGTERMs Qdrant, SIGKILLs it after 2 s (the storage is thrown away; a
+            // graceful stop can wait up to 30 s on clients' kept-alive connections)
+            // and removes the folder.
             let mut wrapper = Command::new("bash")
                 .arg("-c")
                 .arg(
                     r#"exec 3<&0; "$0" >qdrant.log 2>&1 & pid=$!
-                       (read -r _ <&3; kill -TERM $pid 2>/dev/null) & wait $pid"#,
+                       (read -r _ <&3; kill -TERM $pid 2>/dev/null
+                        for _ in $(seq 40); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+                        kill -KILL $pid 2>/dev/null; cd / && rm -rf "$1") &
+                       wait $pid"#,
                 )
-                .arg(bin)
+                .arg(&bin)
+                .arg(&dir)
                 .current_dir(&dir)
                 .env("QDRANT__SERVICE__HOST", "127.0.0.1")
                 .env("QDRANT__SERVICE__HTTP_PORT", http.to_string())
@@ -136,32 +148,34 @@ impl RealQdrant {
                 .env("QDRANT__STORAGE__SNAPSHOTS_PATH", dir.join("snapshots"))
                 .env("QDRANT__TELEMETRY_DISABLED", "true")
                 .env("QDRANT__LOG_LEVEL", "WARN")
+                .envs(settings.iter().copied())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start the Qdrant wrapper (bash)");
             let stdin = wrapper.stdin.take();
-            let owned = Owned {
-                wrapper,
-                stdin,
-                dir: dir.clone(),
-            };
             let mut q = RealQdrant {
-                url: format!("http://127.0.0.1:{http}"),
-                grpc_url: format!("http://127.0.0.1:{grpc}"),
-                owned: Some(owned),
+                url: format!("{scheme}://{host}:{http}"),
+                grpc_url: format!("{scheme}://{host}:{grpc}"),
+                owned: Some(Owned {
+                    wrapper,
+                    stdin,
+                    dir: dir.clone(),
+                }),
             };
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
-                if ready(http) {
+                // gRPC is bound after REST: an open gRPC port means both are up.
+                let up = if tls { accepts(grpc) } else { ready(http) };
+                if up {
                     return q;
                 }
                 let o = q.owned.as_mut().unwrap();
                 if o.wrapper.try_wait().ok().flatten().is_some() {
                     break; // exited: a port taken in between, most likely
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                std::thread::sleep(Duration::from_millis(50));
             }
             last_log = std::fs::read_to_string(dir.join("qdrant.log")).unwrap_or_default();
             drop(q);
@@ -170,6 +184,60 @@ impl RealQdrant {
             "Qdrant ({}) did not become ready; its log:\n{last_log}",
             bin.display()
         );
+    }
+
+    /// A collection name for one test ([`unique`]), deleted from this server when the
+    /// handle drops (however the test ends).
+    pub fn collection(&self, base: &str) -> Collection<'_> {
+        Collection {
+            name: unique(base),
+            qdrant: self,
+        }
+    }
+
+    /// `DELETE /collections/{name}` straight to Qdrant, blocking (usable in `Drop`);
+    /// a missing collection is fine.
+    pub fn delete_collection(&self, name: &str) {
+        let Some(addr) = self.url.strip_prefix("http://") else {
+            return; // TLS servers are private and go with their storage
+        };
+        let Ok(mut s) = TcpStream::connect(addr) else {
+            return;
+        };
+        let key = std::env::var("QDRANT_API_KEY")
+            .map(|k| format!("api-key: {k}\r\n"))
+            .unwrap_or_default();
+        let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+        let req = format!("DELETE /collections/{name} HTTP/1.0\r\nHost: {addr}\r\n{key}\r\n");
+        if s.write_all(req.as_bytes()).is_ok() {
+            let _ = s.read_to_end(&mut Vec::new());
+        }
+    }
+}
+
+/// A unique collection name that deletes its collection when dropped; it reads as
+/// the name (`&docs` is a `&str`, `{docs}` formats as the name).
+pub struct Collection<'q> {
+    name: String,
+    qdrant: &'q RealQdrant,
+}
+
+impl std::ops::Deref for Collection<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::fmt::Display for Collection<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl Drop for Collection<'_> {
+    fn drop(&mut self) {
+        self.qdrant.delete_collection(&self.name);
     }
 }
 
@@ -190,13 +258,18 @@ fn ready(port: u16) -> bool {
     s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
 }
 
+/// The port accepts a TCP connection.
+fn accepts(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}
+
 impl Drop for RealQdrant {
     fn drop(&mut self) {
         let Some(mut o) = self.owned.take() else {
             return;
         };
-        drop(o.stdin.take()); // SIGTERM to Qdrant, which stops cleanly
-        let deadline = Instant::now() + Duration::from_secs(15);
+        drop(o.stdin.take()); // SIGTERM to Qdrant (SIGKILL after 2 s)
+        let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if o.wrapper.try_wait().ok().flatten().is_some() {
                 break;

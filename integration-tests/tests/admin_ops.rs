@@ -1,11 +1,12 @@
 //! The admin API (auth, run-time toggles kept across restarts) and configuration
-//! reload, with secondpass in front of the Qdrant double.
+//! reload, with secondpass in front of the real Qdrant (through a relay where a test
+//! checks what Qdrant was sent).
 
 mod support;
 
 use http::Method;
 use serde_json::{json, Value};
-use support::{config, config_text, query_vector, request, with_double, Proxy};
+use support::{config, config_text, proxy, qdrant, query_vector, relayed, request, Proxy};
 
 struct Files {
     dir: std::path::PathBuf,
@@ -53,9 +54,9 @@ async fn admin(
     )
 }
 
-async fn rerank_status(p: &Proxy) -> String {
+async fn rerank_status(p: &Proxy, docs: &str) -> String {
     p.post(
-        "/collections/docs/points/search",
+        &format!("/collections/{docs}/points/search"),
         &[("x-rerank-query", "capital of Germany")],
         &json!({"vector": query_vector(), "limit": 2}),
     )
@@ -67,15 +68,12 @@ async fn rerank_status(p: &Proxy) -> String {
 
 #[tokio::test]
 async fn admin_api_needs_the_token_and_is_absent_without_one() {
-    let (_q, plain) = with_double(&[], "").await;
+    let plain = proxy(&[], "").await;
     let (s, _) = admin(&plain, Method::GET, "/admin/status", None, None).await;
     assert_eq!(s, 404, "no token configured: no admin API");
 
     let files = Files::new("auth");
-    let qdrant = secondpass_it::qdrant_double::QdrantDouble::start()
-        .await
-        .unwrap();
-    let p = Proxy::start(config(&qdrant.url(), &[], &files.admin_section())).await;
+    let p = Proxy::start(config(&qdrant().url, &[], &files.admin_section())).await;
     assert_eq!(
         admin(&p, Method::GET, "/admin/status", None, None).await.0,
         401
@@ -99,7 +97,7 @@ async fn admin_api_needs_the_token_and_is_absent_without_one() {
     assert_eq!(x["provider"], "CPUExecutionProvider", "{x}");
     assert_eq!(x["device"], "cpu");
     assert_eq!(x["inputs_on"]["input_ids"], "Cpu");
-    assert_eq!(status["config"]["upstream"]["url"], qdrant.url());
+    assert_eq!(status["config"]["upstream"]["url"], qdrant().url);
     // the token itself is never shown
     assert!(!status.to_string().contains("t0ken-123"));
     // metrics and health stay open
@@ -109,24 +107,25 @@ async fn admin_api_needs_the_token_and_is_absent_without_one() {
 #[tokio::test]
 async fn toggles_take_effect_on_the_next_request_and_survive_a_restart() {
     let files = Files::new("toggle");
-    let (qdrant, p) = with_double(&[], &files.admin_section()).await;
-    p.seed("docs", false).await;
-    assert_eq!(rerank_status(&p).await, "disabled");
+    let docs = qdrant().collection("docs");
+    let (relay, p) = relayed(&[], &files.admin_section()).await;
+    p.seed(&docs, false).await;
+    assert_eq!(rerank_status(&p, &docs).await, "disabled");
 
     let (s, v) = admin(
         &p,
         Method::PATCH,
-        "/admin/collections/docs",
+        &format!("/admin/collections/{docs}"),
         Some("t0ken-123"),
         Some(&json!({"enabled": true, "pool": 5})),
     )
     .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["settings"]["enabled"], true);
-    assert_eq!(rerank_status(&p).await, "applied");
-    qdrant.clear_request_log();
-    rerank_status(&p).await;
-    assert_eq!(qdrant.request_log()[0].json().unwrap()["limit"], 5);
+    assert_eq!(rerank_status(&p, &docs).await, "applied");
+    relay.forget();
+    rerank_status(&p, &docs).await;
+    assert_eq!(relay.seen()[0].json()["limit"], 5);
 
     // invalid changes are refused and change nothing
     for bad in [
@@ -138,7 +137,7 @@ async fn toggles_take_effect_on_the_next_request_and_survive_a_restart() {
         let (s, v) = admin(
             &p,
             Method::PATCH,
-            "/admin/collections/docs",
+            &format!("/admin/collections/{docs}"),
             Some("t0ken-123"),
             Some(&bad),
         )
@@ -146,43 +145,43 @@ async fn toggles_take_effect_on_the_next_request_and_survive_a_restart() {
         assert_eq!(s, 400, "{bad}: {v}");
         assert!(v["error"].is_string());
     }
-    assert_eq!(rerank_status(&p).await, "applied");
+    assert_eq!(rerank_status(&p, &docs).await, "applied");
 
     // kept in the overrides file, and restored by a new process
     let stored: Value =
         serde_json::from_str(&std::fs::read_to_string(files.path("overrides.json")).unwrap())
             .unwrap();
-    assert_eq!(stored["docs"]["enabled"], true);
-    let again = Proxy::start(config(&qdrant.url(), &[], &files.admin_section())).await;
+    assert_eq!(stored[&*docs]["enabled"], true);
+    let again = Proxy::start(config(&qdrant().url, &[], &files.admin_section())).await;
     assert_eq!(
-        rerank_status(&again).await,
+        rerank_status(&again, &docs).await,
         "disabled",
         "Proxy::start does not restore"
     );
     let cfg_file = files.path("secondpass.toml");
     std::fs::write(
         &cfg_file,
-        config_text(&qdrant.url(), &files.admin_section()),
+        config_text(&qdrant().url, &files.admin_section()),
     )
     .unwrap();
     let restored = Proxy::start_from_file(&cfg_file).await;
-    assert_eq!(rerank_status(&restored).await, "applied");
+    assert_eq!(rerank_status(&restored, &docs).await, "applied");
 
     // DELETE drops the change
     let (s, _) = admin(
         &p,
         Method::DELETE,
-        "/admin/collections/docs",
+        &format!("/admin/collections/{docs}"),
         Some("t0ken-123"),
         None,
     )
     .await;
     assert_eq!(s, 200);
-    assert_eq!(rerank_status(&p).await, "disabled");
+    assert_eq!(rerank_status(&p, &docs).await, "disabled");
     let (s, _) = admin(
         &p,
         Method::DELETE,
-        "/admin/collections/docs",
+        &format!("/admin/collections/{docs}"),
         Some("t0ken-123"),
         None,
     )
@@ -193,38 +192,33 @@ async fn toggles_take_effect_on_the_next_request_and_survive_a_restart() {
 #[tokio::test]
 async fn reload_applies_a_good_file_and_refuses_a_bad_one() {
     let files = Files::new("reload");
-    let qdrant = secondpass_it::qdrant_double::QdrantDouble::start()
-        .await
-        .unwrap();
+    let docs = qdrant().collection("docs");
+    let url = &qdrant().url;
     let cfg_file = files.path("secondpass.toml");
-    std::fs::write(
-        &cfg_file,
-        config_text(&qdrant.url(), &files.admin_section()),
-    )
-    .unwrap();
+    std::fs::write(&cfg_file, config_text(url, &files.admin_section())).unwrap();
     let p = Proxy::start_from_file(&cfg_file).await;
-    p.seed("docs", false).await;
-    assert_eq!(rerank_status(&p).await, "disabled");
+    p.seed(&docs, false).await;
+    assert_eq!(rerank_status(&p, &docs).await, "disabled");
 
     // a valid new file: reranking on for docs; a shadow queue size (restart-only)
     // is taken with a warning, not refused
     let good = config_text(
-        &qdrant.url(),
+        url,
         &format!(
-            "{}[shadow]\nqueue = 8\nsample_rate = 0.5\n[collections.docs]\nenabled = true\n",
+            "{}[shadow]\nqueue = 8\nsample_rate = 0.5\n[collections.{docs}]\nenabled = true\n",
             files.admin_section()
         ),
     );
     std::fs::write(&cfg_file, good).unwrap();
     let (s, v) = admin(&p, Method::POST, "/admin/reload", Some("t0ken-123"), None).await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!(rerank_status(&p).await, "applied");
+    assert_eq!(rerank_status(&p, &docs).await, "applied");
 
     // an invalid one is refused, and the old configuration stays
     let bad = config_text(
-        &qdrant.url(),
+        url,
         &format!(
-            "{}[collections.docs]\nenabled = true\npool = 0\n",
+            "{}[collections.{docs}]\nenabled = true\npool = 0\n",
             files.admin_section()
         ),
     );
@@ -235,10 +229,10 @@ async fn reload_applies_a_good_file_and_refuses_a_bad_one() {
         v["error"]
             .as_str()
             .unwrap()
-            .contains("collections.docs.pool"),
+            .contains(&format!("collections.{docs}.pool")),
         "{v}"
     );
-    assert_eq!(rerank_status(&p).await, "applied");
+    assert_eq!(rerank_status(&p, &docs).await, "applied");
     let metrics = String::from_utf8(p.get_admin("/metrics").await.body.to_vec()).unwrap();
     assert!(
         metrics.contains("secondpass_config_reloads_total{result=\"ok\"} 1"),
@@ -252,21 +246,19 @@ async fn reload_applies_a_good_file_and_refuses_a_bad_one() {
 
 #[tokio::test]
 async fn request_ids_are_kept_or_made_and_returned() {
-    let (qdrant, p) = with_double(&["docs"], "").await;
-    p.seed("docs", false).await;
-    qdrant.clear_request_log();
+    let docs = qdrant().collection("docs");
+    let (relay, p) = relayed(&[&docs], "").await;
+    p.seed(&docs, false).await;
+    relay.forget();
     let r = p
         .post(
-            "/collections/docs/points/search",
+            &format!("/collections/{docs}/points/search"),
             &[("x-request-id", "abc-123"), ("x-rerank-query", "q")],
             &json!({"vector": query_vector(), "limit": 2}),
         )
         .await;
     assert_eq!(r.header("x-request-id"), Some("abc-123"));
-    assert_eq!(
-        qdrant.request_log()[0].header("x-request-id"),
-        Some("abc-123")
-    );
+    assert_eq!(relay.seen()[0].header("x-request-id"), Some("abc-123"));
     let r = request(&p.client, Method::GET, &p.url("/collections"), &[], None).await;
     assert_eq!(r.header("x-request-id").map(str::len), Some(36));
 }

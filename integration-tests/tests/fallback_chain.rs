@@ -6,9 +6,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use secondpass_it::provider_stubs::{Api, Behaviour, ProviderStub, StubOptions};
+use secondpass_it::provider_stubs::{expected_score, Api, Behaviour, ProviderStub, StubOptions};
 use serde_json::{json, Value};
-use support::{ids, model_order, query_vector, with_double, Proxy};
+use support::{ids, model_order, proxy, qdrant, query_vector, Proxy};
 
 const QUERY: &str = "capital of Germany";
 
@@ -16,9 +16,9 @@ async fn metrics(p: &Proxy) -> String {
     String::from_utf8(p.get_admin("/metrics").await.body.to_vec()).unwrap()
 }
 
-async fn search(p: &Proxy, limit: usize) -> Value {
+async fn search(p: &Proxy, docs: &str, limit: usize) -> Value {
     p.post(
-        "/collections/docs/points/search",
+        &format!("/collections/{docs}/points/search"),
         &[("x-rerank-query", QUERY)],
         &json!({"vector": query_vector(), "limit": limit}),
     )
@@ -29,18 +29,19 @@ async fn search(p: &Proxy, limit: usize) -> Value {
 #[tokio::test]
 async fn a_hosted_reranker_pointed_at_another_secondpass_reranks_end_to_end() {
     // B: a plain secondpass whose /rerank (TEI shape) is backed by the local model.
-    let (_qb, b) = with_double(&[], "").await;
+    let b = proxy(&[], "").await;
+    let docs = qdrant().collection("docs");
     let extra = format!(
         "[rerankers.remote]\nkind = \"tei\"\nbase_url = \"http://{}\"\n\
          [rerankers.down]\nkind = \"tei\"\nbase_url = \"http://127.0.0.1:1\"\nmax_retries = 0\n\
-         [collections.docs]\nrerankers = [\"down\", \"remote\"]\n",
+         [collections.{docs}]\nrerankers = [\"down\", \"remote\"]\n",
         b.server.rest_addr
     );
-    let (qa, a) = with_double(&["docs"], &extra).await;
-    a.seed("docs", false).await;
+    let a = proxy(&[&docs], &extra).await;
+    a.seed(&docs, false).await;
     let all = a
         .post_direct(
-            "/collections/docs/points/search",
+            &format!("/collections/{docs}/points/search"),
             &json!({"vector": query_vector(), "limit": 100}),
         )
         .await
@@ -53,7 +54,7 @@ async fn a_hosted_reranker_pointed_at_another_secondpass_reranks_end_to_end() {
 
     let r = a
         .post(
-            "/collections/docs/points/search",
+            &format!("/collections/{docs}/points/search"),
             &[("x-rerank-query", QUERY)],
             &json!({"vector": query_vector(), "limit": 4}),
         )
@@ -87,24 +88,25 @@ async fn a_hosted_reranker_pointed_at_another_secondpass_reranks_end_to_end() {
         mb.contains("secondpass_rerank_duration_seconds_count{reranker=\"local\"} 1"),
         "{mb}"
     );
-    let _ = qa;
 }
 
 #[tokio::test]
 async fn exhausted_chain_fails_open_and_says_why() {
-    let extra =
+    let docs = qdrant().collection("docs");
+    let extra = format!(
         "[rerankers.down]\nkind = \"tei\"\nbase_url = \"http://127.0.0.1:1\"\nmax_retries = 0\n\
-                 [collections.docs]\nrerankers = [\"down\"]\n";
-    let (_q, a) = with_double(&["docs"], extra).await;
-    a.seed("docs", false).await;
+         [collections.{docs}]\nrerankers = [\"down\"]\n"
+    );
+    let a = proxy(&[&docs], &extra).await;
+    a.seed(&docs, false).await;
     let direct = a
         .post_direct(
-            "/collections/docs/points/search",
+            &format!("/collections/{docs}/points/search"),
             &json!({"vector": query_vector(), "limit": 3}),
         )
         .await
         .json();
-    let body = search(&a, 3).await;
+    let body = search(&a, &docs, 3).await;
     assert_eq!(body["rerank"]["status"], "failed_open");
     assert!(
         body["rerank"]["reason"]
@@ -119,7 +121,9 @@ async fn exhausted_chain_fails_open_and_says_why() {
         m.contains("secondpass_fallback_total{from=\"down\",to=\"none\"} 1"),
         "{m}"
     );
-    assert!(m.contains("secondpass_fail_open_total{collection=\"docs\"} 1"));
+    assert!(m.contains(&format!(
+        "secondpass_fail_open_total{{collection=\"{docs}\"}} 1"
+    )));
 }
 
 #[tokio::test]
@@ -133,19 +137,20 @@ async fn breaker_opens_skips_and_closes_after_a_good_probe() {
         },
     )
     .await;
+    let docs = qdrant().collection("docs");
     let extra = format!(
         "[rerankers.flaky]\nkind = \"tei\"\nbase_url = \"{}\"\nmax_retries = 0\nbreaker_failures = 1\nbreaker_open_ms = 3000\n\
-         [collections.docs]\nrerankers = [\"flaky\", \"local\"]\n",
+         [collections.{docs}]\nrerankers = [\"flaky\", \"local\"]\n",
         stub.url()
     );
-    let (_q, a) = with_double(&["docs"], &extra).await;
-    a.seed("docs", false).await;
+    let a = proxy(&[&docs], &extra).await;
+    a.seed(&docs, false).await;
 
-    let first = search(&a, 2).await;
+    let first = search(&a, &docs, 2).await;
     assert_eq!(first["rerank"]["reranker"], "local", "{first}");
     assert_eq!(stub.calls(), 1);
     // open: flaky is skipped without a call
-    let second = search(&a, 2).await;
+    let second = search(&a, &docs, 2).await;
     assert_eq!(second["rerank"]["reranker"], "local");
     assert!(second["rerank"]["fallback"][0]["error"]
         .as_str()
@@ -159,7 +164,7 @@ async fn breaker_opens_skips_and_closes_after_a_good_probe() {
     // does not outlast it) a probe goes through, succeeds, and the breaker closes
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let body = search(&a, 2).await;
+        let body = search(&a, &docs, 2).await;
         if body["rerank"]["reranker"] == "flaky" {
             break;
         }
@@ -172,20 +177,71 @@ async fn breaker_opens_skips_and_closes_after_a_good_probe() {
     assert!(metrics(&a)
         .await
         .contains("secondpass_breaker_state{reranker=\"flaky\"} 0"));
-    assert_eq!(search(&a, 2).await["rerank"]["reranker"], "flaky");
+    assert_eq!(search(&a, &docs, 2).await["rerank"]["reranker"], "flaky");
 }
 
+/// The rerank API runs its own chain (`rerank_api.rerankers`), not `local` and not a
+/// collection's: here an unreachable reranker, then a TEI stub whose scores (word
+/// overlap) no model gives.
 #[tokio::test]
 async fn rerank_api_uses_its_own_chain() {
-    let (_q, b) = with_double(&[], "").await;
-    let r = support::request(
-        &b.client,
-        http::Method::POST,
-        &b.url("/v2/rerank"),
-        &[],
-        Some(&json!({"model": "x", "query": QUERY, "documents": ["Berlin is the capital of Germany.", "Mount Everest is high."]})),
-    )
-    .await;
-    assert_eq!(r.status, 200);
-    assert_eq!(r.json()["results"][0]["index"], 0);
+    let stub = ProviderStub::start(Api::Tei, StubOptions::default()).await;
+    let docs = qdrant().collection("docs");
+    let extra = format!(
+        "[rerankers.down]\nkind = \"tei\"\nbase_url = \"http://127.0.0.1:1\"\nmax_retries = 0\n\
+         [rerankers.stub]\nkind = \"tei\"\nbase_url = \"{}\"\n\
+         [rerank_api]\nrerankers = [\"down\", \"stub\"]\n\
+         [collections.{docs}]\nrerankers = [\"local\"]\n",
+        stub.url()
+    );
+    let b = proxy(&[&docs], &extra).await;
+    let texts = [
+        "Mount Everest is high.",
+        "Berlin is the capital of Germany.",
+        "Germany",
+    ];
+    let r = b
+        .post(
+            "/rerank",
+            &[],
+            &json!({"query": QUERY, "texts": texts, "raw_scores": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let mut want: Vec<(usize, f32)> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (i, expected_score(Api::Tei, QUERY, t)))
+        .collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let got: Vec<(usize, f32)> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["index"].as_u64().unwrap() as usize,
+                x["score"].as_f64().unwrap() as f32,
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), want.len());
+    for ((gi, gs), (wi, ws)) in got.iter().zip(&want) {
+        assert_eq!(gi, wi, "the stub's order: {got:?} vs {want:?}");
+        assert!(
+            (gs - ws).abs() < 1e-5,
+            "the stub's score: {got:?} vs {want:?}"
+        );
+    }
+    assert_eq!(stub.calls(), 1, "the stub answered");
+    let m = metrics(&b).await;
+    assert!(
+        m.contains("secondpass_fallback_total{from=\"down\",to=\"stub\"} 1"),
+        "{m}"
+    );
+    assert!(
+        !m.contains("secondpass_rerank_duration_seconds_count{reranker=\"local\"}"),
+        "local must not have run: {m}"
+    );
 }

@@ -1,6 +1,6 @@
 //! Documents from several fields, chunked long documents and staged reranking, end
 //! to end through the proxy against the real Qdrant (QDRANT_URL, else one started for
-//! each test).
+//! this test binary).
 
 mod support;
 
@@ -15,11 +15,6 @@ use secondpass::config::OnnxConfig;
 use secondpass::rerank::onnx::OnnxReranker;
 use secondpass::rerank::{sigmoid, RerankRequest, Reranker};
 use support::{config, expected_scores, model_dir, registry, request, Proxy};
-
-/// The real Qdrant: `QDRANT_URL`, else one started for the test (kept while it lives).
-async fn qdrant(test: &str) -> Option<RealQdrant> {
-    RealQdrant::for_test(test).await
-}
 
 fn name(what: &str) -> String {
     format!("sp_long_{what}_{}", std::process::id())
@@ -87,9 +82,7 @@ const QUERY: &str = "heat transfer in the hypersonic boundary layer";
 
 #[tokio::test]
 async fn text_template_scores_several_fields_and_hides_them() {
-    let Some(server) = qdrant("long_documents_1").await else {
-        return;
-    };
+    let server = RealQdrant::shared();
     let url = server.url.clone();
     let coll = name("tpl");
     let extra = format!("[collections.{coll}]\ntext_template = \"{{title}}\\n{{meta.body}}\"\n");
@@ -138,9 +131,7 @@ fn long_document() -> String {
 
 #[tokio::test]
 async fn chunking_finds_the_passage_truncation_cuts() {
-    let Some(server) = qdrant("long_documents_2").await else {
-        return;
-    };
+    let server = RealQdrant::shared();
     let url = server.url.clone();
     let (trunc, chunk) = (name("trunc"), name("chunk"));
     let extra = format!(
@@ -204,9 +195,7 @@ async fn raw_scores(r: &dyn Reranker, docs: &[String], max_length: Option<usize>
 
 #[tokio::test]
 async fn stages_cascade_pick_and_fail_open_per_stage() {
-    let Some(server) = qdrant("long_documents_3").await else {
-        return;
-    };
+    let server = RealQdrant::shared();
     let url = server.url.clone();
     let (staged, broken, short) = (name("staged"), name("broken"), name("short"));
     let extra = format!(

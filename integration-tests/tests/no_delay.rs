@@ -190,10 +190,7 @@ impl Ends {
 
 #[tokio::test]
 async fn kept_alive_gzip_clients_see_no_nagle_stall() {
-    let Some(qdrant) = RealQdrant::for_test("kept_alive_gzip_clients_see_no_nagle_stall").await
-    else {
-        return;
-    };
+    let qdrant = RealQdrant::shared();
     let reranked = format!("nodelay_rr_{}", std::process::id());
     let plain = format!("nodelay_fwd_{}", std::process::id());
     // The score cache makes the repeated reranked calls cost the proxy, not the model.
@@ -254,7 +251,7 @@ async fn kept_alive_gzip_clients_see_no_nagle_stall() {
             },
         ),
     ];
-    let mut ends = Ends::new(&proxy, &qdrant).await;
+    let mut ends = Ends::new(&proxy, qdrant).await;
     let mut failures = Vec::new();
     for (name, call) in calls {
         let slow = ends.slow_calls(call).await;

@@ -1,5 +1,5 @@
 //! Findings of the external fault and fuzz probe, end to end (secondpass on port 0 in
-//! front of the REST and gRPC doubles, with the real model): the query-size cap on every
+//! front of the real Qdrant, REST and gRPC, with the real model): the query-size cap on every
 //! way in, finite scores whatever a hosted reranker answers, and one collection's
 //! timeouts not opening the breaker for the others.
 
@@ -7,10 +7,9 @@ mod support;
 
 use qdrant_client::qdrant::points_client::PointsClient;
 use qdrant_client::qdrant::{query, vector_input, DenseVector, Query, QueryPoints, VectorInput};
-use secondpass_it::grpc_double::start_pair;
 use secondpass_it::provider_stubs::{Api, Behaviour, ProviderStub, StubOptions};
 use serde_json::{json, Value};
-use support::{config_with_grpc, query_vector, with_double, Proxy};
+use support::{proxy, qdrant, query_vector, relayed, Proxy};
 
 const QUERY: &str = "capital of Germany";
 
@@ -44,19 +43,13 @@ async fn metrics(p: &Proxy) -> String {
 
 #[tokio::test]
 async fn query_text_beyond_max_query_bytes_is_refused_on_every_way_in() {
-    let (rest, grpc) = start_pair().await.unwrap();
-    let extra = "[collections.docs]\nmax_query_bytes = 64\n";
-    let proxy = Proxy::start(config_with_grpc(
-        &rest.url(),
-        &grpc.url(),
-        &["docs", "big"],
-        extra,
-    ))
-    .await;
-    proxy.seed("docs", false).await;
-    proxy.seed("big", false).await;
+    let (docs, big) = (qdrant().collection("docs"), qdrant().collection("big"));
+    let extra = format!("[collections.{docs}]\nmax_query_bytes = 64\n");
+    let proxy = proxy(&[&docs, &big], &extra).await;
+    proxy.seed(&docs, false).await;
+    proxy.seed(&big, false).await;
     let long = "capital-".repeat(9); // 72 bytes
-    let path = "/collections/docs/points/search";
+    let path = &format!("/collections/{docs}/points/search");
 
     // REST header: 400 in Qdrant's error format
     let r = proxy
@@ -83,7 +76,7 @@ async fn query_text_beyond_max_query_bytes_is_refused_on_every_way_in() {
     assert_eq!(r.status, 400, "{:?}", r.body);
     let r = proxy
         .post(
-            "/collections/docs/points/search/batch",
+            &format!("/collections/{docs}/points/search/batch"),
             &[],
             &json!({"searches": [{"vector": query_vector(), "limit": 3, "rerank": {"query": long}}]}),
         )
@@ -104,10 +97,10 @@ async fn query_text_beyond_max_query_bytes_is_refused_on_every_way_in() {
     let mut via = PointsClient::connect(format!("http://{}", proxy.server.grpc_addr))
         .await
         .unwrap();
-    let e = via.query(grpc_query("docs", &long)).await.unwrap_err();
+    let e = via.query(grpc_query(&docs, &long)).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     assert!(e.message().contains("max_query_bytes"), "{e:?}");
-    let ok_resp = via.query(grpc_query("docs", &ok)).await.unwrap();
+    let ok_resp = via.query(grpc_query(&docs, &ok)).await.unwrap();
     assert_eq!(
         ok_resp.metadata().get("x-rerank-status").unwrap(),
         "applied"
@@ -117,7 +110,7 @@ async fn query_text_beyond_max_query_bytes_is_refused_on_every_way_in() {
     let huge = "capital of Germany ".repeat(10 * 1024 * 1024 / 19);
     let r = proxy
         .post(
-            "/collections/big/points/search",
+            &format!("/collections/{big}/points/search"),
             &[],
             &json!({"vector": query_vector(), "limit": 3, "rerank": {"query": huge}}),
         )
@@ -150,15 +143,16 @@ async fn query_text_beyond_max_query_bytes_is_refused_on_every_way_in() {
 
 #[tokio::test]
 async fn a_long_document_query_is_searched_but_not_reranked() {
-    let (qdrant, proxy) =
-        with_double(&["hybrid"], "[collections.hybrid]\nmax_query_bytes = 8\n").await;
-    proxy.seed("hybrid", true).await;
+    let hybrid = qdrant().collection("hybrid");
+    let extra = format!("[collections.{hybrid}]\nmax_query_bytes = 8\n");
+    let (relay, proxy) = relayed(&[&hybrid], &extra).await;
+    proxy.seed(&hybrid, true).await;
     // A Document query's text is Qdrant's business: no 400, just no reranking.
     let doc_query = json!({"text": "capital of Germany", "model": "qdrant/bm25"});
     let body = json!({"query": doc_query, "using": "bm25", "limit": 2});
-    qdrant.clear_request_log();
+    relay.forget();
     let r = proxy
-        .post("/collections/hybrid/points/query", &[], &body)
+        .post(&format!("/collections/{hybrid}/points/query"), &[], &body)
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let got = r.json();
@@ -171,7 +165,7 @@ async fn a_long_document_query_is_searched_but_not_reranked() {
         "{got}"
     );
     // sent as it came: not widened
-    assert_eq!(qdrant.request_log()[0].json().unwrap(), &body);
+    assert_eq!(relay.seen()[0].json(), body);
 }
 
 #[tokio::test]
@@ -187,28 +181,22 @@ async fn scores_beyond_f32_come_back_finite_on_rest_grpc_and_the_rerank_api() {
     .await;
     let key = std::env::temp_dir().join(format!("secondpass-nonfinite-{}.key", std::process::id()));
     std::fs::write(&key, "k-nonfinite\n").unwrap();
+    let docs = qdrant().collection("docs");
     let extra = format!(
         "[rerankers.co]\nkind = \"cohere\"\nmodel = \"rerank-v3.5\"\nbase_url = \"{}\"\n\
-         api_key_file = \"{}\"\n[collections.docs]\nreranker = \"co\"\n\
+         api_key_file = \"{}\"\n[collections.{docs}]\nreranker = \"co\"\n\
          [rerank_api]\nrerankers = [\"co\"]\n",
         stub.url(),
         key.display()
     );
-    let (rest, grpc) = start_pair().await.unwrap();
-    let proxy = Proxy::start(config_with_grpc(
-        &rest.url(),
-        &grpc.url(),
-        &["docs"],
-        &extra,
-    ))
-    .await;
+    let proxy = proxy(&[&docs], &extra).await;
     std::fs::remove_file(&key).unwrap();
-    proxy.seed("docs", false).await;
+    proxy.seed(&docs, false).await;
 
     // REST: numbers, never null; the 1e39 is f32::MAX, the -1e39 the lowest
     let r = proxy
         .post(
-            "/collections/docs/points/search",
+            &format!("/collections/{docs}/points/search"),
             &[("x-rerank-query", QUERY)],
             &json!({"vector": query_vector(), "limit": 8}),
         )
@@ -234,7 +222,7 @@ async fn scores_beyond_f32_come_back_finite_on_rest_grpc_and_the_rerank_api() {
     let mut via = PointsClient::connect(format!("http://{}", proxy.server.grpc_addr))
         .await
         .unwrap();
-    let resp = via.query(grpc_query("docs", QUERY)).await.unwrap();
+    let resp = via.query(grpc_query(&docs, QUERY)).await.unwrap();
     assert_eq!(resp.metadata().get("x-rerank-status").unwrap(), "applied");
     let points = resp.into_inner().result;
     assert!(points.iter().all(|p| p.score.is_finite()), "{points:?}");
@@ -280,10 +268,11 @@ async fn scores_beyond_f32_come_back_finite_on_rest_grpc_and_the_rerank_api() {
 
 #[tokio::test]
 async fn one_collections_timeouts_do_not_open_the_breaker_for_the_others() {
-    let extra = "[collections.tiny]\ntimeout_ms = 1\n";
-    let (_q, proxy) = with_double(&["docs", "tiny"], extra).await;
-    proxy.seed("docs", false).await;
-    proxy.seed("tiny", false).await;
+    let (docs, tiny) = (qdrant().collection("docs"), qdrant().collection("tiny"));
+    let extra = format!("[collections.{tiny}]\ntimeout_ms = 1\n");
+    let proxy = proxy(&[&docs, &tiny], &extra).await;
+    proxy.seed(&docs, false).await;
+    proxy.seed(&tiny, false).await;
     // The local breaker opens after 5 consecutive failures: give it three times that
     // many timeouts (each a distinct query, so no cache could answer).
     let mut timeouts = 0;
@@ -294,7 +283,7 @@ async fn one_collections_timeouts_do_not_open_the_breaker_for_the_others() {
         let q = format!("{QUERY} {i}");
         let r = proxy
             .post(
-                "/collections/tiny/points/search",
+                &format!("/collections/{tiny}/points/search"),
                 &[("x-rerank-query", &q)],
                 &json!({"vector": query_vector(), "limit": 4}),
             )
@@ -310,7 +299,7 @@ async fn one_collections_timeouts_do_not_open_the_breaker_for_the_others() {
     // Another collection still reranks with the same reranker.
     let r = proxy
         .post(
-            "/collections/docs/points/search",
+            &format!("/collections/{docs}/points/search"),
             &[("x-rerank-query", QUERY)],
             &json!({"vector": query_vector(), "limit": 4}),
         )

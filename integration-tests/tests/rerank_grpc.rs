@@ -1,13 +1,14 @@
-//! gRPC through secondpass (port 0) in front of the gRPC Qdrant double, with the real
-//! model and the Rust qdrant-client (generated stubs and the high-level client); the
-//! same scenario against a real Qdrant (QDRANT_URL / QDRANT_GRPC_URL, else one started
-//! here: `secondpass_it::real_qdrant`).
+//! gRPC through secondpass (port 0) in front of the real Qdrant (QDRANT_URL /
+//! QDRANT_GRPC_URL, else one started for this test binary: `secondpass_it::real_qdrant`),
+//! with the real model and the Rust qdrant-client (generated stubs and the high-level
+//! client); a relay in between where a test checks what Qdrant was sent.
 
 // The legacy Search methods are deprecated in the client but still served: test them.
 #![allow(deprecated)]
 
 mod support;
 
+use prost::Message;
 use qdrant_client::qdrant::points_client::PointsClient;
 use qdrant_client::qdrant::with_payload_selector::SelectorOptions;
 use qdrant_client::qdrant::{
@@ -15,10 +16,9 @@ use qdrant_client::qdrant::{
     PointId, Query, QueryBatchPoints, QueryPointGroups, QueryPoints, ScoredPoint,
     SearchPointGroups, SearchPoints, VectorInput, WithPayloadSelector,
 };
-use secondpass_it::grpc_double::start_pair;
-use secondpass_it::real_qdrant::RealQdrant;
+use secondpass_it::relay::Relay;
 use serde_json::{json, Value};
-use support::{config_with_grpc, model_order, Proxy};
+use support::{config_with_grpc, model_order, qdrant, Proxy};
 use tonic::transport::Channel;
 
 const QUERY: &str = "capital of Germany";
@@ -59,33 +59,20 @@ async fn points(url: String) -> PointsClient<Channel> {
     PointsClient::connect(url).await.expect("connect")
 }
 
-/// secondpass in front of a REST+gRPC double pair (or a real Qdrant).
+/// secondpass in front of the real Qdrant, and where to reach each over gRPC.
 struct Setup {
     proxy: Proxy,
     grpc_url: String,
     direct_grpc: String,
-    _doubles: Option<(
-        secondpass_it::qdrant_double::QdrantDouble,
-        secondpass_it::grpc_double::GrpcDouble,
-    )>,
 }
 
 async fn setup(collections: &[&str], extra: &str) -> Setup {
-    let (rest, grpc) = start_pair().await.unwrap();
-    let proxy = Proxy::start(config_with_grpc(
-        &rest.url(),
-        &grpc.url(),
-        collections,
-        extra,
-    ))
-    .await;
-    let grpc_url = format!("http://{}", proxy.server.grpc_addr);
-    let direct_grpc = grpc.url();
+    let q = qdrant();
+    let proxy = Proxy::start(config_with_grpc(&q.url, &q.grpc_url, collections, extra)).await;
     Setup {
+        grpc_url: format!("http://{}", proxy.server.grpc_addr),
+        direct_grpc: q.grpc_url.clone(),
         proxy,
-        grpc_url,
-        direct_grpc,
-        _doubles: Some((rest, grpc)),
     }
 }
 
@@ -324,21 +311,29 @@ async fn scenario(s: &Setup, coll: &str) {
 
 #[tokio::test]
 async fn grpc_searches_are_reranked_like_the_model_says() {
-    let s = setup(&["docs"], "").await;
-    s.proxy.seed("docs", false).await;
-    scenario(&s, "docs").await;
+    let docs = qdrant().collection("docs");
+    let s = setup(&[&docs], "").await;
+    s.proxy.seed(&docs, false).await;
+    scenario(&s, &docs).await;
 }
 
 #[tokio::test]
 async fn widened_grpc_request_and_metadata_reach_qdrant() {
-    let s = setup(&["docs"], "[collections.docs]\npool = 6\n").await;
-    s.proxy.seed("docs", false).await;
-    let (_, grpc) = s._doubles.as_ref().unwrap();
-    grpc.clear_request_log();
-    let mut via = points(s.grpc_url.clone()).await;
+    let docs = qdrant().collection("docs");
+    let relay = Relay::start(&qdrant().grpc_url).await;
+    let extra = format!("[collections.{docs}]\npool = 6\n");
+    let proxy = Proxy::start(config_with_grpc(
+        &qdrant().url,
+        &relay.url(),
+        &[&docs],
+        &extra,
+    ))
+    .await;
+    proxy.seed(&docs, false).await;
+    let mut via = points(format!("http://{}", proxy.server.grpc_addr)).await;
     let mut req = with_text(
         SearchPoints {
-            collection_name: "docs".into(),
+            collection_name: docs.to_string(),
             vector: vec![0.2, 0.1, 0.9, 0.7],
             limit: 2,
             offset: Some(1),
@@ -348,23 +343,36 @@ async fn widened_grpc_request_and_metadata_reach_qdrant() {
     );
     req.metadata_mut()
         .insert("api-key", "secret-key".parse().unwrap());
-    via.search(req).await.unwrap();
-    let log = grpc.request_log();
+    let resp = via.search(req).await.unwrap();
+    assert_eq!(resp.metadata().get("x-rerank-status").unwrap(), "applied");
+    assert_eq!(resp.into_inner().result.len(), 2);
+    let log = relay.seen();
     assert_eq!(log.len(), 1);
-    assert_eq!(log[0].request["limit"], 6);
-    assert!(log[0].request.get("offset").is_none());
+    assert_eq!(log[0].path, "/qdrant.Points/Search");
+    // one uncompressed gRPC message
+    assert_eq!(log[0].body[0], 0, "not compressed");
+    let sent = SearchPoints::decode(&log[0].body[5..]).expect("a SearchPoints message");
+    assert_eq!(sent.collection_name, *docs);
+    assert_eq!(sent.limit, 6);
+    assert_eq!(sent.offset, None);
     assert_eq!(
-        log[0].request["with_payload"],
-        json!({"include": {"fields": ["text"]}})
+        sent.with_payload,
+        Some(WithPayloadSelector {
+            selector_options: Some(SelectorOptions::Include(PayloadIncludeSelector {
+                fields: vec!["text".into()],
+            })),
+        })
     );
-    assert_eq!(log[0].metadata_value("api-key"), Some("secret-key"));
-    assert_eq!(log[0].metadata_value("x-rerank-query"), None);
+    assert_eq!(sent.vector, vec![0.2, 0.1, 0.9, 0.7]);
+    assert_eq!(log[0].header("api-key"), Some("secret-key"));
+    assert_eq!(log[0].header("x-rerank-query"), None);
 }
 
 #[tokio::test]
 async fn document_queries_carry_their_text() {
-    let s = setup(&["hybrid"], "").await;
-    s.proxy.seed("hybrid", true).await;
+    let hybrid = qdrant().collection("hybrid");
+    let s = setup(&[&hybrid], "").await;
+    s.proxy.seed(&hybrid, true).await;
     let mut via = points(s.grpc_url.clone()).await;
     let doc = Query {
         variant: Some(query::Variant::Nearest(VectorInput {
@@ -377,7 +385,7 @@ async fn document_queries_carry_their_text() {
     };
     let resp = via
         .query(QueryPoints {
-            collection_name: "hybrid".into(),
+            collection_name: hybrid.to_string(),
             query: Some(doc),
             using: Some("bm25".into()),
             limit: Some(2),
@@ -403,18 +411,25 @@ async fn everything_else_passes_through_the_high_level_client() {
         .skip_compatibility_check()
         .build()
         .unwrap();
+    let direct = Qdrant::from_url(&s.direct_grpc)
+        .skip_compatibility_check()
+        .build()
+        .unwrap();
     let health = client.health_check().await.unwrap();
-    assert_eq!(health.version, "1.18.3");
+    assert_eq!(health, direct.health_check().await.unwrap());
+    assert!(!health.version.is_empty());
+    let coll = qdrant().collection("pass");
+    let pass = coll.to_string();
     client
         .create_collection(
-            CreateCollectionBuilder::new("pass")
+            CreateCollectionBuilder::new(&pass)
                 .vectors_config(VectorParamsBuilder::new(4, Distance::Cosine)),
         )
         .await
         .unwrap();
     let err = client
         .create_collection(
-            CreateCollectionBuilder::new("pass")
+            CreateCollectionBuilder::new(&pass)
                 .vectors_config(VectorParamsBuilder::new(4, Distance::Cosine)),
         )
         .await
@@ -430,12 +445,12 @@ async fn everything_else_passes_through_the_high_level_client() {
         })
         .collect();
     client
-        .upsert_points(UpsertPointsBuilder::new("pass", pts).wait(true))
+        .upsert_points(UpsertPointsBuilder::new(&pass, pts).wait(true))
         .await
         .unwrap();
     assert_eq!(
         client
-            .count(CountPointsBuilder::new("pass"))
+            .count(CountPointsBuilder::new(&pass))
             .await
             .unwrap()
             .result
@@ -444,7 +459,7 @@ async fn everything_else_passes_through_the_high_level_client() {
         5
     );
     let scrolled = client
-        .scroll(ScrollPointsBuilder::new("pass").limit(3))
+        .scroll(ScrollPointsBuilder::new(&pass).limit(3))
         .await
         .unwrap();
     assert_eq!(scrolled.result.len(), 3);
@@ -454,12 +469,12 @@ async fn everything_else_passes_through_the_high_level_client() {
             .unwrap();
     snaps
         .list(ListSnapshotsRequest {
-            collection_name: "pass".into(),
+            collection_name: pass.clone(),
         })
         .await
         .unwrap();
-    client.delete_collection("pass").await.unwrap();
-    assert!(!client.collection_exists("pass").await.unwrap());
+    client.delete_collection(&pass).await.unwrap();
+    assert!(!client.collection_exists(&pass).await.unwrap());
     let metrics = String::from_utf8(s.proxy.get_admin("/metrics").await.body.to_vec()).unwrap();
     assert!(
         metrics.contains("route=\"grpc_forward\",transport=\"grpc\""),
@@ -469,9 +484,8 @@ async fn everything_else_passes_through_the_high_level_client() {
 
 #[tokio::test]
 async fn unreachable_grpc_upstream_is_unavailable() {
-    let (rest, _grpc) = start_pair().await.unwrap();
     let proxy = Proxy::start(config_with_grpc(
-        &rest.url(),
+        &qdrant().url,
         "http://127.0.0.1:1",
         &["docs"],
         "",
@@ -498,29 +512,4 @@ async fn unreachable_grpc_upstream_is_unavailable() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
-}
-
-#[tokio::test]
-async fn grpc_scenario_against_a_real_qdrant() {
-    let Some(qdrant) = RealQdrant::for_test("grpc_scenario_against_a_real_qdrant").await else {
-        return;
-    };
-    // unique: several test binaries may share one server
-    let coll = format!("secondpass_grpc_{}", std::process::id());
-    let proxy = Proxy::start(config_with_grpc(
-        &qdrant.url,
-        &qdrant.grpc_url,
-        &[&coll],
-        "",
-    ))
-    .await;
-    let s = Setup {
-        grpc_url: format!("http://{}", proxy.server.grpc_addr),
-        direct_grpc: qdrant.grpc_url.clone(),
-        proxy,
-        _doubles: None,
-    };
-    s.proxy.seed(&coll, false).await;
-    scenario(&s, &coll).await;
-    s.proxy.drop_collection(&coll).await;
 }

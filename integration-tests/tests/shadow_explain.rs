@@ -1,5 +1,7 @@
 //! Shadow mode (the client gets Qdrant's answer byte for byte; the background
-//! comparison shows up in metrics and the shadow log) and explain, over REST and gRPC.
+//! comparison shows up in metrics and the shadow log) and explain, over REST and gRPC,
+//! against the real Qdrant; the byte-for-byte check uses a stub whose answer no
+//! re-serialisation would keep.
 
 mod support;
 
@@ -12,9 +14,8 @@ use qdrant_client::qdrant::points_client::PointsClient;
 use qdrant_client::qdrant::{
     point_id, query, vector_input, PointId, Query, QueryPoints, VectorInput,
 };
-use secondpass_it::grpc_double::start_pair;
 use serde_json::{json, Value};
-use support::{config, config_with_grpc, ids, query_vector, request, with_double, Proxy};
+use support::{config, ids, proxy, qdrant, query_vector, request, Proxy};
 
 const QUERY: &str = "capital of Germany";
 
@@ -160,9 +161,9 @@ fn id_json(id: &Option<PointId>) -> Value {
     }
 }
 
-fn search(explain: bool) -> tonic::Request<QueryPoints> {
+fn search(coll: &str, explain: bool) -> tonic::Request<QueryPoints> {
     let mut r = tonic::Request::new(QueryPoints {
-        collection_name: "docs".into(),
+        collection_name: coll.into(),
         query: vector_query(),
         limit: Some(3),
         ..Default::default()
@@ -178,41 +179,38 @@ fn search(explain: bool) -> tonic::Request<QueryPoints> {
 
 #[tokio::test]
 async fn grpc_shadow_answers_as_qdrant_and_explain_reports_ranks() {
-    let (rest, grpc) = start_pair().await.unwrap();
-    let shadow = "[collections.shadowed]\nmode = \"shadow\"\n";
-    let p = Proxy::start(config_with_grpc(
-        &rest.url(),
-        &grpc.url(),
-        &["docs", "shadowed"],
-        shadow,
-    ))
-    .await;
-    p.seed("docs", false).await;
-    p.seed("shadowed", false).await;
+    let (docs, shadowed) = (qdrant().collection("docs"), qdrant().collection("shadowed"));
+    let shadow = format!("[collections.{shadowed}]\nmode = \"shadow\"\n");
+    let p = proxy(&[&docs, &shadowed], &shadow).await;
+    p.seed(&docs, false).await;
+    p.seed(&shadowed, false).await;
     let mut via = PointsClient::connect(format!("http://{}", p.server.grpc_addr))
         .await
         .unwrap();
-    let mut direct = PointsClient::connect(grpc.url()).await.unwrap();
+    let mut direct = PointsClient::connect(qdrant().grpc_url.clone())
+        .await
+        .unwrap();
 
     // shadow: Qdrant's points exactly, no rerank metadata; the comparison follows
-    let mut req = search(false);
-    req.get_mut().collection_name = "shadowed".into();
-    let got = via.query(req).await.unwrap();
+    let got = via.query(search(&shadowed, false)).await.unwrap();
     assert!(got.metadata().get("x-rerank-status").is_none());
-    let mut req = search(false);
-    req.get_mut().collection_name = "shadowed".into();
-    let want = direct.query(req).await.unwrap().into_inner().result;
+    let want = direct
+        .query(search(&shadowed, false))
+        .await
+        .unwrap()
+        .into_inner()
+        .result;
     assert_eq!(got.into_inner().result, want);
     wait_for_metric(
         &p,
-        "secondpass_shadow_searches_total{collection=\"shadowed\"} 1",
+        &format!("secondpass_shadow_searches_total{{collection=\"{shadowed}\"}} 1"),
     )
     .await;
 
     // explain: compact metadata, one entry per returned point, ranks from Qdrant's list
     let all = direct
         .query(QueryPoints {
-            collection_name: "docs".into(),
+            collection_name: docs.to_string(),
             query: vector_query(),
             limit: Some(100),
             ..Default::default()
@@ -221,7 +219,7 @@ async fn grpc_shadow_answers_as_qdrant_and_explain_reports_ranks() {
         .unwrap()
         .into_inner()
         .result;
-    let resp = via.query(search(true)).await.unwrap();
+    let resp = via.query(search(&docs, true)).await.unwrap();
     let explain = resp
         .metadata()
         .get("x-rerank-explain")
@@ -241,28 +239,24 @@ async fn grpc_shadow_answers_as_qdrant_and_explain_reports_ranks() {
         assert!((f[3].parse::<f32>().unwrap() - point.score).abs() < 1e-6);
     }
     // off by default
-    let resp = via.query(search(false)).await.unwrap();
+    let resp = via.query(search(&docs, false)).await.unwrap();
     assert!(resp.metadata().get("x-rerank-explain").is_none());
 }
 
 #[tokio::test]
 async fn rest_explain_pairs_each_point_with_its_qdrant_rank() {
-    let (_q, p) = with_double(&["docs"], "").await;
-    p.seed("docs", false).await;
+    let docs = qdrant().collection("docs");
+    let p = proxy(&[&docs], "").await;
+    p.seed(&docs, false).await;
+    let path = format!("/collections/{docs}/points/query");
     let all = p
-        .post_direct(
-            "/collections/docs/points/query",
-            &json!({"query": query_vector(), "limit": 100}),
-        )
+        .post_direct(&path, &json!({"query": query_vector(), "limit": 100}))
         .await
         .json();
     let qdrant = all["result"]["points"].as_array().unwrap().clone();
     let body = json!({"query": query_vector(), "limit": 3,
                       "rerank": {"query": QUERY, "explain": true}});
-    let r = p
-        .post("/collections/docs/points/query", &[], &body)
-        .await
-        .json();
+    let r = p.post(&path, &[], &body).await.json();
     let points = &r["result"]["points"];
     let explain = r["rerank"]["explain"].as_array().expect("explain").clone();
     assert_eq!(ids(&r["rerank"]["explain"]), ids(points));
@@ -274,26 +268,16 @@ async fn rest_explain_pairs_each_point_with_its_qdrant_rank() {
     }
     // off by default; the header turns it on; a batch explains each search
     let plain = json!({"query": query_vector(), "limit": 3, "rerank": {"query": QUERY}});
-    let r = p
-        .post("/collections/docs/points/query", &[], &plain)
-        .await
-        .json();
+    let r = p.post(&path, &[], &plain).await.json();
     assert!(r["rerank"].get("explain").is_none(), "{}", r["rerank"]);
     let r = p
-        .post(
-            "/collections/docs/points/query",
-            &[("x-rerank-explain", "true")],
-            &plain,
-        )
+        .post(&path, &[("x-rerank-explain", "true")], &plain)
         .await
         .json();
     assert_eq!(r["rerank"]["explain"].as_array().unwrap().len(), 3);
     let batch = json!({"searches": [plain.clone(), {"query": query_vector(), "limit": 2,
                        "rerank": {"query": QUERY, "explain": true}}]});
-    let r = p
-        .post("/collections/docs/points/query/batch", &[], &batch)
-        .await
-        .json();
+    let r = p.post(&format!("{path}/batch"), &[], &batch).await.json();
     let searches = r["rerank"]["searches"].as_array().unwrap();
     assert!(searches[0].get("explain").is_none());
     assert_eq!(searches[1]["explain"].as_array().unwrap().len(), 2);

@@ -647,11 +647,7 @@ async fn seed(http: &HttpClient, base: &str, coll: &str, with_points: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mixed_calls_through_secondpass_answer_like_qdrant() {
-    let Some(qdrant) =
-        RealQdrant::for_test("mixed_calls_through_secondpass_answer_like_qdrant").await
-    else {
-        return;
-    };
+    let qdrant = RealQdrant::shared();
     let calls = env_usize("SECONDPASS_STRESS_CALLS", 4000);
     let concurrency = env_usize("SECONDPASS_STRESS_CONCURRENCY", 12);
     let nanos = std::time::SystemTime::now()

@@ -26,11 +26,6 @@ use support::{config, config_with_grpc, query_vector, Proxy};
 
 const QUERY: &str = "capital%20of%20Germany";
 
-/// The real Qdrant (`QDRANT_URL`, else one started for this test).
-async fn real(test: &str) -> Option<RealQdrant> {
-    RealQdrant::for_test(test).await
-}
-
 struct Answer {
     status: StatusCode,
     headers: HeaderMap,
@@ -87,9 +82,7 @@ fn ids(answer: &Value) -> Vec<Value> {
 
 #[tokio::test]
 async fn rest_answers_and_bodies_are_compressed_as_qdrant_does() {
-    let Some(qdrant) = real("rest_answers_and_bodies_are_compressed_as_qdrant_does").await else {
-        return;
-    };
+    let qdrant = RealQdrant::shared();
     let coll = format!("secondpass_transit_{}", std::process::id());
     let proxy = Proxy::start(config(&qdrant.url, &[&coll], "")).await;
     proxy.seed(&coll, false).await;
@@ -516,9 +509,7 @@ async fn grpc_gzip_bombs_are_resource_exhausted() {
 
 #[tokio::test]
 async fn grpc_unknown_fields_through_to_a_real_qdrant() {
-    let Some(qdrant) = real("grpc_unknown_fields_through_to_a_real_qdrant").await else {
-        return;
-    };
+    let qdrant = RealQdrant::shared();
     let coll = format!("secondpass_transit_grpc_{}", std::process::id());
     let proxy = Proxy::start(config_with_grpc(
         &qdrant.url,

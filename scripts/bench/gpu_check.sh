@@ -10,9 +10,11 @@
 #      same text, the same card (scripts/bench/torch_gpu.py);
 #   4. through the binary (scripts/bench/gpu_latency.py): /admin/status's execution
 #      provider per reranker, the 16 reference pairs via /rerank within 2e-2 of the CPU
-#      fp32 logits, 100 candidates x 256 tokens through the REST proxy (Qdrant double)
-#      at concurrency 1 / 8 / 32 and sustained pairs/s at 32 (256 and 128 tokens),
-#      GPU memory (nvidia-smi);
+#      fp32 logits, 100 candidates x 256 tokens through the REST proxy in front of the
+#      real Qdrant 1.18.3 (the shared binary, carried in the pack) at concurrency 1 / 8 /
+#      32 and sustained pairs/s at 32 (256 and 128 tokens), the widened search straight
+#      to Qdrant at each (its share, taken out for the latency target), GPU memory
+#      (nvidia-smi);
 #   5. a summary against the targets (scripts/bench/gpu_summary.py).
 #
 #   scripts/bench/gpu_check.sh            # on the GPU machine, after the parts of
@@ -68,7 +70,7 @@ else
   mkdir -p "$stage/bin"
   # Links, not copies: debug binaries are hundreds of MB.
   [[ -n "$bench_bin" ]] && ln -sf "$(realpath "$bench_bin")" "$stage/bin/rerank_throughput"
-  for b in secondpass qdrant-double; do ln -sf "$(realpath "$bin/$b")" "$stage/bin/$b"; done
+  ln -sf "$(realpath "$bin/secondpass")" "$stage/bin/secondpass"
   bin="$stage/bin"
   # The model folder as pack.sh makes it; the fp16 file is made below, as on a GPU
   # machine that was given the fp32 one.
@@ -79,6 +81,8 @@ else
   torch_model="$shared/models/cranfield-minilm-l6-ce/pytorch"
   eval_root="$shared"
 fi
+# The real Qdrant comes from $SECONDPASS_SHARED_DIR/qdrant/bin (scripts/qdrant path
+# unpacks and checks it): ../shared here, the unpacked pack on the device.
 export SECONDPASS_SHARED_DIR="$eval_root" SECONDPASS_EVAL_DIR="$eval_root/eval/cranfield-train"
 py="${PYTHON:-python3}"
 [[ $mode == cpu && -x .local/venv/bin/python ]] && py=.local/venv/bin/python
@@ -146,6 +150,9 @@ else
   echo "torch or transformers not installed for $py: PyTorch side skipped"
   [[ $mode == gpu ]] && fail "no torch"
 fi
+
+step "the real Qdrant"
+bash scripts/qdrant path || fail "no Qdrant binary under $SECONDPASS_SHARED_DIR/qdrant/bin"
 
 step "through the binary: status, reference pairs, proxy latency, GPU memory"
 "$py" scripts/bench/gpu_latency.py --bin-dir "$bin" --model-dir "$model" --model-file model_fp16.onnx \

@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """The GPU checks that go through the secondpass binary (scripts/bench/gpu_check.sh
-runs this): the Qdrant double and secondpass on loopback, every run bounded in time.
+runs this): the real Qdrant (1.18.3, from the shared binary the GPU pack carries) and
+secondpass on loopback, every run bounded in time.
 
 1. /admin/status and the startup log say which execution provider each reranker
    runs on;
 2. the 16 reference pairs of the shared model through POST /rerank (raw scores)
    against their CPU fp32 logits (reference.json `onnx_fp32_logit`): max difference
    must be <= --tolerance (2e-2);
-3. the REST proxy: a vector query with pool 100 (Qdrant excluded: the in-memory
-   double answers), documents long enough to fill --length tokens, p50/p99 latency
-   at each concurrency and the pairs/s; each answer checked for
-   `"rerank": {"status": "applied"}`;
+3. the REST proxy: a vector query with pool 100, documents long enough to fill
+   --length tokens, p50/p99 latency at each concurrency and the pairs/s; each answer
+   checked for `"rerank": {"status": "applied"}`; and the widened search alone, sent
+   straight to Qdrant at the same concurrency (`qdrant ...` lines), so that Qdrant's
+   share of the latency can be taken out;
 4. GPU memory in use by secondpass (nvidia-smi), when there is a GPU.
 
     gpu_latency.py --bin-dir DIR --model-dir DIR [--model-file model_fp16.onnx]
@@ -32,7 +34,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import proxy_bench as pb  # noqa: E402  (start, py_load, pct, rss_kib)
+import proxy_bench as pb  # noqa: E402  (py_load, pct, rss_kib, QdrantServer)
 
 DIM = 4
 TOKEN = "gpu-check-token"
@@ -156,9 +158,9 @@ def main():
     bins, model_dir = Path(a.bin_dir), Path(a.model_dir)
     failures = []
 
-    double, line = pb.start([str(bins / "qdrant-double"), "--addr", "127.0.0.1:0"], "listening on")
-    direct = line.split()[-1]
-    procs = [double]
+    qdrant = pb.QdrantServer().start()
+    direct = qdrant.url
+    procs = []
     try:
         lengths = [int(x) for x in a.lengths.split(",")]
         docs = long_docs(Path(a.eval_dir), a.docs)
@@ -194,7 +196,7 @@ def main():
             sys.exit(f"secondpass exited before listening (code {proxy.wait()}); see {a.log}")
         addrs = dict(kv.split("=", 1) for kv in line.split()[2:])
         rest, admin = f"http://{addrs['rest']}", f"http://{addrs['admin']}"
-        print(f"# secondpass up in {time.perf_counter() - started:.1f} s; double {direct}; {len(docs)} documents "
+        print(f"# secondpass up in {time.perf_counter() - started:.1f} s; Qdrant {direct}; {len(docs)} documents "
               f"of >= 300 words; model {model_dir / (a.model_file or '')} on {a.device}", flush=True)
 
         # 1. which provider each reranker runs on
@@ -243,6 +245,15 @@ def main():
             if a.sustained_concurrency not in levels:
                 levels.append(a.sustained_concurrency)
             for c in levels:
+                # Qdrant's share: the search secondpass makes of it (the pool, with the
+                # text), straight to Qdrant.
+                def widened(k, n):
+                    return {"query": body(k, n)["query"], "limit": a.pool, "with_payload": ["title", "text"]}
+
+                wide = f"{direct}/collections/docs{length}/points/query"
+                qlat, _ = asyncio.run(pb.py_load(wide, widened, min(a.seconds, 2), c))
+                print(f"qdrant max_len={length} pool={a.pool} concurrency={c} | p50_ms={pb.pct(qlat, 0.5) * 1e3:.2f} "
+                      f"p99_ms={pb.pct(qlat, 0.99) * 1e3:.2f} requests={len(qlat)}", flush=True)
                 lat, elapsed = asyncio.run(pb.py_load(url, body, a.seconds, c, check))
                 g = gpu_mib(proxy.pid)
                 if g and g[0] >= peak[0]:
@@ -262,6 +273,7 @@ def main():
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        qdrant.close()
     if failures:
         print("FAILED: " + "; ".join(failures), flush=True)
         return 1

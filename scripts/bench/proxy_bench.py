@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
-"""End-to-end benchmarks of the secondpass binary in front of the Qdrant double, on
+"""End-to-end benchmarks of the secondpass binary in front of the real Qdrant (1.18.3
+from ../shared/qdrant/bin, started here on free ports with throw-away storage), on
 loopback only, every run bounded in time:
 
   c) pass-through: p50/p99 latency and throughput of a vector query (limit 10, with
-     payload) sent straight to the double vs through secondpass on a collection with
+     payload) sent straight to Qdrant vs through secondpass on a collection with
      reranking off (wrk when installed, else a Python asyncio client);
   d) rerank: request latency p50/p99 at concurrency 1, 4 and 16 with pool 50 and 100
      (each response checked for `"rerank": {"status": "applied"}`);
   e) resident memory (VmRSS) of secondpass idle with the model loaded, and its peak
      (VmHWM) under the rerank load.
 
-Needs `cargo build --release --workspace --bins` (target/release/secondpass and
-qdrant-double, or --bin-dir), .local/onnxruntime (scripts/setup) and the shared model.
+Needs `cargo build --release --bins` (target/release/secondpass, or --bin-dir),
+.local/onnxruntime (scripts/setup), the shared model and the shared Qdrant binary.
 The score cache stays off (its default), so every rerank runs the model.
 
   proxy_bench.py [--bin-dir DIR] [--docs 600] [--model int8|fp32] [--seconds 10]
@@ -36,6 +37,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "integration-tests" / "python"))
+from support import QdrantServer  # noqa: E402  (the real Qdrant, as the tests start it)
+
 SHARED = Path(os.environ.get("SECONDPASS_SHARED_DIR", ROOT.parent / "shared"))
 MODEL = SHARED / "models" / "cranfield-minilm-l6-ce"
 EVAL = SHARED / "eval" / "cranfield-train"
@@ -258,13 +262,12 @@ def main():
     p.add_argument("--pools", default="50,100")
     a = p.parse_args()
     bins = Path(a.bin_dir)
-    for b in ("secondpass", "qdrant-double"):
-        if not (bins / b).is_file():
-            sys.exit(f"{bins / b} is missing: cargo build --release --workspace --bins")
+    if not (bins / "secondpass").is_file():
+        sys.exit(f"{bins / 'secondpass'} is missing: cargo build --release --bins")
 
-    double, line = start([str(bins / "qdrant-double"), "--addr", "127.0.0.1:0"], "listening on")
-    direct = line.split()[-1]
-    procs = [double]
+    qdrant = QdrantServer().start()
+    direct = qdrant.url
+    procs = []
     try:
         n = seed(direct, a.docs)
         with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
@@ -275,7 +278,7 @@ def main():
         procs.append(proxy)
         addrs = dict(kv.split("=", 1) for kv in line.split()[2:])
         proxied = f"http://{addrs['rest']}"
-        print(f"# double {direct}, secondpass {proxied}; {n} Cranfield documents, {DIM}-dim random vectors; model {a.model}", flush=True)
+        print(f"# Qdrant {direct}, secondpass {proxied}; {n} Cranfield documents, {DIM}-dim random vectors; model {a.model}", flush=True)
         # Load the model's pages and warm the path once before measuring.
         queries = [json.loads(l)["text"] for l in (EVAL / "queries.jsonl").read_text().splitlines()[:50]]
         httpx.post(
@@ -308,6 +311,7 @@ def main():
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        qdrant.close()
 
 
 if __name__ == "__main__":

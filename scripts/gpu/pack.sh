@@ -12,8 +12,10 @@
 #           config.json and reference.json (the 16 reference pairs with CPU fp32 logits)
 #   torch/  the same weights for PyTorch (config, tokenizer, model.safetensors in float16)
 #   eval/   the Cranfield queries and corpus the benches read
-#   bin/    stripped release binaries: secondpass, qdrant-double, the rerank_throughput
-#           bench (from SECONDPASS_BIN_DIR, default target/release; --no-bins skips)
+#   qdrant/bin/  the real Qdrant 1.18.3 as shipped in ../shared (zstd, ~25 MB): the proxy
+#           latency step runs secondpass in front of it (scripts/qdrant path unpacks it)
+#   bin/    stripped release binaries: secondpass, the rerank_throughput bench (from
+#           SECONDPASS_BIN_DIR, default target/release; --no-bins skips)
 # then tars them through `zstd -6 --long=27` and splits the archive into parts under
 # 60 MiB: .gpu/part-aa, .gpu/part-ab, ... .gpu/SHA256SUMS holds the archive's, each
 # part's and each staged file's sha256; scripts/gpu/unpack.sh checks all of them.
@@ -40,7 +42,7 @@ command -v zstd >/dev/null || { echo "pack.sh: needs zstd (apt-get install zstd)
 [[ -f "$MODEL/model.onnx" ]] || { echo "pack.sh: no $MODEL/model.onnx (set SECONDPASS_SHARED_DIR)" >&2; exit 2; }
 mkdir -p "$out/whl"
 rm -rf "$stage" "$out"/part-* "$out/SHA256SUMS" "$out/payload.tar.zst"
-mkdir -p "$stage"/{ort,model,torch,eval,bin}
+mkdir -p "$stage"/{ort,model,torch,eval,qdrant/bin,bin}
 
 # ort/
 whl="$(ls "$out"/whl/onnxruntime_gpu-"$ORT_VERSION"-*.whl 2>/dev/null | head -1 || true)"
@@ -111,13 +113,18 @@ PY
 mkdir -p "$stage/eval/cranfield-train"
 cp "$SHARED"/eval/cranfield-train/{corpus.jsonl,queries.jsonl} "$stage/eval/cranfield-train/"
 
+# qdrant/bin/: as it is (already zstd; scripts/qdrant checks its sha256 when unpacking)
+qdrant_zst="$SHARED/qdrant/bin/qdrant-1.18.3-x86_64-linux.zst"
+[[ -f "$qdrant_zst" ]] || { echo "pack.sh: no $qdrant_zst (set SECONDPASS_SHARED_DIR)" >&2; exit 2; }
+cp "$qdrant_zst" "$stage/qdrant/bin/"
+
 # bin/
 if ((bins)); then
   bench="$(ls -t "$BIN_DIR"/deps/rerank_throughput-* 2>/dev/null | grep -v '\.d$' | head -1 || true)"
-  for b in "$BIN_DIR/secondpass" "$BIN_DIR/qdrant-double" "$bench"; do
+  for b in "$BIN_DIR/secondpass" "$bench"; do
     [[ -n "$b" && -x "$b" ]] || { echo "pack.sh: missing release binary ${b:-rerank_throughput bench} (cargo build --release --workspace --bins; cargo bench --bench rerank_throughput --no-run)" >&2; exit 2; }
   done
-  cp "$BIN_DIR/secondpass" "$BIN_DIR/qdrant-double" "$stage/bin/"
+  cp "$BIN_DIR/secondpass" "$stage/bin/"
   cp "$bench" "$stage/bin/rerank_throughput"
   strip "$stage"/bin/*
 fi

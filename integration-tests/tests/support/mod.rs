@@ -1,6 +1,6 @@
-//! Harness for end-to-end tests: secondpass on port 0 in front of an upstream (the
-//! in-process Qdrant double, or a real Qdrant: `secondpass_it::real_qdrant`), with the real shared
-//! cross-encoder.
+//! Harness for end-to-end tests: secondpass on port 0 in front of the real Qdrant
+//! (`secondpass_it::real_qdrant`; through a `secondpass_it::relay` where a test checks
+//! what was sent upstream), with the real shared cross-encoder.
 
 #![allow(dead_code)]
 
@@ -20,21 +20,16 @@ use secondpass::config::{Config, OnnxConfig};
 use secondpass::rerank::onnx::OnnxReranker;
 use secondpass::rerank::{sigmoid, Registry, RerankRequest, Reranker};
 use secondpass::{AppState, Server};
-use secondpass_it::qdrant_double::QdrantDouble;
+use secondpass_it::real_qdrant::RealQdrant;
+use secondpass_it::recordings;
+use secondpass_it::relay::Relay;
 
 pub mod scenario;
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-pub fn shared_dir() -> PathBuf {
-    match std::env::var_os("SECONDPASS_SHARED_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")),
-    }
-}
-
 pub fn model_dir() -> PathBuf {
-    shared_dir().join("models/cranfield-minilm-l6-ce")
+    recordings::shared_dir().join("models/cranfield-minilm-l6-ce")
 }
 
 /// The shared model's settings in tests: CPU, max length 128, batches of 32.
@@ -113,7 +108,7 @@ pub async fn request(
     body: Option<&Value>,
 ) -> Resp {
     let mut req = Request::builder().method(method).uri(url);
-    // A real Qdrant with an API key (tests against the double never set it).
+    // A real Qdrant with an API key (scripts/test's own has none).
     if let Ok(key) = std::env::var("QDRANT_API_KEY") {
         req = req.header("api-key", key);
     }
@@ -130,19 +125,7 @@ pub async fn request(
     let resp = c.request(req.body(body).unwrap()).await.expect("request");
     let (parts, body) = resp.into_parts();
     let raw = body.collect().await.expect("body").to_bytes();
-    let body = if parts
-        .headers
-        .get("content-encoding")
-        .is_some_and(|v| v == "gzip")
-    {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .expect("gzip");
-        Bytes::from(out)
-    } else {
-        raw.clone()
-    };
+    let body = gunzip(&parts.headers, raw.clone());
     Resp {
         status: parts.status,
         headers: parts.headers,
@@ -151,15 +134,21 @@ pub async fn request(
     }
 }
 
+/// `raw` without its `content-encoding: gzip`, if it has one.
+pub fn gunzip(headers: &HeaderMap, raw: Bytes) -> Bytes {
+    if !headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+        return raw;
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(&raw[..])
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    Bytes::from(out)
+}
+
 /// The recorded request bodies that build the test data (`docs`, `hybrid`).
 pub fn recorded_request(name: &str) -> Value {
-    let text =
-        std::fs::read_to_string(shared_dir().join("qdrant/recordings-v1.18.3/rest.jsonl")).unwrap();
-    text.lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|r| r["name"] == name)
-        .unwrap_or_else(|| panic!("no recording {name}"))["request"]
-        .clone()
+    recordings::rest_request(name)
 }
 
 /// The shared model (loaded once) as `local`, and every hosted reranker of `cfg`.
@@ -178,6 +167,7 @@ pub fn registry(cfg: &Config) -> Registry {
 
 pub struct Proxy {
     pub server: Server,
+    /// where [`Proxy::direct`] calls go: Qdrant itself, also when a relay is between
     pub upstream: String,
     pub client: HttpClient,
 }
@@ -437,22 +427,29 @@ pub fn query_vector() -> Value {
     json!([0.2, 0.1, 0.9, 0.7])
 }
 
-/// Whether promtool is available; under CI its absence is a failure.
-pub fn promtool() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("promtool"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() && std::env::var_os("CI").is_some() {
-        panic!("promtool is required under CI (scripts/setup --promtool installs it)");
-    }
-    found
+/// The real Qdrant this test binary shares (see `secondpass_it::real_qdrant`).
+pub fn qdrant() -> &'static RealQdrant {
+    RealQdrant::shared()
 }
 
-/// Starts the double and secondpass in front of it.
-pub async fn with_double(collections: &[&str], extra: &str) -> (QdrantDouble, Proxy) {
-    let qdrant = QdrantDouble::start().await.expect("start the double");
-    let proxy = Proxy::start(config(&qdrant.url(), collections, extra)).await;
-    (qdrant, proxy)
+/// secondpass in front of the shared real Qdrant (REST and gRPC).
+pub async fn proxy(collections: &[&str], extra: &str) -> Proxy {
+    let q = qdrant();
+    Proxy::start(config_with_grpc(&q.url, &q.grpc_url, collections, extra)).await
+}
+
+/// secondpass whose REST upstream is a relay in front of the shared real Qdrant (gRPC
+/// goes straight to Qdrant); `direct` calls bypass the relay.
+pub async fn relayed(collections: &[&str], extra: &str) -> (Relay, Proxy) {
+    let q = qdrant();
+    let relay = Relay::start(&q.url).await;
+    let mut proxy = Proxy::start(config_with_grpc(
+        &relay.url(),
+        &q.grpc_url,
+        collections,
+        extra,
+    ))
+    .await;
+    proxy.upstream = q.url.clone();
+    (relay, proxy)
 }

@@ -1,5 +1,5 @@
-//! The end-to-end rerank scenario, run against the double (rerank_rest.rs) and a real
-//! Qdrant (real_qdrant.rs). Checks only what a client sees.
+//! The end-to-end REST rerank scenario against the real Qdrant (rerank_rest.rs).
+//! Checks only what a client sees.
 
 use serde_json::{json, Value};
 
