@@ -158,18 +158,28 @@ def real_qdrant():
         server.close()
 
 
-def require_qdrant():
-    """For pytest: skip when there is neither QDRANT_URL nor a Qdrant binary; fail under CI."""
+def under_ci():
+    """CI sets CI=true: there a missing tool fails the test that needs it."""
+    return os.environ.get("CI", "") not in ("", "false")
+
+
+def missing(what):
+    """For pytest: what the test needs is missing: skip, but fail under CI."""
     import pytest
 
+    if under_ci():
+        pytest.fail(f"required under CI: {what}", pytrace=False)
+    pytest.skip(what)
+
+
+def require_qdrant():
+    """For pytest: skip when there is neither QDRANT_URL nor a Qdrant binary; fail under CI."""
     if os.environ.get("QDRANT_URL"):
         return
     try:
         qdrant_binary()
     except NoQdrant as e:
-        if os.environ.get("CI", "") not in ("", "false"):
-            pytest.fail(f"a real Qdrant is required under CI: {e}")
-        pytest.skip(f"no real Qdrant binary (../shared/qdrant/bin) and no QDRANT_URL: {e}")
+        missing(f"a real Qdrant: no binary (../shared/qdrant/bin) and no QDRANT_URL: {e}")
 
 
 def base_config(upstream="http://127.0.0.1:1", grpc_upstream="http://127.0.0.1:1"):
