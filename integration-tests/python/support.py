@@ -200,8 +200,8 @@ max_length = 128
 """
 
 
-def model_scores(query, docs):
-    """sigmoid(logit) for each (query, doc), independently of secondpass."""
+def model_scores(query, docs, raw=False):
+    """sigmoid(logit) (with raw: the logit) for each (query, doc), independently of secondpass."""
     tok = Tokenizer.from_file(str(MODEL / "tokenizer.json"))
     session = onnxruntime.InferenceSession(str(MODEL / "model.onnx"), providers=["CPUExecutionProvider"])
     encs = [tok.encode(query, d) for d in docs]  # the file's own only_second truncation at 128
@@ -216,6 +216,8 @@ def model_scores(query, docs):
         "token_type_ids": pad([e.type_ids for e in encs]),
     }
     logits = session.run(None, feeds)[0][:, 0]
+    if raw:
+        return [float(x) for x in logits]
     return [1 / (1 + math.exp(-x)) for x in logits]
 
 
