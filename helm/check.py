@@ -14,12 +14,13 @@ For the chart's default values and every values file in helm/secondpass/examples
    validator knows. Kinds of the Prometheus Operator (ServiceMonitor,
    PrometheusRule) are CRDs that kubernetes-validate has no schema for: they are
    skipped by name in the output and checked structurally instead;
-4. `promtool check rules` on the rendered PrometheusRule (when promtool is on PATH).
+4. `promtool check rules` on the rendered PrometheusRule.
 
 The sidecar snippet for the official Qdrant chart is checked by putting its
 sidecarContainers / additionalVolumes into a Pod and validating that strictly.
 The Grafana dashboard's PromQL (template variables filled in) goes through
-`promtool check rules` as recording rules.
+`promtool check rules` as recording rules. Without promtool on PATH those checks are
+skipped (and say so), except under CI (CI set and not "false"), where that is a failure.
 
 Exit status 0 when everything passed; the last line is a summary.
 """
@@ -168,11 +169,16 @@ def check_crd_objects(case: Case) -> None:
                     case.problems.append(f"PrometheusRule rule without alert/record or expr: {r}")
 
 
+def under_ci() -> bool:
+    return os.environ.get("CI", "") not in ("", "false")
+
+
 def promtool_rules(rule_groups: list[dict], label: str, workdir: Path) -> tuple[bool | None, str]:
-    """`promtool check rules` on the groups; None when promtool is missing."""
+    """`promtool check rules` on the groups; None when promtool is missing (False under CI)."""
     promtool = shutil.which("promtool")
     if not promtool:
-        return None, "promtool not on PATH (scripts/setup --promtool installs it): skipped"
+        why = "promtool not on PATH (scripts/setup --promtool installs it)"
+        return (False, f"{why}: required under CI") if under_ci() else (None, f"{why}: skipped")
     f = workdir / f"{label}.rules.yaml"
     f.write_text(yaml.safe_dump({"groups": rule_groups}, sort_keys=False))
     proc = subprocess.run([promtool, "check", "rules", str(f)], capture_output=True, text=True)

@@ -160,9 +160,18 @@ fn doctor_fails_clearly_when_cuda_cannot_load() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stderr}");
-    // On a host with a working CUDA build of ONNX Runtime this passes instead.
+    // On a host with a working CUDA build of ONNX Runtime this passes instead, with
+    // the inputs in GPU memory (the token ids feed the embedding lookup, a GPU node).
     if out.status.success() {
-        assert!(String::from_utf8_lossy(&out.stdout).contains("CUDAExecutionProvider"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for want in [
+            "reranker local: ok",
+            "provider CUDAExecutionProvider",
+            "device cuda:0",
+            "input_ids=Cuda:0",
+        ] {
+            assert!(stdout.contains(want), "no `{want}` in {stdout}");
+        }
     } else {
         assert_eq!(out.status.code(), Some(1));
         for want in [

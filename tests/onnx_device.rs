@@ -35,7 +35,21 @@ fn cuda_without_a_cuda_runtime_fails_clearly() {
             Ok(r) => {
                 // Only a CUDA build of ONNX Runtime on a GPU machine gets here.
                 assert!(session::available_providers().contains(&"CUDAExecutionProvider".into()));
-                assert_eq!(r.device, Device::parse(device).unwrap());
+                let want = Device::parse(device).unwrap();
+                assert_eq!(r.device, want);
+                assert_eq!(r.execution.provider, "CUDAExecutionProvider");
+                // Really on the device, not a CUDA session that takes its inputs in CPU
+                // memory: the token ids feed the embedding lookup, a GPU node.
+                let Device::Cuda(n) = want else {
+                    unreachable!()
+                };
+                let placed = &r.execution.inputs_on;
+                println!("{device}: inputs on {placed:?}");
+                assert_eq!(
+                    placed.get("input_ids").map(String::as_str),
+                    Some(format!("Cuda:{n}").as_str()),
+                    "{placed:?}"
+                );
             }
             Err(e) => {
                 println!("{device}: {e}");

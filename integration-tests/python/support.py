@@ -154,6 +154,20 @@ def real_qdrant():
         server.close()
 
 
+def under_ci():
+    """CI sets CI=true: there a missing tool fails the test that needs it."""
+    return os.environ.get("CI", "") not in ("", "false")
+
+
+def missing(what):
+    """For pytest: what the test needs is missing: skip, but fail under CI."""
+    import pytest
+
+    if under_ci():
+        pytest.fail(f"required under CI: {what}", pytrace=False)
+    pytest.skip(what)
+
+
 def require_qdrant():
     """For pytest: a real Qdrant is needed (QDRANT_URL, or the binary in ../shared/qdrant/bin);
     without one the test fails, it is never skipped."""
@@ -185,8 +199,8 @@ max_length = 128
 """
 
 
-def model_scores(query, docs):
-    """sigmoid(logit) for each (query, doc), independently of secondpass."""
+def model_scores(query, docs, raw=False):
+    """sigmoid(logit) (with raw: the logit) for each (query, doc), independently of secondpass."""
     # Imported here: the benches import this module for QdrantServer on machines
     # without onnxruntime (the GPU device).
     import numpy as np
@@ -207,6 +221,8 @@ def model_scores(query, docs):
         "token_type_ids": pad([e.type_ids for e in encs]),
     }
     logits = session.run(None, feeds)[0][:, 0]
+    if raw:
+        return [float(x) for x in logits]
     return [1 / (1 + math.exp(-x)) for x in logits]
 
 

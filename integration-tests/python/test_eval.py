@@ -1,7 +1,7 @@
 """`secondpass eval` on Cranfield through a real Qdrant (server-side BM25), pool 30, the
-shared model at max_length 128: the reranked nDCG@10 it reports must equal an offline
-rerank of the same candidates computed here (onnxruntime + tokenizers), and Qdrant's own
-nDCG@10 must equal the one computed here from Qdrant's order. Also: unknown qrels ids
+shared model at max_length 128: each query's reranked top 10 must be that of an offline
+rerank of the same candidates computed here (onnxruntime + tokenizers), Qdrant's top 10
+must be Qdrant's order, and the nDCG@10 it reports must be that of those rankings. Also: unknown qrels ids
 are counted, malformed input names file and line, the HTML report, and judging a
 shadow log. The model was fine-tuned on these queries: this proves mechanics."""
 
@@ -46,6 +46,29 @@ def cranfield_setup(tmp_path_factory):
         requests.delete(f"{qdrant}/collections/{coll}", timeout=30)
 
 
+# Two scorers of the same pairs: secondpass (ONNX Runtime through Rust, its own batches
+# and padding) and Python's here. On the AMD EPYC (AVX2) test host their logits for these
+# 20 x 30 pairs were identical (max |difference| 0.0, through /rerank raw_scores), and
+# the closest two neighbours in any top 11 are 1.4e-4 apart. Documents whose offline
+# logits are within NEAR_TIE (room for last-digit float differences on another CPU,
+# logits being about +-10 in float32) may come out in either order; no such pair exists
+# in this data, so every ranking is compared exactly.
+NEAR_TIE = 1e-5
+
+
+def assert_same_ranking(got, full_order, logit, k, what):
+    """got (secondpass's first k) is full_order's first k, near-ties aside."""
+    group, g = {}, 0
+    for i, d in enumerate(full_order):
+        if i and logit[full_order[i - 1]] - logit[d] > NEAR_TIE:
+            g += 1
+        group[d] = g
+    want = full_order[:k]
+    assert len(got) == len(want) and len(set(got)) == len(got), (what, got, want)
+    assert [group.get(d) for d in got] == [group[d] for d in want], (
+        what, got, want, [round(logit[d], 5) for d in full_order])
+
+
 def qrels_of(rpath):
     out = {}
     for line in open(rpath):
@@ -67,26 +90,38 @@ def test_eval_matches_an_offline_rerank_of_the_same_candidates(cranfield_setup):
     assert out["queries"] == N_QUERIES
     assert out["input"]["qrels_unknown_queries"] == 1
     assert out["input"]["qrels_unknown_points"] == 1
-    by_name = {c["name"]: c for c in out["configs"]}
+    names = [c["name"] for c in out["configs"]]
+    by_name = dict(zip(names, out["configs"]))
     reranked = by_name[f"local@{POOL}"]
     assert reranked["not_reranked"] == 0
+    top = {pq["id"]: dict(zip(names, pq["top"])) for pq in out["per_query"]}
 
     # offline: the same BM25 candidates, scored by the model outside secondpass
-    mine_qdrant, mine_reranked = [], []
+    mine_qdrant, theirs_reranked, moved = [], [], 0
     for q in queries:
         body = dict(cranfield.bm25_search(q["text"]), limit=POOL, with_payload=["text"])
         points = requests.post(f"{qdrant}/collections/{coll}/points/query", json=body,
                                timeout=60).json()["result"]["points"]
         ids = [str(p["id"]) for p in points]
-        scores = model_scores(q["text"], [p["payload"]["text"] for p in points])
-        order = [i for _, i in sorted(zip(scores, ids), key=lambda t: -t[0])]
+        logits = model_scores(q["text"], [p["payload"]["text"] for p in points], raw=True)
+        # stable: equal scores keep Qdrant's order, as secondpass's sort does
+        order = [i for _, i in sorted(zip(logits, ids), key=lambda t: -t[0])]
         grades = qrels[str(q["id"])]
         mine_qdrant.append(ndcg(ids, grades))
-        mine_reranked.append(ndcg(order, grades))
+        # each query's ranking, not only the mean: Qdrant's exactly, the rerank's
+        # exactly up to near-ties
+        got = top[str(q["id"])]
+        assert got["qdrant"] == ids[:10], (q["id"], got["qdrant"], ids[:10])
+        assert_same_ranking(got[f"local@{POOL}"], order, dict(zip(ids, logits)), 10, q["id"])
+        theirs_reranked.append(ndcg(got[f"local@{POOL}"], grades))
+        moved += order[:10] != ids[:10]
+    # guard: the model changed most of the pages (else "same ranking" proves little)
+    assert moved >= N_QUERIES * 3 // 4, moved
+    # and the nDCG reported is that of those rankings
     offline_qdrant = sum(mine_qdrant) / len(mine_qdrant)
-    offline_reranked = sum(mine_reranked) / len(mine_reranked)
     assert abs(by_name["qdrant"]["metrics"]["ndcg"] - offline_qdrant) < 1e-9, (by_name["qdrant"], offline_qdrant)
-    assert abs(reranked["metrics"]["ndcg"] - offline_reranked) <= 0.005, (reranked, offline_reranked)
+    of_rankings = sum(theirs_reranked) / len(theirs_reranked)
+    assert abs(reranked["metrics"]["ndcg"] - of_rankings) < 1e-9, (reranked, of_rankings)
     # and the comparison is reported with its test and latency
     v = reranked["vs_qdrant"]
     assert v["wins"] + v["ties"] + v["losses"] == N_QUERIES

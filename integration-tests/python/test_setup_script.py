@@ -215,3 +215,42 @@ def test_model_dir_without_model_fails(tmp_path):
     r = run_setup(tmp_path, "--model-dir", str(tmp_path / "empty"))
     assert r.returncode != 0
     assert "neither model.onnx nor onnx/model.onnx" in r.stderr
+
+
+def path_without(tmp_path, *names):
+    """A PATH directory with every command of the system's but `names`, and a fake
+    apt-get (and sudo) that "installs" a package by creating its command, logging calls."""
+    farm = tmp_path / "bin"
+    farm.mkdir()
+    for d in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for f in Path(d).iterdir() if Path(d).is_dir() else ():
+            if f.name not in names and not (farm / f.name).exists():
+                (farm / f.name).symlink_to(f)
+    log = tmp_path / "apt.log"
+    for fake, body in {
+        "apt-get": f'echo "$*" >> {log}\n[ "$1" = install ] || exit 0\n'
+                   'for a in "$@"; do case "$a" in -*|install) ;; *) '
+                   f'printf "#!/bin/sh\\n" > {farm}/"$a"; chmod +x {farm}/"$a";; esac; done\n',
+        "sudo": 'exec "$@"\n',
+    }.items():
+        (farm / fake).unlink(missing_ok=True)
+        (farm / fake).write_text("#!/bin/sh\n" + body)
+        (farm / fake).chmod(0o755)
+    return str(farm), log
+
+
+def test_test_tools_are_installed_when_missing(tmp_path):
+    """--test-tools installs each command the tests shell out to that is not on PATH."""
+    r = run_setup(tmp_path, "--no-model", "--test-tools")
+    assert r.returncode == 0, r.stderr
+    assert "test tools: zstd gzip curl unshare on PATH" in r.stdout
+    path, log = path_without(tmp_path, "zstd", "curl")
+    r = run_setup(tmp_path, "--no-model", "--test-tools", PATH=path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert log.read_text().split() == ["install", "-y", "-qq", "--no-install-recommends", "zstd", "curl"]
+    assert "test tools: zstd gzip curl unshare on PATH" in r.stdout
+    # a package that cannot be installed fails setup, naming it
+    (Path(path) / "apt-get").write_text("#!/bin/sh\nexit 100\n")
+    (Path(path) / "zstd").unlink()
+    r = run_setup(tmp_path, "--no-model", "--test-tools", PATH=path)
+    assert r.returncode != 0 and "apt-get install zstd failed" in r.stderr, r.stderr

@@ -142,30 +142,64 @@ async fn a_forwarded_answer_that_stalls_after_its_headers_is_cut_at_the_deadline
     );
 }
 
-#[tokio::test]
-async fn a_grpc_answer_that_stalls_ends_with_deadline_exceeded() {
-    let proxy = proxy_to(stalling_upstream().await, &[]).await;
+/// Counts `docs` through `proxy`'s gRPC port, with `client_timeout` sent as
+/// `grpc-timeout`; the error (a stalled answer cannot succeed) and how long it took.
+async fn stalled_count(
+    proxy: &Proxy,
+    client_timeout: Option<Duration>,
+) -> (tonic::Status, Duration) {
     let mut points = PointsClient::connect(format!("http://{}", proxy.server.grpc_addr))
         .await
         .unwrap();
-    for client_timeout in [None, Some(Duration::from_millis(200))] {
-        let mut req = tonic::Request::new(CountPoints {
-            collection_name: "docs".into(),
-            ..Default::default()
-        });
-        if let Some(t) = client_timeout {
-            req.set_timeout(t); // sent as grpc-timeout; the shorter one wins
-        }
-        let started = Instant::now();
-        let err = points
-            .count(req)
-            .await
-            .expect_err("a stalled answer cannot succeed");
-        let took = started.elapsed();
-        let budget = client_timeout.unwrap_or(Duration::from_millis(TIMEOUT_MS));
-        assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
-        assert!(took < budget + MARGIN, "took {took:?}, budget {budget:?}");
+    let mut req = tonic::Request::new(CountPoints {
+        collection_name: "docs".into(),
+        ..Default::default()
+    });
+    if let Some(t) = client_timeout {
+        // only sets the grpc-timeout header: tonic's client enforces nothing itself
+        req.set_timeout(t);
     }
+    let started = Instant::now();
+    let err = points
+        .count(req)
+        .await
+        .expect_err("a stalled answer cannot succeed");
+    (err, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_grpc_answer_that_stalls_ends_with_deadline_exceeded() {
+    // Without grpc-timeout: the proxy's own timeout ends the call.
+    let proxy = proxy_to(stalling_upstream().await, &[]).await;
+    let (err, took) = stalled_count(&proxy, None).await;
+    let budget = Duration::from_millis(TIMEOUT_MS);
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+    assert!(
+        err.message().contains(&format!("within {TIMEOUT_MS} ms")),
+        "{err:?}"
+    );
+    assert!(
+        took >= budget && took < budget + MARGIN,
+        "took {took:?}, budget {budget:?}"
+    );
+
+    // With a client's 200 ms grpc-timeout, behind a proxy whose own timeout is far
+    // beyond the bound asserted (200 ms + MARGIN): only the header can end it in time.
+    const PROXY_TIMEOUT: Duration = Duration::from_secs(10);
+    let client = Duration::from_millis(200);
+    assert!(client + MARGIN < PROXY_TIMEOUT);
+    let url = format!("http://{}", stalling_upstream().await);
+    let mut cfg = config_with_grpc(&url, &url, &[], "");
+    cfg.upstream.timeout_ms = PROXY_TIMEOUT.as_millis() as u64;
+    let proxy = Proxy::start(cfg).await;
+    let (err, took) = stalled_count(&proxy, Some(client)).await;
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+    // The proxy cut the answer with the client's budget (its trailers say so).
+    assert!(err.message().contains("within 200 ms"), "{err:?}");
+    assert!(
+        took >= client && took < client + MARGIN,
+        "took {took:?}: the client's {client:?} must win over the proxy's {PROXY_TIMEOUT:?}"
+    );
 }
 
 /// An upstream that answers 400 as soon as it has read the request's headers and

@@ -67,6 +67,9 @@ pub struct PerQuery {
     pub id: String,
     /// nDCG@k of each configuration, in `configs` order.
     pub ndcg: Vec<f64>,
+    /// The first k ids each configuration ranked, in `configs` order: what the
+    /// metrics judged, to compare with another run or an offline rerank.
+    pub top: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -148,6 +151,15 @@ pub fn build(
         .map(|(q, id)| PerQuery {
             id: id.clone(),
             ndcg: ndcgs.iter().map(|v| v[q]).collect(),
+            top: systems
+                .iter()
+                .map(|s| {
+                    s.rankings
+                        .get(q)
+                        .map_or(&[][..], |r| &r[..r.len().min(k)])
+                        .to_vec()
+                })
+                .collect(),
         })
         .collect();
     Report {
@@ -304,6 +316,10 @@ mod tests {
     }
 
     fn report() -> Report {
+        report_at(10)
+    }
+
+    fn report_at(k: usize) -> Report {
         let mut qrels = Qrels::new();
         for q in ["1", "2", "3"] {
             qrels.entry(q.into()).or_default().insert("a".into(), 2);
@@ -334,7 +350,7 @@ mod tests {
         );
         build(
             "c",
-            10,
+            k,
             &ids(&["1", "2", "3"]),
             &qrels,
             &[qdrant, small, big],
@@ -361,6 +377,20 @@ mod tests {
         assert_eq!(r.recommendations.len(), 1);
         assert_eq!(r.recommendations[0].pool, 3);
         assert_eq!(r.per_query[2].ndcg.len(), 3);
+        assert_eq!(
+            r.per_query[2].top,
+            [
+                ids(&["b", "c", "a"]),
+                ids(&["b", "c", "a"]),
+                ids(&["a", "b", "c"])
+            ]
+        );
+        // cut at k
+        let top2 = &report_at(2).per_query[2].top;
+        assert_eq!(
+            *top2,
+            [ids(&["b", "c"]), ids(&["b", "c"]), ids(&["a", "b"])]
+        );
         let t = text(&r);
         assert!(
             t.contains("local@3") && t.contains("2/1/0") && t.contains("pool 3"),

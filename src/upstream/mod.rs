@@ -262,16 +262,12 @@ impl Upstream {
     /// When the exchange must be over: `timeout_ms` (snapshot transfers:
     /// `snapshot_timeout_ms`), or a gRPC client's shorter `grpc-timeout`.
     fn deadline(&self, path: &str, headers: &HeaderMap) -> (tokio::time::Instant, Duration) {
-        let mut budget = if path.contains("/snapshots") {
+        let base = if path.contains("/snapshots") {
             self.snapshot_timeout
         } else {
             self.timeout
         };
-        if self.protocol == Protocol::Grpc {
-            if let Some(t) = headers.get("grpc-timeout").and_then(grpc_timeout) {
-                budget = budget.min(t);
-            }
-        }
+        let budget = budget(base, self.protocol, headers);
         (crate::deadline::tokio_in(budget), budget)
     }
 
@@ -361,6 +357,15 @@ fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
         src = s.source();
     }
     false
+}
+
+/// The time an exchange may take: `base`, or a gRPC client's shorter `grpc-timeout`
+/// (REST has no such header; a malformed one is ignored).
+fn budget(base: Duration, protocol: Protocol, headers: &HeaderMap) -> Duration {
+    match headers.get("grpc-timeout").and_then(grpc_timeout) {
+        Some(t) if protocol == Protocol::Grpc => base.min(t),
+        _ => base,
+    }
 }
 
 /// gRPC's `grpc-timeout` header: digits and a unit (H, M, S, m, u, n).
@@ -473,5 +478,79 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("api-key"));
+    }
+
+    fn timeout(v: &str) -> Option<Duration> {
+        grpc_timeout(&HeaderValue::from_str(v).unwrap())
+    }
+
+    #[test]
+    fn grpc_timeout_reads_every_unit() {
+        assert_eq!(timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(timeout("4S"), Some(Duration::from_secs(4)));
+        assert_eq!(timeout("200m"), Some(Duration::from_millis(200)));
+        assert_eq!(timeout("250u"), Some(Duration::from_micros(250)));
+        assert_eq!(timeout("999n"), Some(Duration::from_nanos(999)));
+        assert_eq!(timeout("0m"), Some(Duration::ZERO));
+        // what tonic's Request::set_timeout sends for 200 ms
+        assert_eq!(timeout("200000u"), Some(Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn grpc_timeout_refuses_bad_values() {
+        for bad in [
+            "", "S", "m", "5", "12", "5x", "5s ", " 5S", "5 S", "abcS", "-5S", "1.5S", "5h", "5SS",
+            "0x5S", "5é",
+        ] {
+            assert_eq!(
+                grpc_timeout(&HeaderValue::from_bytes(bad.as_bytes()).unwrap()),
+                None,
+                "`{bad}`"
+            );
+        }
+        // not valid UTF-8 / visible ASCII
+        assert_eq!(
+            grpc_timeout(&HeaderValue::from_bytes(b"5\xffS").unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn grpc_timeout_has_at_most_eight_digits_and_never_overflows() {
+        // The spec allows 8 digits: the largest value of the largest unit still fits.
+        assert_eq!(
+            timeout("99999999H"),
+            Some(Duration::from_secs(99_999_999 * 3600))
+        );
+        assert_eq!(timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        // A ninth digit is refused, so no value can overflow the multiplication.
+        assert_eq!(timeout("100000000H"), None);
+        assert_eq!(timeout("184467440737095516160S"), None);
+        // The huge budget it gives still makes a deadline (capped, no panic).
+        let now = Instant::now();
+        let far = crate::deadline::after(now, timeout("99999999H").unwrap());
+        assert_eq!(far, now + crate::deadline::FAR);
+    }
+
+    #[test]
+    fn a_grpc_clients_shorter_timeout_wins() {
+        let base = Duration::from_secs(10);
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("grpc-timeout", HeaderValue::from_str(v).unwrap());
+            h
+        };
+        let grpc = |v: &str| budget(base, Protocol::Grpc, &with(v));
+        assert_eq!(grpc("200m"), Duration::from_millis(200));
+        assert_eq!(grpc("9999m"), Duration::from_millis(9999));
+        // a longer one never extends the proxy's own timeout
+        assert_eq!(grpc("11S"), base);
+        assert_eq!(grpc("1H"), base);
+        // malformed: the proxy's timeout applies
+        assert_eq!(grpc("soon"), base);
+        assert_eq!(budget(base, Protocol::Grpc, &HeaderMap::new()), base);
+        // REST has no grpc-timeout: the header means nothing there
+        assert_eq!(budget(base, Protocol::Rest, &with("200m")), base);
     }
 }

@@ -101,7 +101,8 @@ impl OnnxReranker {
         let batch_size = cfg.batch_size();
         let max_batch_tokens = cfg.max_batch_tokens().max(max_length);
         let take_limit = batch_size * worker::TAKE_BATCHES;
-        let intra = session::intra_threads(cfg.intra_threads, cfg.workers);
+        let intra =
+            session::intra_threads(cfg.intra_threads, cfg.workers, session::available_cores());
         let worker_metrics = metrics.as_deref().map(|m| WorkerMetrics::new(m, name));
         let concurrency = Arc::new(Concurrency::default());
         // Sessions first, each run once: a model or device that does not work starts

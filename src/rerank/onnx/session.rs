@@ -50,14 +50,18 @@ impl std::fmt::Display for Device {
 
 /// Intra-op threads for each of `workers` sessions: the configured number; for 0,
 /// ONNX Runtime's own choice (one per physical core, returned as 0) when there is one
-/// worker, else the available cores shared out between the workers, at least one
-/// each (so that workers do not each start a thread per core).
-pub fn intra_threads(configured: usize, workers: usize) -> usize {
+/// worker, else the `cores` shared out between the workers, at least one each (so
+/// that workers do not each start a thread per core).
+pub fn intra_threads(configured: usize, workers: usize, cores: usize) -> usize {
     if configured > 0 || workers <= 1 {
         return configured;
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cores / workers).max(1)
+}
+
+/// The cores this process may use (1 when that cannot be told).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// One session on `device` with `intra` intra-op threads.
@@ -236,10 +240,21 @@ mod tests {
 
     #[test]
     fn intra_threads_share_the_cores() {
-        assert_eq!(intra_threads(3, 4), 3);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(intra_threads(0, 1), 0, "ONNX Runtime decides");
-        assert_eq!(intra_threads(0, 2), (cores / 2).max(1));
-        assert_eq!(intra_threads(0, cores * 2), 1);
+        // configured: taken as it is, whatever the cores and workers
+        assert_eq!(intra_threads(3, 4, 16), 3);
+        assert_eq!(intra_threads(3, 1, 2), 3);
+        assert_eq!(intra_threads(64, 8, 2), 64);
+        // 0 with one worker (or none): ONNX Runtime decides
+        assert_eq!(intra_threads(0, 1, 16), 0);
+        assert_eq!(intra_threads(0, 0, 16), 0);
+        // 0 with several workers: the cores shared out, rounded down
+        assert_eq!(intra_threads(0, 2, 16), 8);
+        assert_eq!(intra_threads(0, 3, 16), 5);
+        assert_eq!(intra_threads(0, 4, 2), 1);
+        assert_eq!(intra_threads(0, 2, 2), 1);
+        // never 0 (which would mean "one per core" to each worker)
+        assert_eq!(intra_threads(0, 32, 16), 1);
+        assert_eq!(intra_threads(0, 2, 1), 1);
+        assert!(available_cores() >= 1);
     }
 }

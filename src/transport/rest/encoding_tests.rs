@@ -82,12 +82,153 @@ fn every_coding_round_trips() {
         assert_eq!(decode(c, &z, body.len()).unwrap(), body, "{c:?}");
         assert_eq!(decode(c, &z, body.len() - 1), Err(DecodeError::TooLarge));
     }
-    // zstd frames from ruzstd are standard frames: the same bytes a zstd CLI makes
-    // of an empty input decode too.
     assert_eq!(
         decode(Coding::Zstd, &encode(Coding::Zstd, b""), 0).unwrap(),
         b""
     );
+}
+
+/// More than one 128 KiB zstd block of a repeated answer.
+fn repeated_body() -> Vec<u8> {
+    br#"{"result":{"points":[]},"status":"ok","time":0.1}"#.repeat(3000)
+}
+
+/// An answer with varied text (Huffman-coded literals, not only repeats).
+fn varied_body() -> Vec<u8> {
+    let points: Vec<String> = (0..150)
+        .map(|i| {
+            format!(
+                r#"{{"id":{i},"version":{},"score":0.{:05},"payload":{{"text":"w{} w{} w{}"}}}}"#,
+                i % 7,
+                (i * 7919) % 100000,
+                (i * 31) % 97,
+                (i * 17) % 89,
+                (i * 13) % 83
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"result":{{"points":[{}]}},"status":"ok","time":0.002}}"#,
+        points.join(",")
+    )
+    .into_bytes()
+}
+
+macro_rules! fixture {
+    ($name:literal) => {
+        (
+            $name,
+            include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/encoding/",
+                $name
+            ))
+            .as_slice(),
+        )
+    };
+}
+
+#[test]
+fn frames_from_the_reference_tools_decode() {
+    // Made by the zstd and gzip CLIs and Python's zlib (tests/fixtures/encoding/make.sh):
+    // what real clients send, not what our own encoder happens to produce.
+    let cases = [
+        (Coding::Gzip, fixture!("varied.json.gz"), varied_body()),
+        (Coding::Gzip, fixture!("repeated.json.gz"), repeated_body()),
+        (Coding::Deflate, fixture!("varied.json.zlib"), varied_body()),
+        (
+            Coding::Deflate,
+            fixture!("repeated.json.zlib"),
+            repeated_body(),
+        ),
+        (Coding::Zstd, fixture!("varied.json.zst"), varied_body()),
+        (Coding::Zstd, fixture!("varied.json.19.zst"), varied_body()),
+        (Coding::Zstd, fixture!("repeated.json.zst"), repeated_body()),
+        (Coding::Zstd, fixture!("empty.zst"), Vec::new()),
+    ];
+    for (c, (name, frame), body) in cases {
+        match decode(c, frame, body.len()) {
+            Ok(got) => assert!(got == body, "{name}: {} bytes, not the body", got.len()),
+            Err(e) => panic!("{name}: {e:?}"),
+        }
+        if !body.is_empty() {
+            assert_eq!(
+                decode(c, frame, body.len() - 1),
+                Err(DecodeError::TooLarge),
+                "{name}"
+            );
+        }
+        // a frame cut short is corrupt, never a shorter body
+        let cut = &frame[..frame.len() - 4];
+        assert!(
+            matches!(decode(c, cut, body.len()), Err(DecodeError::Corrupt(_))),
+            "{name} cut short: {:?}",
+            decode(c, cut, body.len()).map(|b| b.len())
+        );
+    }
+}
+
+/// A reference tool on PATH; `None` (the caller skips) outside CI, a failure under CI,
+/// where `scripts/setup --test-tools` installs them.
+fn reference_tool(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    });
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    if found.is_none() {
+        assert!(
+            !ci,
+            "{name} is required under CI (scripts/setup --test-tools)"
+        );
+        eprintln!("SKIPPED: {name} not on PATH (scripts/setup --test-tools installs it)");
+    }
+    found
+}
+
+/// `input` piped through `cmd args`; its stdout.
+fn pipe(cmd: &std::path::Path, args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    // (a tool that refuses the input may close its stdin early: judged by its status)
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    assert!(
+        out.status.success(),
+        "{cmd:?} {args:?}: {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    out.stdout
+}
+
+#[test]
+fn the_reference_tools_decode_what_we_encode() {
+    let deflate =
+        "import sys, zlib; sys.stdout.buffer.write(zlib.decompress(sys.stdin.buffer.read()))";
+    for body in [varied_body(), repeated_body(), Vec::new()] {
+        for (c, tool, args) in [
+            (Coding::Gzip, "gzip", vec!["-d", "-c"]),
+            (Coding::Zstd, "zstd", vec!["-d", "-q", "-c"]),
+            (Coding::Deflate, "python3", vec!["-c", deflate]),
+        ] {
+            let Some(tool) = reference_tool(tool) else {
+                continue;
+            };
+            let got = pipe(&tool, &args, &encode(c, &body));
+            assert!(got == body, "{c:?}: {tool:?} decoded {} bytes", got.len());
+        }
+    }
 }
 
 #[test]
