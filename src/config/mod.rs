@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod cache;
 mod collections;
 mod rerankers;
 mod sections;
 #[cfg(test)]
 mod tests;
 
+pub use cache::*;
 pub use collections::*;
 pub use rerankers::*;
 pub use sections::*;
@@ -248,6 +250,7 @@ impl Config {
                 ));
             }
         }
+        self.cache.validate()?;
         let api = &self.rerank_api;
         if api.enabled {
             for r in &api.rerankers {
