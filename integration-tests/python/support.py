@@ -209,3 +209,91 @@ def model_scores(query, docs):
     return [1 / (1 + math.exp(-x)) for x in logits]
 
 
+
+
+def metric(text, name, **labels):
+    """Sum of the samples of `name` in a Prometheus text exposition whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        base, _, rest = series.partition("{")
+        if base != name:
+            continue
+        have = dict(kv.split("=", 1) for kv in rest.rstrip("}").split(",") if kv) if rest else {}
+        if all(have.get(k) == f'"{v}"' for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def require_tool(name, package):
+    """The path of `name` (installed by scripts/setup); skip without it, fail under CI."""
+    import pytest
+
+    found = shutil.which(name)
+    if found:
+        return found
+    why = f"{name} is not installed (scripts/setup {package})"
+    if os.environ.get("CI", "") not in ("", "false"):
+        pytest.fail(f"{why}: required under CI")
+    pytest.skip(why)
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, without persistence. `kill()` (SIGKILL)
+    then `start()` brings it back empty on the same port; `pause()`/`resume()` (SIGSTOP,
+    SIGCONT) make it a server that accepts connections and never answers."""
+
+    def __init__(self, binary="redis-server", port=None):
+        self.binary = binary
+        self.port = port or free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="secondpass-py-redis-"))
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def cli(self, *args, timeout=5):
+        """redis-cli's answer to one command (raw, one value a line)."""
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "--raw", *map(str, args)],
+                             capture_output=True, text=True, timeout=timeout)
+        return out.stdout.strip()
+
+    def start(self, timeout=10):
+        log = open(self.dir / "redis.log", "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                if self.cli("PING", timeout=1) == "PONG":
+                    return self
+            time.sleep(0.05)
+        tail = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+        self.kill()
+        raise RuntimeError(f"redis-server did not start on port {self.port}; its log:\n{tail}")
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def pause(self):
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            self.resume()
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
