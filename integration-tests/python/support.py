@@ -2,6 +2,7 @@
 
 import contextlib
 import ctypes
+import json
 import math
 import os
 import shutil
@@ -297,3 +298,52 @@ class RedisServer:
             self.resume()
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_for(what, check, timeout=30, every=0.05):
+    """Polls `check()` until it is true; fails naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# Cranfield (../shared/eval/cranfield-train) as a Qdrant collection with server-side BM25.
+CRANFIELD = SHARED / "eval" / "cranfield-train"
+
+
+def cranfield_docs(n=None):
+    with open(CRANFIELD / "corpus.jsonl") as f:
+        return [json.loads(line) for line in f][:n]
+
+
+def cranfield_queries(n=None):
+    with open(CRANFIELD / "queries.jsonl") as f:
+        return [json.loads(line)["text"] for line in f][:n]
+
+
+def bm25(text):
+    """A Document Qdrant turns into a BM25 sparse vector itself."""
+    return {"text": text, "model": "qdrant/bm25"}
+
+
+def create_bm25_collection(url, name, **params):
+    """`name` with one sparse vector `bm25` (IDF); `params`: shard_number, sharding_method..."""
+    import requests
+
+    body = {"vectors": {}, "sparse_vectors": {"bm25": {"modifier": "idf"}}, **params}
+    requests.put(f"{url}/collections/{name}", json=body, timeout=60).raise_for_status()
+
+
+def upsert_docs(url, name, docs, shard_key=None, batch=200):
+    """Cranfield documents as points: BM25 of title and text, payload `text`."""
+    import requests
+
+    for i in range(0, len(docs), batch):
+        body = {"points": [{"id": d["id"], "vector": {"bm25": bm25(d["title"] + " " + d["text"])},
+                            "payload": {"text": d["text"]}} for d in docs[i:i + batch]]}
+        if shard_key is not None:
+            body["shard_key"] = shard_key
+        requests.put(f"{url}/collections/{name}/points?wait=true", json=body, timeout=300).raise_for_status()

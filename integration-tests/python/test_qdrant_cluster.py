@@ -29,10 +29,10 @@ import pytest
 import requests
 from qdrant_client import QdrantClient, models
 
-from support import ROOT, SHARED, base_config, model_scores, start_secondpass
+from support import (ROOT, base_config, bm25, cranfield_docs, cranfield_queries, create_bm25_collection,
+                     model_scores, start_secondpass, upsert_docs, wait_for)
 
 VERSION = os.environ.get("SECONDPASS_CLUSTER_QDRANT_VERSION", "1.19.0")
-CORPUS = SHARED / "eval" / "cranfield-train"
 POOL = 20
 LOAD_POOL = 5
 ROUTE = "x-qdrant-route-affinity"
@@ -82,15 +82,6 @@ def cluster():
     c.stop()
 
 
-def wait_for(what, check, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def all_replicas_active(cluster, collection):
     """Every node sees every replica of `collection` Active."""
     for url in cluster.urls:
@@ -104,42 +95,11 @@ def all_replicas_active(cluster, collection):
     return True
 
 
-def corpus(n):
-    with open(CORPUS / "corpus.jsonl") as f:
-        return [json.loads(line) for line in f][:n]
-
-
-def cranfield_queries(n):
-    with open(CORPUS / "queries.jsonl") as f:
-        return [json.loads(line)["text"] for line in f][:n]
-
-
-def bm25(text):
-    return {"text": text, "model": "qdrant/bm25"}
-
-
-def create(url, name, **params):
-    body = {"vectors": {}, "sparse_vectors": {"bm25": {"modifier": "idf"}}, **params}
-    requests.put(f"{url}/collections/{name}", json=body, timeout=60).raise_for_status()
-
-
-def upsert(url, name, docs, shard_key=None, timeout=300):
-    body = {"points": [{"id": d["id"], "vector": {"bm25": bm25(d["title"] + " " + d["text"])},
-                        "payload": {"text": d["text"]}} for d in docs]}
-    if shard_key is not None:
-        body["shard_key"] = shard_key
-    r = requests.put(f"{url}/collections/{name}/points?wait=true", json=body, timeout=timeout)
-    r.raise_for_status()
-    return r
-
-
 @pytest.fixture(scope="module")
 def cranfield(cluster):
-    create(cluster.urls[0], "cranfield", shard_number=3, replication_factor=2)
-    docs = corpus(600)
-    for i in range(0, len(docs), 200):
-        upsert(cluster.urls[0], "cranfield", docs[i:i + 200])
-    wait_for("cranfield's replicas", lambda: all_replicas_active(cluster, "cranfield"))
+    create_bm25_collection(cluster.urls[0], "cranfield", shard_number=3, replication_factor=2)
+    upsert_docs(cluster.urls[0], "cranfield", cranfield_docs(600))
+    wait_for("cranfield's replicas", lambda: all_replicas_active(cluster, "cranfield"), 60)
     return "cranfield"
 
 
@@ -254,14 +214,14 @@ def test_cluster_endpoints_answer_as_qdrant_does(cluster, cranfield, proxy):
 
 def test_custom_shard_keys_through_secondpass(cluster, proxy):
     url = proxy["rest"]
-    create(url, "tenants", sharding_method="custom", replication_factor=2)
+    create_bm25_collection(url, "tenants", sharding_method="custom", replication_factor=2)
     for key in ("acme", "globex"):
         requests.put(f"{url}/collections/tenants/shards", json={"shard_key": key}, timeout=60
                      ).raise_for_status()
-    docs = corpus(200)
-    upsert(url, "tenants", docs[:100], shard_key="acme")
-    upsert(url, "tenants", docs[100:], shard_key="globex")
-    wait_for("the tenants' replicas", lambda: all_replicas_active(cluster, "tenants"))
+    docs = cranfield_docs(200)
+    upsert_docs(url, "tenants", docs[:100], shard_key="acme")
+    upsert_docs(url, "tenants", docs[100:], shard_key="globex")
+    wait_for("the tenants' replicas", lambda: all_replicas_active(cluster, "tenants"), 60)
     acme = {d["id"] for d in docs[:100]}
 
     text = cranfield_queries(3)[2]
@@ -305,9 +265,9 @@ def test_route_affinity_reaches_the_replica_it_names(cluster):
     # Two replicas of one shard made to differ, as Qdrant's own test of the header does:
     # snapshot "A", write "B" to both, recover "A" on one replica only (no_sync).
     first = cluster.urls[0]
-    create(first, "affinity", shard_number=1, replication_factor=2, write_consistency_factor=2,
-           read_fan_out_factor=0)
-    wait_for("the affinity replicas", lambda: all_replicas_active(cluster, "affinity"))
+    create_bm25_collection(first, "affinity", shard_number=1, replication_factor=2,
+                           write_consistency_factor=2, read_fan_out_factor=0)
+    wait_for("the affinity replicas", lambda: all_replicas_active(cluster, "affinity"), 60)
 
     def write(text):
         requests.put(f"{first}/collections/affinity/points?wait=true&ordering=strong",
@@ -324,10 +284,10 @@ def test_route_affinity_reaches_the_replica_it_names(cluster):
                  json={"location": f"{hosts[0]}/collections/affinity/snapshots/{snap['result']['name']}",
                        "priority": "no_sync"}, timeout=120).raise_for_status()
     wait_for("the replicas to differ",
-             lambda: marker(hosts[0]).startswith("marker A") and marker(hosts[1]).startswith("marker B"))
+             lambda: marker(hosts[0]).startswith("marker A") and marker(hosts[1]).startswith("marker B"), 60)
     tokens = [f"user-{i}" for i in range(24)]
     wait_for("routing to settle", lambda: all(
-        len({marker(u, {ROUTE: t}) for u in cluster.urls}) == 1 for t in tokens[:4]))
+        len({marker(u, {ROUTE: t}) for u in cluster.urls}) == 1 for t in tokens[:4]), 60)
 
     # secondpass in front of the node that holds no replica: it must route every read.
     config = Path(tempfile.mkdtemp(prefix="secondpass-py-affinity-")) / "secondpass.toml"
@@ -358,11 +318,11 @@ def percentile(xs, p):
 
 def test_a_node_killed_under_load_loses_no_acknowledged_write(cluster, proxy):
     url = proxy["rest"]
-    create(cluster.urls[0], "load", shard_number=3, replication_factor=2)
-    upsert(cluster.urls[0], "load", corpus(300))
-    wait_for("the load replicas", lambda: all_replicas_active(cluster, "load"))
+    create_bm25_collection(cluster.urls[0], "load", shard_number=3, replication_factor=2)
+    upsert_docs(cluster.urls[0], "load", cranfield_docs(300))
+    wait_for("the load replicas", lambda: all_replicas_active(cluster, "load"), 60)
     texts = cranfield_queries(20)
-    extra = corpus(1400)[300:]
+    extra = cranfield_docs()[300:]
     # Seconds a client waits for any answer: above secondpass's own bounds (Qdrant 10 s,
     # the rerank step 5 s), so that only a request secondpass failed to bound is late.
     deadline = 20.0

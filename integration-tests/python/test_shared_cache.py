@@ -12,7 +12,6 @@ The in-process tier is off here (`max_entries = 0`), so that every hit is Redis'
 """
 
 import concurrent.futures
-import json
 import os
 import re
 import subprocess
@@ -23,10 +22,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from support import (SHARED, RedisServer, base_config, metric, real_qdrant, require_qdrant,
-                     require_tool, start_secondpass)
+from support import (RedisServer, base_config, bm25, cranfield_docs, cranfield_queries,
+                     create_bm25_collection, metric, real_qdrant, require_qdrant, require_tool,
+                     start_secondpass, upsert_docs, wait_for)
 
-CORPUS = SHARED / "eval" / "cranfield-train"
 COLLECTION = f"shared_cache_{os.getpid()}"
 POOL = 8
 # The rerank budget: generous, so that a slow, shared CI machine never fails a search
@@ -38,27 +37,14 @@ REDIS_TIMEOUT_MS = 100
 RETRY_MS = 300
 
 
-def queries(n):
-    with open(CORPUS / "queries.jsonl") as f:
-        return [json.loads(line)["text"] for line in f][:n]
-
-
 @pytest.fixture(scope="module")
 def upstream():
     require_qdrant()
     with real_qdrant() as urls:
-        corpus = [json.loads(line) for line in open(CORPUS / "corpus.jsonl")][:300]
-        s = requests.Session()
-        s.put(f"{urls[0]}/collections/{COLLECTION}",
-              json={"vectors": {}, "sparse_vectors": {"bm25": {"modifier": "idf"}}},
-              timeout=30).raise_for_status()
-        points = [{"id": d["id"],
-                   "vector": {"bm25": {"text": d["title"] + " " + d["text"], "model": "qdrant/bm25"}},
-                   "payload": {"text": d["text"]}} for d in corpus]
-        s.put(f"{urls[0]}/collections/{COLLECTION}/points?wait=true", json={"points": points},
-              timeout=300).raise_for_status()
+        create_bm25_collection(urls[0], COLLECTION)
+        upsert_docs(urls[0], COLLECTION, cranfield_docs(300))
         yield urls
-        s.delete(f"{urls[0]}/collections/{COLLECTION}", timeout=30)
+        requests.delete(f"{urls[0]}/collections/{COLLECTION}", timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +82,7 @@ timeout_ms = {BUDGET_MS}
 
     def search(self, text, timeout=30):
         """(status, x-rerank-status, ids, seconds) of a reranked BM25 search of `text`."""
-        body = {"query": {"text": text, "model": "qdrant/bm25"}, "using": "bm25", "limit": 5}
+        body = {"query": bm25(text), "using": "bm25", "limit": 5}
         started = time.monotonic()
         r = self.http.post(f"{self.rest}/collections/{COLLECTION}/points/query", json=body,
                            timeout=timeout)
@@ -134,22 +120,13 @@ def replicas(upstream, redis):
         r.close()
 
 
-def wait_for(what, check, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def keys(redis):
     return [k for k in redis.cli("--scan", "--pattern", "it:*").splitlines() if k]
 
 
 def test_one_replicas_scores_are_the_others_hits(replicas, redis):
     a, b = replicas
-    texts = queries(4)
+    texts = cranfield_queries(4)
     first = [a.search(t) for t in texts]
     assert all(s == 200 and r == "applied" for s, r, _, _ in first), first
     # Written in the background: one key per (query, candidate).
@@ -172,7 +149,7 @@ def test_one_replicas_scores_are_the_others_hits(replicas, redis):
 
 def test_redis_down_or_hung_never_holds_a_search_and_the_replicas_recover(replicas, redis):
     a, b = replicas
-    texts = queries(24)
+    texts = cranfield_queries(24)
     errors_before = [metric(r.metrics(), "secondpass_cache_redis_errors_total") for r in replicas]
     results = []
 
@@ -204,7 +181,7 @@ def test_redis_down_or_hung_never_holds_a_search_and_the_replicas_recover(replic
         assert quick == total, f"{total - quick} Redis round trips took more than 250 ms"
 
     # Back: both replicas reconnect by themselves and share scores again.
-    fresh = queries(30)[-1]
+    fresh = cranfield_queries(30)[-1]
     wait_for("a to write to Redis again",
              lambda: a.search(fresh)[1] == "applied" and len(keys(redis)) >= POOL, timeout=20)
     hits = b.redis_lookups("hit")

@@ -184,7 +184,6 @@ impl CacheConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::config::Config;
 
     fn error(toml: &str) -> String {

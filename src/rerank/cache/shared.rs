@@ -62,7 +62,7 @@ impl Shared {
             }
         };
         let info = client.get_connection_info();
-        Some(Arc::new(Shared {
+        let shared = Arc::new(Shared {
             server: info.addr().to_string(),
             client,
             conn: OnceLock::new(),
@@ -77,7 +77,13 @@ impl Shared {
             writes: Arc::new(Semaphore::new(cfg.max_pending_writes)),
             metrics,
             log: Throttle::new(LOG_EVERY),
-        }))
+        });
+        // Inside a runtime (the server): connect now, so that the first searches find
+        // the connection made instead of waiting for it within their timeout.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            shared.conn();
+        }
+        Some(shared)
     }
 
     fn conn(&self) -> ConnectionManager {
