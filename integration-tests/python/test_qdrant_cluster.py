@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import requests
 from qdrant_client import QdrantClient, models
+from qdrant_client.context_headers import headers as call_headers
 
 from support import (ROOT, base_config, bm25, cranfield_docs, cranfield_queries, create_bm25_collection,
                      model_scores, start_secondpass, upsert_docs, wait_for)
@@ -306,6 +307,15 @@ def test_route_affinity_reaches_the_replica_it_names(cluster):
             assert r.headers["x-rerank-status"] == "applied", r.text
             assert r.json()["result"]["points"][0]["payload"]["text"] == want, t
         assert seen == {"marker A", "marker B"}, "the tokens must reach both replicas"
+        # gRPC: the routing token as call metadata, on a reranked query.
+        client = QdrantClient(host="127.0.0.1", grpc_port=int(addrs["grpc"].rsplit(":", 1)[1]),
+                              prefer_grpc=True, timeout=60, cloud_inference=True,
+                              check_compatibility=False)
+        for t in tokens[:8]:
+            with call_headers({ROUTE: t}):
+                hit = client.query_points("affinity", query=models.Document(**bm25("wings")),
+                                          using="bm25", limit=1, with_payload=True).points[0]
+            assert hit.payload["text"] == marker(coordinator, {ROUTE: t}), t
     finally:
         proc.terminate()
         proc.wait(timeout=30)
