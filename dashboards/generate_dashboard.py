@@ -201,9 +201,10 @@ ts("Model time split", "secondpass_tokenization_seconds (per job) and secondpass
      "tokenize p95 {{reranker}}"),
     (f'histogram_quantile(0.95, sum by (le, reranker) (rate(secondpass_inference_seconds_bucket{{{BASE}}}[{RI}])))',
      "infer p95 {{reranker}}")], "s", w=8)
-ts("Score cache hit ratio", "secondpass_cache_lookups_total{result=\"hit\"} / all lookups.",
-   [(f'sum(rate(secondpass_cache_lookups_total{{{BASE},result="hit"}}[{RI}])) / '
-     f'sum(rate(secondpass_cache_lookups_total{{{BASE}}}[{RI}]))', "hit ratio")], "percentunit", w=8, minv=0, maxv=1)
+ts("Score cache hit ratio", "secondpass_cache_lookups_total{result=\"hit\"} / all lookups, per tier (memory: this "
+   "process; redis: shared by the replicas, asked for what memory lacked; skipped lookups count as not hit).",
+   [(f'sum by (tier) (rate(secondpass_cache_lookups_total{{{BASE},result="hit"}}[{RI}])) / '
+     f'sum by (tier) (rate(secondpass_cache_lookups_total{{{BASE}}}[{RI}]))', "{{tier}}")], "percentunit", w=8, minv=0, maxv=1)
 ts("Breakers and odd scores", "secondpass_breaker_state per hosted reranker (0 closed, 1 open, 2 half-open), "
    "non-finite model scores clamped (secondpass_nonfinite_scores_total) and configuration reloads by result.",
    [(f'max by (reranker) (secondpass_breaker_state{{{BASE}}})', "breaker {{reranker}}"),
@@ -231,6 +232,20 @@ ts("Passages per chunked document", "secondpass_passages_per_document: mean and 
      f'sum by (reranker) (rate(secondpass_passages_per_document_count{{{BASE}}}[{RI}]))', "mean {{reranker}}"),
     (f'histogram_quantile(0.95, sum by (le, reranker) (rate(secondpass_passages_per_document_bucket{{{BASE}}}[{RI}])))',
      "p95 {{reranker}}")], "none", w=12)
+
+# ------------------------------------------------------------------ shared score cache
+row("Shared score cache (Redis)")
+ts("Redis round trip", "secondpass_cache_redis_duration_seconds: one MGET per rerank batch (get), one pipeline "
+   "of SETs (set); bounded by [cache.redis] timeout_ms.",
+   quantiles("secondpass_cache_redis_duration_seconds", BASE, by="op"), "s", w=8)
+ts("Redis errors", "secondpass_cache_redis_errors_total by op and kind (timeout, connection, server, protocol, "
+   "backlog): searches go on without the shared tier.",
+   [(f'sum by (op, kind) (rate(secondpass_cache_redis_errors_total{{{BASE}}}[{RI}]))', "{{op}} {{kind}}")],
+   "cps", w=8, stack=True)
+ts("Redis lookups", "secondpass_cache_lookups_total{tier=\"redis\"} by result: hit, miss, and skipped "
+   "(Redis left alone for retry_ms after an error).",
+   [(f'sum by (result) (rate(secondpass_cache_lookups_total{{{BASE},tier="redis"}}[{RI}]))', "{{result}}")],
+   "cps", w=8, stack=True)
 
 # ------------------------------------------------------------------ shadow mode
 row("Shadow mode (collections with mode = \"shadow\")")

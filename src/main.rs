@@ -82,6 +82,11 @@ fn main() -> ExitCode {
     if let Command::Doctor { .. } = cli.command {
         return doctor(&cfg);
     }
+    // Secrets named by the configuration are read now, before anything is bound.
+    if let Some(Err(e)) = cfg.cache.redis.as_ref().map(|r| r.resolve_url()) {
+        eprintln!("secondpass: {e}");
+        return ExitCode::from(2);
+    }
     init_logging(&cfg);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -17,6 +17,10 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 const CANDIDATE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+/// Round trips to Redis: a tenth of a millisecond on loopback, the timeout at worst.
+const REDIS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
 const SHARE_BUCKETS: &[f64] = &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 
 pub struct Metrics {
@@ -46,6 +50,8 @@ pub struct Metrics {
     pub stage_candidates: HistogramVec,
     pub stage_outcomes: IntCounterVec,
     pub cache_lookups: IntCounterVec,
+    pub cache_redis_errors: IntCounterVec,
+    pub cache_redis_duration: HistogramVec,
     pub rank_displacement: HistogramVec,
     pub config_reloads: IntCounterVec,
     pub model_loaded: IntGauge,
@@ -217,8 +223,19 @@ impl Metrics {
             ),
             cache_lookups: counter(
                 "secondpass_cache_lookups_total",
-                "Score cache lookups by result (hit, miss)",
-                &["result"],
+                "Score cache lookups (one per document) by tier (memory, redis) and result (hit, miss; skipped: Redis left alone after an error)",
+                &["tier", "result"],
+            ),
+            cache_redis_errors: counter(
+                "secondpass_cache_redis_errors_total",
+                "Round trips to the shared score cache (Redis) that failed, by operation (get, set) and kind (timeout, connection, server, protocol, backlog)",
+                &["op", "kind"],
+            ),
+            cache_redis_duration: histogram(
+                "secondpass_cache_redis_duration_seconds",
+                "Round trip to the shared score cache (Redis): one MGET per rerank batch (get), one pipeline of SETs (set)",
+                &["op"],
+                REDIS_BUCKETS,
             ),
             rank_displacement: histogram(
                 "secondpass_rank_displacement",

@@ -88,7 +88,7 @@ const CACHE: &str = "[cache]\nmax_entries = 100\nttl_ms = 60000\n";
 const BUDGET: Duration = Duration::from_secs(5);
 
 fn lookups(m: &Metrics, result: &str) -> u64 {
-    m.cache_lookups.with_label_values(&[result]).get()
+    m.cache_lookups.with_label_values(&["memory", result]).get()
 }
 
 #[tokio::test]
@@ -134,7 +134,7 @@ async fn only_misses_reach_the_reranker_and_answers_merge_in_order() {
     assert_eq!(fake.last_asked(), vec!["x"]);
     let text = m.render();
     assert!(
-        text.contains("secondpass_cache_lookups_total{result=\"hit\"} 4"),
+        text.contains("secondpass_cache_lookups_total{result=\"hit\",tier=\"memory\"} 4"),
         "{text}"
     );
 }
@@ -212,4 +212,31 @@ async fn max_length_overrides_are_separate_entries() {
     short.max_length = Some(64);
     c.run(&["a"], short, BUDGET).await.unwrap();
     assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_query_holding_nul_cannot_reach_another_searchs_chunked_scores() {
+    use secondpass::rerank::chunk::{Aggregate, Chunking, HostedChunks};
+    // The key used to be the query, a NUL and the chunking's Debug text: this query,
+    // unchunked, wrote the entries a chunked search of "q" then read (and back).
+    let chunking = Chunking {
+        tokens: Some(64),
+        overlap: 16,
+        max_chunks: 4,
+        aggregate: Aggregate::Max,
+        hosted: HostedChunks::Passages,
+    };
+    let forged = format!("q\u{0}{chunking:?}");
+    let fake = Fake::new("m", 0.0, false);
+    let (c, m) = chain(CACHE, &[("a", fake.clone())]);
+    c.run(&["a"], req(&forged, &["x"]), BUDGET).await.unwrap();
+    let mut chunked = req("q", &["x"]);
+    chunked.chunking = Some(chunking);
+    c.run(&["a"], chunked, BUDGET).await.unwrap();
+    assert_eq!(
+        fake.calls.load(Ordering::SeqCst),
+        2,
+        "the chunked search was scored"
+    );
+    assert_eq!(lookups(&m, "hit"), 0);
 }

@@ -2,6 +2,7 @@
 
 import contextlib
 import ctypes
+import json
 import math
 import os
 import shutil
@@ -226,3 +227,140 @@ def model_scores(query, docs, raw=False):
     return [1 / (1 + math.exp(-x)) for x in logits]
 
 
+
+
+def metric(text, name, **labels):
+    """Sum of the samples of `name` in a Prometheus text exposition whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        base, _, rest = series.partition("{")
+        if base != name:
+            continue
+        have = dict(kv.split("=", 1) for kv in rest.rstrip("}").split(",") if kv) if rest else {}
+        if all(have.get(k) == f'"{v}"' for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def require_tool(name, package):
+    """The path of `name` (installed by scripts/setup); skip without it, fail under CI."""
+    import pytest
+
+    found = shutil.which(name)
+    if found:
+        return found
+    why = f"{name} is not installed (scripts/setup {package})"
+    if os.environ.get("CI", "") not in ("", "false"):
+        pytest.fail(f"{why}: required under CI")
+    pytest.skip(why)
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, without persistence. `kill()` (SIGKILL)
+    then `start()` brings it back empty on the same port; `pause()`/`resume()` (SIGSTOP,
+    SIGCONT) make it a server that accepts connections and never answers."""
+
+    def __init__(self, binary="redis-server", port=None):
+        self.binary = binary
+        self.port = port or free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="secondpass-py-redis-"))
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def cli(self, *args, timeout=5):
+        """redis-cli's answer to one command (raw, one value a line)."""
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "--raw", *map(str, args)],
+                             capture_output=True, text=True, timeout=timeout)
+        return out.stdout.strip()
+
+    def start(self, timeout=10):
+        log = open(self.dir / "redis.log", "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                if self.cli("PING", timeout=1) == "PONG":
+                    return self
+            time.sleep(0.05)
+        tail = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+        self.kill()
+        raise RuntimeError(f"redis-server did not start on port {self.port}; its log:\n{tail}")
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def pause(self):
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            self.resume()
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_for(what, check, timeout=30, every=0.05):
+    """Polls `check()` until it is true; fails naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# Cranfield (../shared/eval/cranfield-train) as a Qdrant collection with server-side BM25.
+CRANFIELD = SHARED / "eval" / "cranfield-train"
+
+
+def cranfield_docs(n=None):
+    with open(CRANFIELD / "corpus.jsonl") as f:
+        return [json.loads(line) for line in f][:n]
+
+
+def cranfield_queries(n=None):
+    with open(CRANFIELD / "queries.jsonl") as f:
+        return [json.loads(line)["text"] for line in f][:n]
+
+
+def bm25(text):
+    """A Document Qdrant turns into a BM25 sparse vector itself."""
+    return {"text": text, "model": "qdrant/bm25"}
+
+
+def create_bm25_collection(url, name, **params):
+    """`name` with one sparse vector `bm25` (IDF); `params`: shard_number, sharding_method..."""
+    import requests
+
+    body = {"vectors": {}, "sparse_vectors": {"bm25": {"modifier": "idf"}}, **params}
+    requests.put(f"{url}/collections/{name}", json=body, timeout=60).raise_for_status()
+
+
+def upsert_docs(url, name, docs, shard_key=None, batch=200):
+    """Cranfield documents as points: BM25 of title and text, payload `text`."""
+    import requests
+
+    for i in range(0, len(docs), batch):
+        body = {"points": [{"id": d["id"], "vector": {"bm25": bm25(d["title"] + " " + d["text"])},
+                            "payload": {"text": d["text"]}} for d in docs[i:i + batch]]}
+        if shard_key is not None:
+            body["shard_key"] = shard_key
+        requests.put(f"{url}/collections/{name}/points?wait=true", json=body, timeout=300).raise_for_status()

@@ -308,7 +308,8 @@ def test_full_monitoring_objects(rendered):
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     rules = {r["alert"]: r for r in one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]}
     assert set(rules) == {"SecondpassFailOpenRateHigh", "SecondpassLatencyP99High", "SecondpassUpstreamErrors",
-                          "SecondpassUpstream5xxRatioHigh", "SecondpassModelNotLoaded"}
+                          "SecondpassUpstream5xxRatioHigh", "SecondpassModelNotLoaded", "SecondpassBreakerOpen",
+                          "SecondpassRerankLatencyOverBudget", "SecondpassRedisErrors"}
     assert "secondpass_fail_open_total" in rules["SecondpassFailOpenRateHigh"]["expr"]
     assert "secondpass_requests_total" in rules["SecondpassFailOpenRateHigh"]["expr"]
     assert "> 0.02" in rules["SecondpassFailOpenRateHigh"]["expr"]
@@ -489,6 +490,82 @@ def test_alerts_fire_on_synthetic_series(rendered, tmp_path):
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
     proc = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_replica_alerts_fire_on_synthetic_series(rendered, tmp_path):
+    """Breaker open, rerank p99 near its budget and Redis errors fire on series that show
+    them, and stay quiet on series that do not."""
+    promtool = shutil.which("promtool")
+    if not promtool:
+        pytest.skip("promtool not installed (scripts/setup --promtool)")
+    groups = one(rendered["replicas-shared-cache"], "PrometheusRule")["spec"]["groups"]
+    for g in groups:
+        for r in g["rules"]:
+            r.pop("annotations", None)
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    sel = 'job="rel-secondpass",namespace="secondpass"'
+    labels = {"job": "rel-secondpass", "namespace": "secondpass", "severity": "warning"}
+    rerank = f'secondpass_rerank_duration_seconds_bucket{{{sel},reranker="%s",le="%s"}}'
+    # per minute: `slow` answers 60 rerank steps, 59 of them in (1, 2.5] s (p99 ~2.5 s
+    # > 1.8 s); `fast` answers 60 within 0.1 s.
+    series = [
+        {"series": f'secondpass_breaker_state{{{sel},pod="a",reranker="cohere"}}', "values": "0x5 1x30"},
+        {"series": f'secondpass_breaker_state{{{sel},pod="a",reranker="local"}}', "values": "0x35"},
+        {"series": f'secondpass_cache_redis_errors_total{{{sel},pod="a",op="get",kind="timeout"}}',
+         "values": "0+60x35"},
+        {"series": f'secondpass_cache_redis_errors_total{{{sel},pod="b",op="set",kind="connection"}}',
+         "values": "0x35"},
+    ]
+    for reranker, le_counts in (("slow", {"0.1": 0, "1": 1, "2.5": 60, "+Inf": 60}),
+                                ("fast", {"0.1": 60, "1": 60, "2.5": 60, "+Inf": 60})):
+        for le, per_minute in le_counts.items():
+            series.append({"series": rerank % (reranker, le), "values": f"0+{per_minute}x35"})
+    tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": series,
+        "alert_rule_test": [
+            {"eval_time": "20m", "alertname": "SecondpassBreakerOpen",
+             "exp_alerts": [{"exp_labels": {**labels, "reranker": "cohere"}}]},
+            {"eval_time": "20m", "alertname": "SecondpassRerankLatencyOverBudget",
+             "exp_alerts": [{"exp_labels": {**labels, "reranker": "slow"}}]},
+            {"eval_time": "20m", "alertname": "SecondpassRedisErrors",
+             "exp_alerts": [{"exp_labels": {**labels, "op": "get", "kind": "timeout"}}]},
+            {"eval_time": "4m", "alertname": "SecondpassBreakerOpen", "exp_alerts": []},
+        ],
+    }]}
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    proc = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_redis_url_comes_from_a_secret(rendered):
+    env = env_of(container(rendered["replicas-shared-cache"]))
+    assert env["SECONDPASS_REDIS_URL"] == {"secretKeyRef": {"name": "secondpass-secrets", "key": "redis-url"}}
+    assert env["SECONDPASS__CACHE__REDIS__URL_ENV"] == "SECONDPASS_REDIS_URL"
+    cm = tomllib.loads(one(rendered["replicas-shared-cache"], "ConfigMap")["data"]["secondpass.toml"])
+    assert "url" not in cm["cache"]["redis"] and cm["cache"]["redis"]["timeout_ms"] == 30
+    docs = render({"redis": {"enabled": True}, "secrets": {"create": True, "redisUrl": "redis://:pw@r:6379"}})
+    secret = one(docs, "Secret")
+    assert base64.b64decode(secret["data"]["redis-url"]) == b"redis://:pw@r:6379"
+    assert "pw@" not in json.dumps(one(docs, "ConfigMap"))
+    for values, message in (({"redis": {"enabled": True}}, "Secret"),
+                            ({"redis": {"enabled": True}, "secrets": {"create": True}}, "redisUrl")):
+        with pytest.raises(helm.HelmError, match=message):
+            render(values)
+
+
+def test_replicas_spread_over_nodes_and_zones(rendered):
+    spec = workload(rendered["replicas-shared-cache"])["spec"]["template"]["spec"]
+    keys = [c["topologyKey"] for c in spec["topologySpreadConstraints"]]
+    assert keys == ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+    assert all(c["labelSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "rel"
+               and c["whenUnsatisfiable"] == "ScheduleAnyway" for c in spec["topologySpreadConstraints"])
+    mine = {"maxSkew": 2, "topologyKey": "x", "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"a": "b"}}}
+    spec = workload(render({"topologySpread": {"enabled": False}, "topologySpreadConstraints": [mine]}))
+    assert spec["spec"]["template"]["spec"]["topologySpreadConstraints"] == [mine]
+    hpa = one(rendered["replicas-shared-cache"], "HorizontalPodAutoscaler")["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 12)
+    assert one(rendered["replicas-shared-cache"], "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
 
 
 # ------------------------------------------------------------------ dashboard

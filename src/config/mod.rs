@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod cache;
 mod collections;
 mod env;
 mod rerankers;
@@ -18,6 +19,7 @@ mod sections;
 #[cfg(test)]
 mod tests;
 
+pub use cache::*;
 pub use collections::*;
 pub use rerankers::*;
 pub use sections::*;
@@ -265,6 +267,7 @@ impl Config {
                 ));
             }
         }
+        self.cache.validate()?;
         let api = &self.rerank_api;
         if api.enabled {
             for r in &api.rerankers {

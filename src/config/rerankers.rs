@@ -285,25 +285,6 @@ fn default_device() -> String {
     "cpu".into()
 }
 
-/// The score cache shared by every reranker: (model, query, document) → score.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CacheConfig {
-    /// Entries kept (least recently used go first); 0 turns the cache off.
-    pub max_entries: usize,
-    /// How long a score stays valid.
-    pub ttl_ms: u64,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        Self {
-            max_entries: 0,
-            ttl_ms: 3_600_000,
-        }
-    }
-}
-
 fn default_max_length() -> usize {
     512
 }

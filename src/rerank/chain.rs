@@ -60,7 +60,7 @@ pub struct Chain {
     pub registry: Registry,
     breakers: BTreeMap<String, Breaker>,
     metrics: Arc<Metrics>,
-    /// Scores already computed; `None` when `[cache] max_entries = 0`.
+    /// Scores already computed; `None` without `[cache] max_entries` or `[cache.redis]`.
     cache: Option<ScoreCache>,
 }
 
@@ -86,11 +86,8 @@ impl Chain {
         Chain {
             registry,
             breakers,
+            cache: ScoreCache::new(&config.cache, metrics.clone()),
             metrics,
-            cache: ScoreCache::new(
-                config.cache.max_entries,
-                Duration::from_millis(config.cache.ttl_ms),
-            ),
         }
     }
 
@@ -224,33 +221,21 @@ impl Chain {
         budget: Duration,
         cache: Option<&ScoreCache>,
     ) -> Result<Vec<f32>, RerankError> {
-        // Chunked scores differ from truncated ones: the chunking is part of the key.
-        let query = match &request.chunking {
-            Some(c) => std::borrow::Cow::Owned(format!("{}\u{0}{c:?}", request.query)),
-            None => std::borrow::Cow::Borrowed(&*request.query),
-        };
         let scope = Scope {
             reranker: name,
-            model: reranker.model(),
+            identity: reranker.identity(),
             max_length: request.max_length,
-            query: &query,
+            chunking: request.chunking.as_ref(),
+            query: &request.query,
         };
-        let keys: Vec<_> = match cache {
-            Some(c) => request.documents.iter().map(|d| c.key(&scope, d)).collect(),
-            None => Vec::new(),
+        let lookup = match cache {
+            Some(c) => Some(c.lookup(&scope, &request.documents, deadline).await),
+            None => None,
         };
-        let mut raw: Vec<Option<f32>> = vec![None; request.documents.len()];
-        if let Some(c) = cache {
-            for (slot, &key) in raw.iter_mut().zip(&keys) {
-                *slot = c.get(key);
-            }
-            let hits = raw.iter().filter(|s| s.is_some()).count() as u64;
-            let lookups = &self.metrics.cache_lookups;
-            lookups.with_label_values(&["hit"]).inc_by(hits);
-            lookups
-                .with_label_values(&["miss"])
-                .inc_by(raw.len() as u64 - hits);
-        }
+        let mut raw: Vec<Option<f32>> = match &lookup {
+            Some(l) => l.scores.clone(),
+            None => vec![None; request.documents.len()],
+        };
         let misses: Vec<usize> = (0..raw.len()).filter(|&i| raw[i].is_none()).collect();
         // Every score was cached (or nothing to score): no call, so no breaker either.
         if misses.is_empty() && !raw.is_empty() {
@@ -299,11 +284,18 @@ impl Chain {
             }
             self.record_state(name, b);
         }
-        for (&i, score) in misses.iter().zip(result?) {
+        let scores = result?;
+        if let (Some(c), Some(l)) = (cache, &lookup) {
+            c.store(
+                misses
+                    .iter()
+                    .zip(&scores)
+                    .map(|(&i, &s)| (l.keys[i], s))
+                    .collect(),
+            );
+        }
+        for (&i, score) in misses.iter().zip(scores) {
             raw[i] = Some(score);
-            if let Some(c) = cache {
-                c.insert(keys[i], score);
-            }
         }
         Ok(raw
             .into_iter()

@@ -214,6 +214,10 @@ impl Reranker for Passages {
         self.inner.model()
     }
 
+    fn identity(&self) -> super::cache::Identity {
+        self.inner.identity()
+    }
+
     fn score_kind(&self) -> ScoreKind {
         self.inner.score_kind()
     }

@@ -96,6 +96,12 @@ pub type RerankFuture = Pin<Box<dyn Future<Output = Result<Vec<f32>, RerankError
 pub trait Reranker: Send + Sync {
     /// Model identifier reported to clients.
     fn model(&self) -> &str;
+    /// Everything about this reranker that changes its scores (the score cache keys
+    /// on it): a local model's file contents and settings, a hosted API's endpoint
+    /// and model. The default, the model name alone, suits only test rerankers.
+    fn identity(&self) -> cache::Identity {
+        cache::Identity::named(self.model())
+    }
     fn score_kind(&self) -> ScoreKind;
     fn rerank(&self, request: RerankRequest) -> RerankFuture;
     /// Where a local model runs (execution provider, device, batching); `None` for

@@ -69,6 +69,14 @@ app.kubernetes.io/component: {{ ternary "reranker-with-qdrant" "reranker" (eq .V
 {{- if and .Values.configToml .Values.config }}
 {{- fail "set either config (a map rendered to TOML) or configToml (a raw TOML string), not both; set config: {} to use configToml" }}
 {{- end }}
+{{- if .Values.redis.enabled }}
+{{- if not (or .Values.redis.existingSecret .Values.secrets.existingSecret .Values.secrets.create) }}
+{{- fail "redis.enabled needs the Redis URL from a Secret: set redis.existingSecret, secrets.existingSecret, or secrets.create with secrets.redisUrl" }}
+{{- end }}
+{{- if and .Values.secrets.create (not .Values.redis.existingSecret) (not .Values.secrets.redisUrl) }}
+{{- fail "redis.enabled with secrets.create needs secrets.redisUrl (or redis.existingSecret)" }}
+{{- end }}
+{{- end }}
 {{- if and .Values.model.download.enabled (not .Values.model.download.repo) }}
 {{- fail "model.download.enabled needs model.download.repo (owner/name on the Hugging Face Hub)" }}
 {{- end }}
@@ -256,6 +264,15 @@ numbers as integers. Scalars and lists of scalars become `key = value`, maps bec
       key: {{ . }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- if .Values.redis.enabled }}
+- name: {{ .Values.redis.urlEnv }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret | default $secret }}
+      key: {{ .Values.redis.urlKey }}
+- name: SECONDPASS__CACHE__REDIS__URL_ENV
+  value: {{ .Values.redis.urlEnv | quote }}
 {{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
@@ -575,7 +592,14 @@ spec:
   affinity:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- with .Values.topologySpreadConstraints }}
+  {{- $spread := list }}
+  {{- if .Values.topologySpread.enabled }}
+  {{- range .Values.topologySpread.topologyKeys }}
+  {{- $spread = append $spread (dict "maxSkew" (int $.Values.topologySpread.maxSkew) "topologyKey" . "whenUnsatisfiable" $.Values.topologySpread.whenUnsatisfiable "labelSelector" (dict "matchLabels" (include "secondpass.selectorLabels" $ | fromYaml))) }}
+  {{- end }}
+  {{- end }}
+  {{- $spread = concat $spread (.Values.topologySpreadConstraints | default list) }}
+  {{- with $spread }}
   topologySpreadConstraints:
     {{- tpl (toYaml .) $ | nindent 4 }}
   {{- end }}

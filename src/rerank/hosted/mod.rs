@@ -106,6 +106,8 @@ struct Inner {
     max_documents: AtomicUsize,
     max_retries: u32,
     client: HttpClient,
+    /// Provider, endpoint, wire format and model: what the score cache keys on.
+    identity: crate::rerank::cache::Identity,
 }
 
 impl std::fmt::Debug for HostedReranker {
@@ -185,6 +187,7 @@ impl HostedReranker {
             ));
         }
         let timeout = Duration::from_millis(cfg.timeout_ms.max(1));
+        let identity = identity(provider, dialect, &url, cfg.model.as_deref());
         Ok(HostedReranker {
             inner: Arc::new(Inner {
                 name: name.to_string(),
@@ -206,6 +209,7 @@ impl HostedReranker {
                 ),
                 max_retries: cfg.max_retries,
                 client: build_client(timeout)?,
+                identity,
             }),
         })
     }
@@ -231,9 +235,28 @@ impl HostedReranker {
     }
 }
 
+/// A hosted reranker's identity: the same model behind the same endpoint scores alike.
+fn identity(
+    provider: Provider,
+    dialect: Dialect,
+    url: &Uri,
+    model: Option<&str>,
+) -> crate::rerank::cache::Identity {
+    let mut f = crate::rerank::cache::Fields::new("hosted");
+    f.str("provider", provider.name())
+        .str("dialect", &format!("{dialect:?}"))
+        .str("url", &url.to_string())
+        .str("model", model.unwrap_or(""));
+    crate::rerank::cache::Identity::new(f)
+}
+
 impl Reranker for HostedReranker {
     fn model(&self) -> &str {
         &self.inner.model
+    }
+
+    fn identity(&self) -> crate::rerank::cache::Identity {
+        self.inner.identity
     }
 
     fn score_kind(&self) -> ScoreKind {

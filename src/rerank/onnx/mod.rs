@@ -61,6 +61,9 @@ pub struct OnnxReranker {
     /// Intra-op threads of each worker's session (0: ONNX Runtime's choice).
     pub intra_threads: usize,
     pub execution: Execution,
+    /// The model's and tokenizer's contents and the length settings: what the score
+    /// cache keys on (the same files under another path score alike).
+    identity: crate::rerank::cache::Identity,
 }
 
 impl OnnxReranker {
@@ -209,7 +212,9 @@ impl OnnxReranker {
                 "every model input is placed in CPU memory: the first nodes run on the CPU"
             );
         }
+        let identity = identity(&info, max_length, cfg.max_query_tokens)?;
         Ok(OnnxReranker {
+            identity,
             model: info.name.clone(),
             jobs: tx,
             concurrency,
@@ -227,9 +232,31 @@ impl OnnxReranker {
     }
 }
 
+/// A local model's identity: its files' contents and what it is allowed to see.
+fn identity(
+    info: &ModelInfo,
+    max_length: usize,
+    max_query_tokens: usize,
+) -> Result<crate::rerank::cache::Identity, String> {
+    use crate::rerank::cache::{file_digest, Fields, Identity};
+    let digest = |p: &std::path::Path| {
+        file_digest(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let mut f = Fields::new("onnx");
+    f.bytes("model_sha256", &digest(&info.model_path)?)
+        .bytes("tokenizer_sha256", &digest(&info.tokenizer_path)?)
+        .num("max_length", Some(max_length as u64))
+        .num("max_query_tokens", Some(max_query_tokens as u64));
+    Ok(Identity::new(f))
+}
+
 impl Reranker for OnnxReranker {
     fn model(&self) -> &str {
         &self.model
+    }
+
+    fn identity(&self) -> crate::rerank::cache::Identity {
+        self.identity
     }
 
     fn score_kind(&self) -> ScoreKind {

@@ -1,39 +1,21 @@
-//! Score cache: the raw score of (reranker, model, max length, query, document),
-//! kept for `ttl` and bounded to `max_entries` (least recently used go first).
-//!
-//! Keys are 128-bit hashes (two SipHash-1-3 with independent random keys), so no
-//! text is kept. The cache is split into shards, each an O(1) LRU list behind its
-//! own mutex, so concurrent requests rarely wait on each other.
+//! The in-process tier: raw scores by [`Key`], kept for `ttl` and bounded to
+//! `max_entries` (least recently used go first). Keys are digests (see [`super::key`]),
+//! so no text is kept. The cache is split into shards, each an O(1) LRU list behind
+//! its own mutex, so concurrent requests rarely wait on each other.
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use super::key::Key;
 
 /// Where "now" comes from; tests pass a clock they move by hand.
 pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
-/// What a score depends on besides the document.
-#[derive(Debug, Clone, Copy)]
-pub struct Scope<'a> {
-    /// The reranker's configured name.
-    pub reranker: &'a str,
-    /// The model it reports (a reloaded config may point the name at another model).
-    pub model: &'a str,
-    /// The request's max length override (it changes what the model sees).
-    pub max_length: Option<usize>,
-    pub query: &'a str,
-}
-
-/// A 128-bit key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Key(u64, u64);
-
-pub struct ScoreCache {
+pub struct Memory {
     shards: Vec<Mutex<Lru>>,
     ttl: Duration,
-    hashers: (RandomState, RandomState),
     clock: Clock,
 }
 
@@ -47,45 +29,30 @@ fn shard_count(max_entries: usize) -> usize {
     }
 }
 
-impl ScoreCache {
+impl Memory {
     /// `None` when `max_entries` is 0 (the cache is off).
-    pub fn new(max_entries: usize, ttl: Duration) -> Option<ScoreCache> {
+    pub fn new(max_entries: usize, ttl: Duration) -> Option<Memory> {
         Self::with_clock(max_entries, ttl, Arc::new(Instant::now))
     }
 
-    pub fn with_clock(max_entries: usize, ttl: Duration, clock: Clock) -> Option<ScoreCache> {
+    pub fn with_clock(max_entries: usize, ttl: Duration, clock: Clock) -> Option<Memory> {
         if max_entries == 0 {
             return None;
         }
         let shards = shard_count(max_entries);
         let per_shard = max_entries.div_ceil(shards);
-        Some(ScoreCache {
+        Some(Memory {
             shards: (0..shards)
                 .map(|_| Mutex::new(Lru::new(per_shard)))
                 .collect(),
             ttl,
-            hashers: (RandomState::new(), RandomState::new()),
             clock,
         })
     }
 
-    /// The key of `document` under `scope`.
-    pub fn key(&self, scope: &Scope<'_>, document: &str) -> Key {
-        let fields = (
-            scope.reranker,
-            scope.model,
-            scope.max_length,
-            scope.query,
-            document,
-        );
-        Key(
-            self.hashers.0.hash_one(fields),
-            self.hashers.1.hash_one(fields),
-        )
-    }
-
     fn shard(&self, key: Key) -> &Mutex<Lru> {
-        &self.shards[(key.1 % self.shards.len() as u64) as usize]
+        let n = u64::from_le_bytes(key.0[24..].try_into().expect("8 bytes"));
+        &self.shards[(n % self.shards.len() as u64) as usize]
     }
 
     /// The cached score, when present and not expired (a hit refreshes its place in
@@ -116,7 +83,7 @@ impl ScoreCache {
     }
 }
 
-/// The key is already a hash: use its bits as they are.
+/// The key is already a digest: its first eight bytes are the hash.
 #[derive(Default)]
 struct KeyHasher(u64);
 
@@ -125,12 +92,12 @@ impl Hasher for KeyHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        // `[u8; 32]` hashes as its bytes in one call (a length prefix first, maybe).
+        for chunk in bytes.chunks(8) {
+            let mut n = [0u8; 8];
+            n[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(n);
         }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 ^= n;
     }
 }
 
@@ -251,25 +218,28 @@ mod tests {
         (Arc::new(move || *n.lock().unwrap()), now)
     }
 
-    fn scope<'a>(model: &'a str, query: &'a str) -> Scope<'a> {
-        Scope {
+    /// A distinct key per name.
+    fn key(name: &str) -> Key {
+        use super::super::key::{Identity, Scope};
+        let scope = Scope {
             reranker: "local",
-            model,
+            identity: Identity::named("m"),
             max_length: None,
-            query,
-        }
+            chunking: None,
+            query: "q",
+        };
+        scope.keyer().key(name)
     }
 
     #[test]
     fn zero_entries_is_off() {
-        assert!(ScoreCache::new(0, Duration::from_secs(1)).is_none());
+        assert!(Memory::new(0, Duration::from_secs(1)).is_none());
     }
 
     #[test]
     fn hits_and_misses() {
-        let c = ScoreCache::new(10, Duration::from_secs(60)).unwrap();
-        let s = scope("m", "q");
-        let (a, b) = (c.key(&s, "doc a"), c.key(&s, "doc b"));
+        let c = Memory::new(10, Duration::from_secs(60)).unwrap();
+        let (a, b) = (key("doc a"), key("doc b"));
         assert_ne!(a, b);
         assert_eq!(c.get(a), None);
         c.insert(a, 1.5);
@@ -283,8 +253,8 @@ mod tests {
     #[test]
     fn entries_expire_after_ttl() {
         let (clock, now) = manual();
-        let c = ScoreCache::with_clock(10, Duration::from_millis(100), clock).unwrap();
-        let k = c.key(&scope("m", "q"), "d");
+        let c = Memory::with_clock(10, Duration::from_millis(100), clock).unwrap();
+        let k = key("d");
         c.insert(k, 0.5);
         *now.lock().unwrap() += Duration::from_millis(99);
         assert_eq!(c.get(k), Some(0.5), "a hit does not extend the expiry");
@@ -297,9 +267,8 @@ mod tests {
 
     #[test]
     fn least_recently_used_goes_first() {
-        let c = ScoreCache::new(3, Duration::from_secs(60)).unwrap();
-        let s = scope("m", "q");
-        let k: Vec<Key> = (0..5).map(|i| c.key(&s, &format!("doc {i}"))).collect();
+        let c = Memory::new(3, Duration::from_secs(60)).unwrap();
+        let k: Vec<Key> = (0..5).map(|i| key(&format!("doc {i}"))).collect();
         for (i, &key) in k.iter().take(3).enumerate() {
             c.insert(key, i as f32);
         }
@@ -315,39 +284,13 @@ mod tests {
     }
 
     #[test]
-    fn models_queries_and_lengths_do_not_share_entries() {
-        let c = ScoreCache::new(100, Duration::from_secs(60)).unwrap();
-        let base = scope("model-a", "q");
-        c.insert(c.key(&base, "d"), 1.0);
-        let others = [
-            scope("model-b", "q"),
-            scope("model-a", "q2"),
-            Scope {
-                reranker: "other",
-                ..base
-            },
-            Scope {
-                max_length: Some(64),
-                ..base
-            },
-        ];
-        for s in others {
-            assert_eq!(c.get(c.key(&s, "d")), None, "{s:?}");
-        }
-        assert_eq!(c.get(c.key(&base, "d")), Some(1.0));
-        // No ambiguity between where the query ends and the document starts.
-        assert_ne!(c.key(&scope("m", "ab"), "c"), c.key(&scope("m", "a"), "bc"));
-    }
-
-    #[test]
     fn large_caches_shard_and_stay_bounded() {
-        let c = ScoreCache::new(2048, Duration::from_secs(60)).unwrap();
+        let c = Memory::new(2048, Duration::from_secs(60)).unwrap();
         assert_eq!(c.shards.len(), 16);
-        let s = scope("m", "q");
         for i in 0..10_000 {
-            c.insert(c.key(&s, &i.to_string()), i as f32);
+            c.insert(key(&i.to_string()), i as f32);
         }
         assert!(c.len() <= 2048, "{}", c.len());
-        assert_eq!(c.get(c.key(&s, "9999")), Some(9999.0));
+        assert_eq!(c.get(key("9999")), Some(9999.0));
     }
 }
