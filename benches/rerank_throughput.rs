@@ -203,6 +203,7 @@ async fn measure(a: &Args, callers: usize, pairs: usize) {
         max_length: None,
         deadline: None,
         chunking: None,
+        instruction: None,
     };
     r.rerank(req()).await.expect("warm-up"); // first run allocates
     let rows = metrics.batch_size.with_label_values(&["bench"]);

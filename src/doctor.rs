@@ -53,6 +53,7 @@ fn check_onnx(o: &crate::config::OnnxConfig) -> Result<String, String> {
             max_length: None,
             deadline: None,
             chunking: None,
+            instruction: None,
         }))
         .map_err(|e| format!("scoring one batch failed: {e}"))?;
     let batch = started.elapsed();

@@ -161,7 +161,8 @@ fn merge(old: CollectionOverrides, change: CollectionOverrides) -> CollectionOve
         chunk_aggregate,
         hosted_chunks,
         stages,
-        allowed_rerankers
+        allowed_rerankers,
+        instruction
     )
 }
 

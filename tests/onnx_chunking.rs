@@ -139,6 +139,7 @@ async fn chunked_scores_fold_passage_scores_and_show_in_metrics() {
         max_length: None,
         deadline: None,
         chunking,
+        instruction: None,
     };
     let max = r
         .rerank(req(Some(spec.clone()), vec![doc.clone(), "wing".into()]))

@@ -119,6 +119,7 @@ pub struct CollectionOverrides {
     pub hosted_chunks: Option<HostedChunks>,
     pub stages: Option<Vec<StageConfig>>,
     pub allowed_rerankers: Option<Vec<String>>,
+    pub instruction: Option<String>,
 }
 
 /// A collection's effective settings.
@@ -163,6 +164,9 @@ pub struct CollectionSettings {
     pub stages: Vec<StageConfig>,
     /// Rerankers a request may pick with `"rerank": {"reranker": ...}`.
     pub allowed_rerankers: Vec<String>,
+    /// Decoder rerankers: the task instruction for this collection's searches (a
+    /// request's own wins; absent: the reranker's).
+    pub instruction: Option<String>,
 }
 
 impl Default for CollectionSettings {
@@ -191,6 +195,7 @@ impl Default for CollectionSettings {
             hosted_chunks: HostedChunks::Passages,
             stages: Vec::new(),
             allowed_rerankers: Vec::new(),
+            instruction: None,
         }
     }
 }
@@ -278,6 +283,7 @@ impl CollectionSettings {
             hosted_chunks,
             stages,
             allowed_rerankers,
+            instruction,
         } = o;
         macro_rules! take {
             ($($f:ident),*) => { $( if let Some(v) = $f { self.$f = v.clone(); } )* };
@@ -306,7 +312,13 @@ impl CollectionSettings {
         macro_rules! take_opt {
             ($($f:ident),*) => { $( if $f.is_some() { self.$f = $f.clone(); } )* };
         }
-        take_opt!(text_template, chunk_tokens, max_length, score_threshold);
+        take_opt!(
+            text_template,
+            chunk_tokens,
+            max_length,
+            score_threshold,
+            instruction
+        );
         if let Some(ms) = timeout_ms {
             self.timeout = Duration::from_millis(*ms);
         }

@@ -12,12 +12,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod collections;
+mod llm;
 mod rerankers;
 mod sections;
 #[cfg(test)]
 mod tests;
 
 pub use collections::*;
+pub use llm::{Family, Padding, PromptConfig, ScoreFunction, Truncation};
 pub use rerankers::*;
 pub use sections::*;
 
@@ -247,6 +249,7 @@ impl Config {
                     format!("`{}`: use cpu, cuda or cuda:N", o.device),
                 ));
             }
+            llm::validate(o, &key)?;
         }
         let api = &self.rerank_api;
         if api.enabled {

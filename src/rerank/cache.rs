@@ -24,6 +24,10 @@ pub struct Scope<'a> {
     /// The request's max length override (it changes what the model sees).
     pub max_length: Option<usize>,
     pub query: &'a str,
+    /// Decoder rerankers: the prompt template (`Reranker::prompt_key`) and the
+    /// request's instruction, each its own field; `None` for rerankers that read neither.
+    pub template: Option<&'a str>,
+    pub instruction: Option<&'a str>,
 }
 
 /// A 128-bit key.
@@ -72,10 +76,8 @@ impl ScoreCache {
     /// The key of `document` under `scope`.
     pub fn key(&self, scope: &Scope<'_>, document: &str) -> Key {
         let fields = (
-            scope.reranker,
-            scope.model,
-            scope.max_length,
-            scope.query,
+            (scope.reranker, scope.model, scope.max_length, scope.query),
+            (scope.template, scope.instruction),
             document,
         );
         Key(
@@ -257,6 +259,8 @@ mod tests {
             model,
             max_length: None,
             query,
+            template: None,
+            instruction: None,
         }
     }
 
@@ -330,6 +334,15 @@ mod tests {
                 max_length: Some(64),
                 ..base
             },
+            Scope {
+                template: Some("qwen3"),
+                ..base
+            },
+            Scope {
+                template: Some("qwen3"),
+                instruction: Some("find laws"),
+                ..base
+            },
         ];
         for s in others {
             assert_eq!(c.get(c.key(&s, "d")), None, "{s:?}");
@@ -337,6 +350,20 @@ mod tests {
         assert_eq!(c.get(c.key(&base, "d")), Some(1.0));
         // No ambiguity between where the query ends and the document starts.
         assert_ne!(c.key(&scope("m", "ab"), "c"), c.key(&scope("m", "a"), "bc"));
+        // Nor between the instruction, the template and the query: separate fields.
+        let with = |template, instruction, query| Scope {
+            template,
+            instruction,
+            ..scope("m", query)
+        };
+        assert_ne!(
+            c.key(&with(Some("t"), Some("ab"), "q"), "d"),
+            c.key(&with(Some("ta"), Some("b"), "q"), "d")
+        );
+        assert_ne!(
+            c.key(&with(Some("t"), Some("a"), "bq"), "d"),
+            c.key(&with(Some("t"), Some("ab"), "q"), "d")
+        );
     }
 
     #[test]

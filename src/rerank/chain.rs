@@ -229,11 +229,15 @@ impl Chain {
             Some(c) => std::borrow::Cow::Owned(format!("{}\u{0}{c:?}", request.query)),
             None => std::borrow::Cow::Borrowed(&*request.query),
         };
+        // Decoder rerankers: their template and the instruction change the scores.
+        let template = reranker.prompt_key();
         let scope = Scope {
             reranker: name,
             model: reranker.model(),
             max_length: request.max_length,
             query: &query,
+            template,
+            instruction: template.and(request.instruction.as_deref()),
         };
         let keys: Vec<_> = match cache {
             Some(c) => request.documents.iter().map(|d| c.key(&scope, d)).collect(),
@@ -405,6 +409,7 @@ mod tests {
             max_length: None,
             deadline: None,
             chunking: None,
+            instruction: None,
         }
     }
 

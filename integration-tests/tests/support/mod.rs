@@ -73,6 +73,7 @@ pub async fn expected_scores(query: &str, docs: &[String]) -> Vec<f32> {
             max_length: None,
             deadline: None,
             chunking: None,
+            instruction: None,
         })
         .await
         .unwrap()

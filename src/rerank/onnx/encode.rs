@@ -126,6 +126,27 @@ impl PairEncoder {
     }
 }
 
+impl super::worker::Encode for PairEncoder {
+    fn pairs(
+        &self,
+        req: &crate::rerank::RerankRequest,
+        max_length: usize,
+        max_query_tokens: usize,
+    ) -> Result<Vec<Pair>, String> {
+        self.encode(&req.query, &req.documents, max_length, max_query_tokens)
+    }
+
+    fn passages(
+        &self,
+        req: &crate::rerank::RerankRequest,
+        max_length: usize,
+        _max_query_tokens: usize,
+        chunking: &crate::rerank::chunk::Chunking,
+    ) -> Result<Chunked, String> {
+        self.encode_chunked(&req.query, &req.documents, max_length, chunking)
+    }
+}
+
 /// A token is rarely longer than this many bytes of text; the query text is cut to
 /// `max_query_tokens` times it before tokenizing.
 pub const MAX_BYTES_PER_TOKEN: usize = 128;

@@ -142,7 +142,7 @@ pub(crate) fn scores_from_output(out: &DynValue, rows: usize) -> Result<Vec<f32>
 
 /// The raw 16-bit words of a float16 output tensor in CPU memory (`ort`'s typed
 /// extraction of f16 needs its `half` feature; the bits are all we need).
-fn f16_bits(out: &DynValue) -> Result<(Vec<i64>, Vec<u16>), String> {
+pub(crate) fn f16_bits(out: &DynValue) -> Result<(Vec<i64>, Vec<u16>), String> {
     let ValueType::Tensor { shape, .. } = out.dtype() else {
         return Err("model output is not a tensor".into());
     };

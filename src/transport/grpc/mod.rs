@@ -270,7 +270,7 @@ async fn handle<M: Method>(state: Arc<AppState>, req: Request) -> Response {
         if let Some(q) = &q {
             query_text::check_len(q, settings.max_query_bytes)?;
         }
-        crate::plan::check_reranker(&settings, d.as_ref())?;
+        crate::plan::check_directive(&settings, d.as_ref())?;
         Ok((q, d))
     });
     let (header_query, directive) = match checked {
