@@ -317,6 +317,7 @@ mod tests {
             }),
             threshold: None,
             reranker: None,
+            instruction: None,
         }
     }
 

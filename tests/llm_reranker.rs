@@ -341,3 +341,46 @@ fn graphs_and_tokens_it_cannot_use_are_refused_with_the_reason() {
     let e = OnnxReranker::load(&cfg).err().unwrap();
     assert!(e.contains("leaves no room"), "{e}");
 }
+
+#[test]
+fn doctor_loads_decoder_rerankers_and_scores() {
+    let dir = std::env::temp_dir().join(format!("sp-llm-doctor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("doctor.toml");
+    let f = fixtures();
+    std::fs::write(
+        &file,
+        format!(
+            "[rerankers.qwen3]\nkind = \"onnx\"\nfamily = \"qwen3-reranker\"\nmodel_dir = \"{}\"\n\
+             model_file = \"model_int8.onnx\"\nmax_length = 256\n\
+             [rerankers.mxbai]\nkind = \"onnx\"\nfamily = \"mxbai-rerank-v2\"\nmodel_dir = \"{}\"\n\
+             max_length = 256\n",
+            f.join("qwen3-tiny").display(),
+            f.join("mxbai-tiny").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_secondpass"))
+        .args(["doctor", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "reranker qwen3: ok",
+        "model_int8.onnx",
+        "decoder qwen3-reranker: scorer",
+        "answers `yes` (id",
+        "reranker mxbai: ok",
+        "decoder mxbai-rerank-v2",
+        "answers `1` (id",
+    ] {
+        assert!(stdout.contains(want), "no `{want}` in {stdout}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -117,6 +117,7 @@ fn config(metrics: &Arc<Metrics>) -> OnnxReranker {
         max_query_tokens: 256,
         io_binding: None,
         tokenizer_threads: None,
+        ..OnnxConfig::new("")
     };
     OnnxReranker::load_with(&cfg, "t", Some(metrics.clone())).expect("shared model")
 }

@@ -125,3 +125,68 @@ pub(super) fn validate(o: &OnnxConfig, key: &dyn Fn(&str) -> String) -> Result<(
     .map(drop)
     .map_err(|(k, why)| invalid(key(k), why))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Family, Padding, ScoreFunction};
+
+    fn load(extra: &str) -> Result<Config, String> {
+        Config::from_toml(&format!(
+            "[rerankers.llm]\nkind = \"onnx\"\nmodel_dir = \"/models/q\"\n{extra}"
+        ))
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn decoder_keys_parse() {
+        let c = load(
+            "family = \"mxbai-rerank-v2\"\ninstruction = \"be strict\"\npadding = \"right\"\n\
+             [rerankers.llm.prompt]\nseparator = \"\\n\\n\"\nscore = \"softmax\"\n",
+        )
+        .unwrap();
+        let crate::config::RerankerConfig::Onnx(o) = &c.rerankers["llm"] else {
+            panic!("onnx")
+        };
+        assert_eq!(o.family, Some(Family::MxbaiRerankV2));
+        assert_eq!(o.padding, Some(Padding::Right));
+        let p = o.prompt.as_ref().unwrap();
+        assert_eq!(p.separator.as_deref(), Some("\n\n"));
+        assert_eq!(p.score, Some(ScoreFunction::Softmax));
+    }
+
+    #[test]
+    fn decoder_keys_without_family_and_bad_prompts_name_the_key() {
+        let e = load("instruction = \"x\"\n").unwrap_err();
+        assert!(
+            e.contains("rerankers.llm.instruction") && e.contains("family"),
+            "{e}"
+        );
+        let e = load("family = \"custom\"\n").unwrap_err();
+        assert!(e.contains("rerankers.llm.prompt.positive"), "{e}");
+        let e = load("family = \"qwen3-reranker\"\n[rerankers.llm.prompt]\nquery_line = \"Q:\"\n")
+            .unwrap_err();
+        assert!(
+            e.contains("rerankers.llm.prompt.query_line") && e.contains("{query}"),
+            "{e}"
+        );
+        let e = load("family = \"qwen4\"\n").unwrap_err();
+        assert!(e.contains("qwen4"), "{e}");
+        let e = load("family = \"qwen3-reranker\"\n[rerankers.llm.prompt]\npositiv = \"y\"\n")
+            .unwrap_err();
+        assert!(e.contains("positiv"), "{e}");
+    }
+
+    #[test]
+    fn collections_take_an_instruction() {
+        let c = load(
+            "family = \"qwen3-reranker\"\n[collections.default]\ninstruction = \"general\"\n\
+             [collections.docs]\nenabled = true\nreranker = \"llm\"\ninstruction = \"laws\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.collection("docs").instruction.as_deref(), Some("laws"));
+        assert_eq!(
+            c.collection("other").instruction.as_deref(),
+            Some("general")
+        );
+    }
+}

@@ -278,6 +278,7 @@ mod tests {
             }),
             threshold: None,
             reranker: pick.map(str::to_string),
+            instruction: None,
         };
         let texts = ["a", "bbbb", "cc", "ddd"]
             .iter()
