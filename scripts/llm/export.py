@@ -115,6 +115,11 @@ def answer_id(tokenizer, word):
     return ids[0]
 
 
+def weight_bytes(model_proto):
+    """Bytes of the weights held in the proto (protobuf cannot even size one past 2 GB)."""
+    return sum(len(t.raw_data) for t in model_proto.graph.initializer)
+
+
 def save_onnx(model_proto, path):
     """Saves, moving the weights to PATH.data when the file would pass protobuf's 2 GB."""
     import onnx
@@ -122,7 +127,7 @@ def save_onnx(model_proto, path):
     data = Path(str(path) + ".data")
     if data.exists():
         data.unlink()
-    if model_proto.ByteSize() > TWO_GB:
+    if weight_bytes(model_proto) > TWO_GB - 2**26:
         onnx.save(model_proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name)
     else:
         onnx.save(model_proto, str(path))
@@ -148,8 +153,16 @@ def export_fp32(model, tokenizer, out, answer, exporter="dynamo", opset=18, log=
                 "score_logits": {0: "batch"}}
         torch.onnx.export(s, (ids, mask, answer), str(tmp / "model.onnx"), dynamic_axes=axes, dynamo=False,
                           opset_version=opset, **names)
-    proto = onnx.load(str(tmp / "model.onnx"))  # reads external data, wherever the exporter put it
-    save_onnx(proto, out / "model.onnx")
+    files = {f.name for f in tmp.iterdir()}
+    if files <= {"model.onnx", "model.onnx.data"}:
+        # Already one graph file and at most one weights file, named as secondpass expects.
+        for f in files:
+            shutil.move(str(tmp / f), str(out / f))
+        if "model.onnx.data" not in files:
+            Path(str(out / "model.onnx") + ".data").unlink(missing_ok=True)
+    else:
+        proto = onnx.load(str(tmp / "model.onnx"))  # reads the weights, wherever the exporter put them
+        save_onnx(proto, out / "model.onnx")
     shutil.rmtree(tmp, ignore_errors=True)
     log(f"export: wrote {out / 'model.onnx'} ({exporter} exporter, opset {opset})")
 
