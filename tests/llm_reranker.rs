@@ -322,10 +322,10 @@ fn graphs_and_tokens_it_cannot_use_are_refused_with_the_reason() {
     }
     // An answer that is several tokens cannot be read from one position.
     let cfg = OnnxConfig {
-        prompt: Some(PromptConfig {
+        prompt: Some(Box::new(PromptConfig {
             positive: Some("highly relevant".into()),
             ..Default::default()
-        }),
+        })),
         ..config("qwen3-tiny", Family::Qwen3Reranker, Padding::Left, 8)
     };
     let e = OnnxReranker::load(&cfg).err().unwrap();

@@ -119,7 +119,7 @@ pub(super) fn validate(o: &OnnxConfig, key: &dyn Fn(&str) -> String) -> Result<(
     };
     crate::rerank::onnx::decoder::Template::resolve(
         family,
-        o.prompt.as_ref(),
+        o.prompt.as_deref(),
         o.instruction.as_deref(),
     )
     .map(drop)

@@ -224,7 +224,7 @@ pub struct OnnxConfig {
     pub instruction: Option<String>,
     /// Decoder rerankers: overrides of the family's prompt and scoring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt: Option<super::PromptConfig>,
+    pub prompt: Option<Box<super::PromptConfig>>,
     /// Decoder rerankers: `left` (default) or `right` padding in a batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub padding: Option<super::Padding>,

@@ -44,7 +44,7 @@ pub fn encoder(
     pad_id: Option<i64>,
 ) -> Result<PromptEncoder, String> {
     let family = cfg.family.ok_or("not a decoder reranker (no family)")?;
-    let template = Template::resolve(family, cfg.prompt.as_ref(), cfg.instruction.as_deref())
+    let template = Template::resolve(family, cfg.prompt.as_deref(), cfg.instruction.as_deref())
         .map_err(|(key, why)| format!("{key}: {why}"))?;
     PromptEncoder::from_file(tokenizer, template, pad_id)
 }
