@@ -41,15 +41,21 @@ pub struct PairEncoder {
     pub pad_id: i64,
 }
 
+/// The tokenizer at `path`, without its own padding and truncation: we truncate (the
+/// query kept, the document cut) and pad per batch ourselves.
+pub(crate) fn load_tokenizer(path: &Path) -> Result<Tokenizer, String> {
+    let mut tokenizer = Tokenizer::from_file(path)
+        .map_err(|e| format!("cannot read tokenizer {}: {e}", path.display()))?;
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(None)
+        .map_err(|e| format!("cannot disable truncation: {e}"))?;
+    Ok(tokenizer)
+}
+
 impl PairEncoder {
     pub fn from_file(path: &Path, pad_id: Option<i64>) -> Result<PairEncoder, String> {
-        let mut tokenizer = Tokenizer::from_file(path)
-            .map_err(|e| format!("cannot read tokenizer {}: {e}", path.display()))?;
-        // We truncate and pad ourselves: query kept, document cut, per-batch padding.
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| format!("cannot disable truncation: {e}"))?;
+        let tokenizer = load_tokenizer(path)?;
         let added = tokenizer
             .get_post_processor()
             .map(|p| p.added_tokens(true))

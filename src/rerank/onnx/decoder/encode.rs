@@ -8,7 +8,7 @@ use tokenizers::Tokenizer;
 use super::prompt::Template;
 use crate::config::Truncation;
 use crate::rerank::chunk::{passage_tokens, windows, Chunking};
-use crate::rerank::onnx::encode::{Chunked, Pair, MAX_BYTES_PER_TOKEN};
+use crate::rerank::onnx::encode::{load_tokenizer, Chunked, Pair, MAX_BYTES_PER_TOKEN};
 
 /// Tokenizes prompts for one template.
 pub struct PromptEncoder {
@@ -30,12 +30,7 @@ impl PromptEncoder {
         template: Template,
         pad_id: Option<i64>,
     ) -> Result<PromptEncoder, String> {
-        let mut tokenizer = Tokenizer::from_file(path)
-            .map_err(|e| format!("cannot read tokenizer {}: {e}", path.display()))?;
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| format!("cannot disable truncation: {e}"))?;
+        let tokenizer = load_tokenizer(path)?;
         let answer = [
             answer_token(&tokenizer, &template.positive, "positive")?,
             answer_token(&tokenizer, &template.negative, "negative")?,

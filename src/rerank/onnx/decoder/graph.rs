@@ -17,7 +17,7 @@ use ort::value::{DynTensor, DynValue, Tensor, TensorElementType, ValueType};
 
 use crate::config::{Padding, ScoreFunction};
 use crate::rerank::onnx::encode::Pair;
-use crate::rerank::onnx::model::{f16_bits, f16_to_f32};
+use crate::rerank::onnx::model::output_floats;
 use crate::rerank::onnx::worker::Score;
 use crate::rerank::sigmoid;
 
@@ -314,7 +314,7 @@ impl DecoderRunner {
         let out = outputs
             .get(self.graph.output_name.as_str())
             .ok_or("the model gave no output")?;
-        let (shape, data) = floats(out)?;
+        let (shape, data) = output_floats(out)?;
         match self.graph.output {
             Output::Scores => match shape.as_slice() {
                 [r, 2] if *r as usize == b.rows => {
@@ -351,28 +351,6 @@ impl DecoderRunner {
                     .collect())
             }
         }
-    }
-}
-
-/// A float32 or float16 output as float32 values.
-fn floats(out: &DynValue) -> Result<(Vec<i64>, Vec<f32>), String> {
-    let ValueType::Tensor { ty, .. } = out.dtype() else {
-        return Err("model output is not a tensor".into());
-    };
-    match ty {
-        TensorElementType::Float32 => {
-            let (shape, data) = out
-                .try_extract_tensor::<f32>()
-                .map_err(|e| format!("cannot read the model output: {e}"))?;
-            Ok((shape.iter().copied().collect(), data.to_vec()))
-        }
-        TensorElementType::Float16 => {
-            let (shape, bits) = f16_bits(out)?;
-            Ok((shape, bits.into_iter().map(f16_to_f32).collect()))
-        }
-        other => Err(format!(
-            "model output is {other:?}; expected float32 or float16"
-        )),
     }
 }
 
