@@ -401,6 +401,26 @@ mod tests {
     }
 
     #[test]
+    fn full_logits_cap_the_batch_tokens() {
+        let g = |output| Graph {
+            output,
+            output_name: "logits".into(),
+            position_ids: true,
+            score_token_ids: false,
+            use_cache_branch: false,
+            past: Vec::new(),
+        };
+        assert_eq!(g(Output::Scores).token_cap(), None);
+        // Qwen's vocabulary in fp32: 1 GiB holds about 1,770 positions of logits.
+        let full = g(Output::FullLogits {
+            vocab: 151_669,
+            bytes_per_logit: 4,
+        });
+        assert_eq!(full.token_cap(), Some(1769));
+        assert!(full.describe().contains("151669"));
+    }
+
+    #[test]
     fn score_functions() {
         assert!((score(ScoreFunction::Softmax, [2.0, 2.0]) - 0.5).abs() < 1e-7);
         // softmax([no, yes])[yes] = e^y / (e^y + e^n)
