@@ -14,7 +14,9 @@
 //! (intra-op per worker; 0: ONNX Runtime's choice, or cores / workers), `--callers N` (8) and `--pairs N`
 //! (20 per request; `single` uses one caller and 32), `--batching cross|per`,
 //! `--device cpu|cuda[:N]`, `--io-binding on|off` (default: the device's),
-//! `--tokenizer-threads N` (default: the device's, 1 on cuda, 0 on cpu).
+//! `--tokenizer-threads N` (default: the device's, 1 on cuda, 0 on cpu),
+//! `--family qwen3-reranker|mxbai-rerank-v2` (a decoder reranker: `max-len` is the
+//! whole prompt; point `SECONDPASS_BENCH_MODEL_DIR` at its folder).
 //!
 //! Uses the shared model (`../shared/models/cranfield-minilm-l6-ce`, or
 //! `SECONDPASS_SHARED_DIR`; `SECONDPASS_BENCH_MODEL_DIR` points at another model
@@ -46,6 +48,7 @@ struct Args {
     device: String,
     io_binding: Option<bool>,
     tokenizer_threads: Option<usize>,
+    family: Option<secondpass::config::Family>,
 }
 
 fn args() -> Args {
@@ -64,6 +67,7 @@ fn args() -> Args {
         device: "cpu".into(),
         io_binding: None,
         tokenizer_threads: None,
+        family: None,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -83,6 +87,12 @@ fn args() -> Args {
             "--pairs" => a.pairs = Some(n()),
             "--device" => a.device = val.clone(),
             "--tokenizer-threads" => a.tokenizer_threads = Some(n()),
+            "--family" => {
+                a.family = Some(
+                    serde_json::from_value(serde_json::Value::String(val.clone()))
+                        .expect("--family qwen3-reranker|mxbai-rerank-v2|custom"),
+                )
+            }
             "--io-binding" => {
                 a.io_binding = match val.as_str() {
                     "on" => Some(true),
@@ -175,6 +185,8 @@ fn load(a: &Args, metrics: &Arc<Metrics>) -> OnnxReranker {
         device: a.device.clone(),
         io_binding: a.io_binding,
         tokenizer_threads: a.tokenizer_threads,
+        family: a.family,
+        ..OnnxConfig::new("")
     };
     OnnxReranker::load_batching(&cfg, "bench", Some(metrics.clone()), a.batching).unwrap_or_else(
         |e| {
@@ -203,6 +215,7 @@ async fn measure(a: &Args, callers: usize, pairs: usize) {
         max_length: None,
         deadline: None,
         chunking: None,
+        instruction: None,
     };
     r.rerank(req()).await.expect("warm-up"); // first run allocates
     let rows = metrics.batch_size.with_label_values(&["bench"]);
@@ -232,9 +245,10 @@ async fn measure(a: &Args, callers: usize, pairs: usize) {
     times.sort_by(f64::total_cmp);
     let batches = rows.get_sample_count() - batches0;
     println!(
-        "bench model={} device={} max_len={} batch={} workers={} threads={} batching={} io_binding={} \
+        "bench model={}{} device={} max_len={} batch={} workers={} threads={} batching={} io_binding={} \
          tokenizer_threads={} callers={} pairs={} | pairs_per_s={:.1} p50_ms={:.1} p99_ms={:.1} requests={} mean_batch_rows={:.1} peak_parallel_batches={}",
         a.model,
+        a.family.map_or(String::new(), |f| format!(" family={}", f.as_str())),
         a.device,
         a.max_len,
         a.batch,

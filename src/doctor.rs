@@ -53,6 +53,7 @@ fn check_onnx(o: &crate::config::OnnxConfig) -> Result<String, String> {
             max_length: None,
             deadline: None,
             chunking: None,
+            instruction: None,
         }))
         .map_err(|e| format!("scoring one batch failed: {e}"))?;
     let batch = started.elapsed();
@@ -65,10 +66,17 @@ fn check_onnx(o: &crate::config::OnnxConfig) -> Result<String, String> {
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
+    let decoder = x.decoder.as_ref().map_or(String::new(), |d| {
+        format!(
+            "; decoder {}: {}, answers `{}` (id {}) / `{}` (id {}), score {:?}, {} fixed prompt tokens",
+            d.family, d.graph, d.positive.0, d.positive.1, d.negative.0, d.negative.1, d.score,
+            d.fixed_tokens
+        )
+    });
     Ok(format!(
         "ok: provider {} device {} (inputs on {}), model {} ({}), ONNX Runtime {} from {}; \
          loaded in {:.0} ms (first inference {:.1} ms), one batch of {} pairs in {:.1} ms, \
-         scores [{:.3}, {:.3}] (relevant first: {})",
+         scores [{:.3}, {:.3}] (relevant first: {}){decoder}",
         x.provider,
         x.device,
         placed.join(" "),

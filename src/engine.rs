@@ -24,6 +24,16 @@ pub struct Job<'a> {
     pub texts: Vec<Option<String>>,
 }
 
+impl Job<'_> {
+    /// The decoder rerankers' instruction: the request's, else the collection's.
+    fn instruction(&self) -> Option<Arc<str>> {
+        self.plan
+            .instruction
+            .clone()
+            .or_else(|| self.settings.instruction.as_deref().map(Arc::from))
+    }
+}
+
 /// What the rerank step did for one search.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -184,6 +194,7 @@ impl Engine {
             max_length: job.settings.max_length,
             deadline: None,
             chunking: job.settings.chunking(),
+            instruction: job.instruction(),
         };
         let chain = stages[0].chain();
         let result = self
@@ -306,6 +317,7 @@ mod tests {
             }),
             threshold: None,
             reranker: None,
+            instruction: None,
         }
     }
 

@@ -69,6 +69,7 @@ const EVERY_KEY: &[(&str, &str)] = &[
         r#"[{ reranker = "local", keep = 20 }, { reranker = "other" }]"#,
     ),
     ("allowed_rerankers", r#"["local", "other"]"#),
+    ("instruction", "\"Find the passage that answers\""),
 ];
 
 /// The settings [`EVERY_KEY`] makes (written out: a new setting must be added here).
@@ -104,6 +105,7 @@ fn every_key_settings() -> crate::config::CollectionSettings {
         hosted_chunks: HostedChunks::Provider,
         stages: vec![stage("local", Some(20)), stage("other", None)],
         allowed_rerankers: vec!["local".into(), "other".into()],
+        instruction: Some("Find the passage that answers".into()),
     }
 }
 

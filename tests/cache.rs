@@ -81,6 +81,7 @@ fn req(query: &str, docs: &[&str]) -> RerankRequest {
         max_length: None,
         deadline: None,
         chunking: None,
+        instruction: None,
     }
 }
 

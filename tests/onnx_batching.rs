@@ -62,6 +62,7 @@ fn request(query: &str, docs: &[String]) -> RerankRequest {
         max_length: None,
         deadline: None,
         chunking: None,
+        instruction: None,
     }
 }
 

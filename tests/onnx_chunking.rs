@@ -117,6 +117,7 @@ fn config(metrics: &Arc<Metrics>) -> OnnxReranker {
         max_query_tokens: 256,
         io_binding: None,
         tokenizer_threads: None,
+        ..OnnxConfig::new("")
     };
     OnnxReranker::load_with(&cfg, "t", Some(metrics.clone())).expect("shared model")
 }
@@ -169,6 +170,7 @@ async fn chunked_scores_fold_passage_scores_and_show_in_metrics() {
         max_length: None,
         deadline: None,
         chunking,
+        instruction: None,
     };
     // each passage scored as a document of its own, without chunking
     let each = r.rerank(req(None, passages.clone())).await.unwrap();

@@ -47,6 +47,7 @@ async fn scores(r: &OnnxReranker) -> Vec<Vec<f32>> {
         max_length: None,
         deadline: None,
         chunking: None,
+        instruction: None,
     });
     futures_util::future::join_all(requests.map(|q| r.rerank(q)))
         .await

@@ -70,6 +70,7 @@ async fn score(r: &OnnxReranker, query: &str, docs: Vec<String>) -> Vec<f32> {
         max_length: None,
         deadline: None,
         chunking: None,
+        instruction: None,
     })
     .await
     .unwrap()

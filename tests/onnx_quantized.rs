@@ -214,6 +214,7 @@ async fn score(r: &OnnxReranker, query: &str, documents: Vec<String>) -> Vec<f32
         max_length: None,
         deadline: None,
         chunking: None,
+        instruction: None,
     };
     r.rerank(request).await.unwrap()
 }

@@ -64,6 +64,7 @@ async fn check(dir: PathBuf, expected: PathBuf) {
                 max_length: None,
                 deadline: None,
                 chunking: None,
+                instruction: None,
             })
             .await
             .unwrap()[0];

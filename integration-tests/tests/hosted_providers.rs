@@ -171,6 +171,7 @@ fn request(documents: Vec<String>, deadline: Option<Instant>) -> RerankRequest {
         max_length: None,
         deadline,
         chunking: None,
+        instruction: None,
     }
 }
 

@@ -188,6 +188,7 @@ async fn raw_scores(r: &dyn Reranker, docs: &[String], max_length: Option<usize>
         max_length,
         deadline: None,
         chunking: None,
+        instruction: None,
     })
     .await
     .unwrap()

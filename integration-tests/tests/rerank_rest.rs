@@ -309,6 +309,7 @@ async fn dotted_text_field_and_raw_scores() {
             max_length: None,
             deadline: None,
             chunking: None,
+            instruction: None,
         })
         .await
         .unwrap();

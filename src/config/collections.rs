@@ -154,6 +154,7 @@ collection_keys! {
     hosted_chunks: HostedChunks => hosted_chunks,
     stages: Vec<StageConfig> => stages,
     allowed_rerankers: Vec<String> => allowed_rerankers,
+    instruction: String => instruction,
 }
 
 /// How a key's value lands in its setting.
@@ -223,6 +224,9 @@ pub struct CollectionSettings {
     pub stages: Vec<StageConfig>,
     /// Rerankers a request may pick with `"rerank": {"reranker": ...}`.
     pub allowed_rerankers: Vec<String>,
+    /// Decoder rerankers: the task instruction for this collection's searches (a
+    /// request's own wins; absent: the reranker's).
+    pub instruction: Option<String>,
 }
 
 impl Default for CollectionSettings {
@@ -251,6 +255,7 @@ impl Default for CollectionSettings {
             hosted_chunks: HostedChunks::Passages,
             stages: Vec::new(),
             allowed_rerankers: Vec::new(),
+            instruction: None,
         }
     }
 }

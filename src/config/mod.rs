@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 mod cache;
 mod collections;
 mod env;
+mod llm;
 mod rerankers;
 mod sections;
 #[cfg(test)]
@@ -21,6 +22,7 @@ mod tests;
 
 pub use cache::*;
 pub use collections::*;
+pub use llm::{Family, Padding, PromptConfig, ScoreFunction, Truncation};
 pub use rerankers::*;
 pub use sections::*;
 
@@ -266,6 +268,7 @@ impl Config {
                     format!("`{}`: use cpu, cuda or cuda:N", o.device),
                 ));
             }
+            llm::validate(o, &key)?;
         }
         self.cache.validate()?;
         let api = &self.rerank_api;

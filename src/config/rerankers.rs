@@ -214,6 +214,20 @@ pub struct OnnxConfig {
     /// 1 on `cuda`, 0 on `cpu` (where tokenizing is a few percent of the time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer_threads: Option<usize>,
+    /// A decoder ("LLM") reranker of this family (absent: a cross-encoder). See
+    /// docs/llm-rerankers.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<super::Family>,
+    /// Decoder rerankers: the instruction when neither the collection nor the request
+    /// gives one (absent: the family's default, if it has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instruction: Option<String>,
+    /// Decoder rerankers: overrides of the family's prompt and scoring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<Box<super::PromptConfig>>,
+    /// Decoder rerankers: `left` (default) or `right` padding in a batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub padding: Option<super::Padding>,
 }
 
 /// Device defaults: a GPU wants many rows per call to be busy; small CPUs are
@@ -241,6 +255,10 @@ impl OnnxConfig {
             device: default_device(),
             io_binding: None,
             tokenizer_threads: None,
+            family: None,
+            instruction: None,
+            prompt: None,
+            padding: None,
         }
     }
 

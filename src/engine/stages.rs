@@ -70,6 +70,7 @@ impl Engine {
                 max_length: stage.max_length.or(s.max_length),
                 deadline: None,
                 chunking: s.chunking(),
+                instruction: job.instruction(),
             };
             let stage_started = Instant::now();
             let budget = deadline.saturating_duration_since(stage_started);
@@ -277,6 +278,7 @@ mod tests {
             }),
             threshold: None,
             reranker: pick.map(str::to_string),
+            instruction: None,
         };
         let texts = ["a", "bbbb", "cc", "ddd"]
             .iter()

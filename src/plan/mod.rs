@@ -65,6 +65,8 @@ pub struct RerankPlan {
     pub threshold: Option<f32>,
     /// The reranker the request picked among the collection's `allowed_rerankers`.
     pub reranker: Option<String>,
+    /// The request's instruction for decoder rerankers (checked by [`check_directive`]).
+    pub instruction: Option<std::sync::Arc<str>>,
 }
 
 /// What to do with one search.
@@ -147,19 +149,40 @@ pub fn decide(input: SearchInput<'_>) -> Decision {
                 .and_then(|d| d.score_threshold)
                 .or(s.score_threshold),
             reranker: input.directive.and_then(|d| d.reranker.clone()),
+            instruction: input
+                .directive
+                .and_then(|d| d.instruction.as_deref())
+                .filter(|i| !i.trim().is_empty())
+                .map(Into::into),
         }),
     }
 }
 
-/// A request may pick a reranker only among the collection's `allowed_rerankers`.
-pub fn check_reranker(s: &CollectionSettings, directive: Option<&Directive>) -> Result<(), String> {
-    match directive.and_then(|d| d.reranker.as_deref()) {
-        Some(r) if !s.allowed_rerankers.iter().any(|a| a == r) => Err(format!(
-            "Bad request: reranker `{r}` is not allowed for this collection (allowed_rerankers: [{}])",
-            s.allowed_rerankers.join(", ")
-        )),
-        _ => Ok(()),
+/// The per-request options a collection may refuse, checked in one place for REST and
+/// gRPC: a reranker only among the collection's `allowed_rerankers`; an instruction no
+/// longer than `max_query_bytes` (the model reads it like the query).
+pub fn check_directive(
+    s: &CollectionSettings,
+    directive: Option<&Directive>,
+) -> Result<(), String> {
+    if let Some(r) = directive.and_then(|d| d.reranker.as_deref()) {
+        if !s.allowed_rerankers.iter().any(|a| a == r) {
+            return Err(format!(
+                "Bad request: reranker `{r}` is not allowed for this collection (allowed_rerankers: [{}])",
+                s.allowed_rerankers.join(", ")
+            ));
+        }
     }
+    if let Some(i) = directive.and_then(|d| d.instruction.as_deref()) {
+        if i.len() > s.max_query_bytes {
+            return Err(format!(
+                "Bad request: rerank instruction is {} bytes, more than max_query_bytes ({})",
+                i.len(),
+                s.max_query_bytes
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What happened to one search, as reported to the client.

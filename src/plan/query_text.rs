@@ -16,6 +16,9 @@ pub struct Directive {
     pub reranker: Option<String>,
     /// Report each returned point's Qdrant rank and score next to its rerank score.
     pub explain: Option<bool>,
+    /// Decoder rerankers: the task instruction for this search (instead of the
+    /// collection's or the reranker's).
+    pub instruction: Option<String>,
 }
 
 pub const EXPLAIN_HEADER: &str = "x-rerank-explain";
@@ -23,6 +26,8 @@ pub const ENABLED_HEADER: &str = "x-rerank-enabled";
 pub const POOL_HEADER: &str = "x-rerank-pool";
 pub const THRESHOLD_HEADER: &str = "x-rerank-score-threshold";
 pub const RERANKER_HEADER: &str = "x-rerank-reranker";
+/// Percent-encoded UTF-8, like `x-rerank-query`.
+pub const INSTRUCTION_HEADER: &str = "x-rerank-instruction";
 
 impl Directive {
     /// Options sent as headers / gRPC metadata (`x-rerank-enabled`, `x-rerank-pool`,
@@ -49,6 +54,18 @@ impl Directive {
             score_threshold: parse(THRESHOLD_HEADER, get(THRESHOLD_HEADER))?,
             reranker: parse(RERANKER_HEADER, get(RERANKER_HEADER))?,
             explain: parse(EXPLAIN_HEADER, get(EXPLAIN_HEADER))?,
+            instruction: get(INSTRUCTION_HEADER)
+                .map(|v| {
+                    percent_encoding::percent_decode(v)
+                        .decode_utf8()
+                        .map(|s| s.into_owned())
+                        .map_err(|_| {
+                            format!(
+                                "header {INSTRUCTION_HEADER} is not valid percent-encoded UTF-8"
+                            )
+                        })
+                })
+                .transpose()?,
         };
         Ok((d != Directive::default()).then_some(d))
     }
@@ -65,6 +82,7 @@ impl Directive {
                 score_threshold: s.score_threshold.or(g.score_threshold),
                 reranker: s.reranker.or_else(|| g.reranker.clone()),
                 explain: s.explain.or(g.explain),
+                instruction: s.instruction.or_else(|| g.instruction.clone()),
             }),
         }
     }
@@ -192,6 +210,7 @@ mod tests {
             ("x-rerank-enabled", "false"),
             ("x-rerank-pool", "40"),
             ("x-rerank-explain", "true"),
+            ("x-rerank-instruction", "Find%20laws%20%C2%A7"),
         ];
         let get = |n: &str| {
             headers
@@ -203,12 +222,19 @@ mod tests {
         assert_eq!(h.enabled, Some(false));
         assert_eq!(h.pool, Some(40));
         assert_eq!(h.explain, Some(true));
+        assert_eq!(h.instruction.as_deref(), Some("Find laws §"));
         let body = Directive {
             enabled: Some(true),
+            instruction: Some("body's".into()),
             ..Default::default()
         };
         let m = Directive::merge(Some(&h), Some(body)).unwrap();
         assert_eq!((m.enabled, m.pool), (Some(true), Some(40)));
+        assert_eq!(m.instruction.as_deref(), Some("body's"), "the body wins");
+        let bad = |n: &str| (n == "x-rerank-instruction").then_some(&b"%FF"[..]);
+        assert!(Directive::from_headers(bad)
+            .unwrap_err()
+            .contains("x-rerank-instruction"));
         assert_eq!(Directive::from_headers(|_| None).unwrap(), None);
         let bad = |n: &str| (n == "x-rerank-pool").then_some(&b"lots"[..]);
         assert!(Directive::from_headers(bad)

@@ -221,12 +221,16 @@ impl Chain {
         budget: Duration,
         cache: Option<&ScoreCache>,
     ) -> Result<Vec<f32>, RerankError> {
+        // Decoder rerankers: their template and the instruction change the scores.
+        let template = reranker.prompt_key();
         let scope = Scope {
             reranker: name,
             identity: reranker.identity(),
             max_length: request.max_length,
             chunking: request.chunking.as_ref(),
             query: &request.query,
+            template,
+            instruction: template.and(request.instruction.as_deref()),
         };
         let lookup = match cache {
             Some(c) => Some(c.lookup(&scope, &request.documents, deadline).await),
@@ -397,6 +401,7 @@ mod tests {
             max_length: None,
             deadline: None,
             chunking: None,
+            instruction: None,
         }
     }
 

@@ -366,6 +366,7 @@ mod tests {
             max_length: None,
             deadline: None,
             chunking: c,
+            instruction: None,
         };
         // passages "a b c", "dddd" → best 5; "xy" → 2
         let got = p.rerank(req(Some(chunking.clone()))).await.unwrap();

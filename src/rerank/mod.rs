@@ -35,6 +35,10 @@ pub struct RerankRequest {
     pub deadline: Option<std::time::Instant>,
     /// Long documents split into passages and folded (`None`: truncated).
     pub chunking: Option<chunk::Chunking>,
+    /// Decoder rerankers: the task instruction in the prompt (the request's, else the
+    /// collection's; `None`: the reranker's own). Cross-encoders and hosted rerankers
+    /// do not read it.
+    pub instruction: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -107,6 +111,12 @@ pub trait Reranker: Send + Sync {
     /// Where a local model runs (execution provider, device, batching); `None` for
     /// hosted APIs.
     fn execution(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Decoder rerankers: their prompt template as one canonical text. `Some` means the
+    /// scores depend on it and on the request's instruction (both are kept in the score
+    /// cache's key); `None`: neither is read.
+    fn prompt_key(&self) -> Option<&str> {
         None
     }
 }

@@ -131,6 +131,7 @@ fn settings_json(s: &CollectionSettings) -> Value {
         "hosted_chunks": s.hosted_chunks,
         "stages": s.stages,
         "allowed_rerankers": s.allowed_rerankers,
+        "instruction": s.instruction,
     })
 }
 

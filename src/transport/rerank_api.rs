@@ -95,6 +95,7 @@ async fn score(
         max_length: None,
         deadline: None,
         chunking: None,
+        instruction: None,
     };
     match state
         .engine

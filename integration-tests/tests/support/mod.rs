@@ -68,6 +68,7 @@ pub async fn expected_scores(query: &str, docs: &[String]) -> Vec<f32> {
             max_length: None,
             deadline: None,
             chunking: None,
+            instruction: None,
         })
         .await
         .unwrap()
@@ -136,7 +137,7 @@ pub async fn request(
 
 /// `raw` without its `content-encoding: gzip`, if it has one.
 pub fn gunzip(headers: &HeaderMap, raw: Bytes) -> Bytes {
-    if !headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+    if headers.get("content-encoding").is_none_or(|v| v != "gzip") {
         return raw;
     }
     let mut out = Vec::new();

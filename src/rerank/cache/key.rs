@@ -132,6 +132,10 @@ pub struct Scope<'a> {
     /// Long documents split into passages (`None`: truncated).
     pub chunking: Option<&'a Chunking>,
     pub query: &'a str,
+    /// Decoder rerankers: the prompt template ([`crate::rerank::Reranker::prompt_key`])
+    /// and the request's instruction; `None` for rerankers that read neither.
+    pub template: Option<&'a str>,
+    pub instruction: Option<&'a str>,
 }
 
 impl Scope<'_> {
@@ -159,6 +163,13 @@ impl Scope<'_> {
                         },
                     );
             }
+        }
+        // Present only for decoder rerankers; named, so never confused with the query.
+        if let Some(t) = self.template {
+            f.str("template", t);
+        }
+        if let Some(i) = self.instruction {
+            f.str("instruction", i);
         }
         f.str("query", self.query);
         Keyer(f.finish())
@@ -193,6 +204,8 @@ mod tests {
             max_length: None,
             chunking,
             query,
+            template: None,
+            instruction: None,
         }
     }
 

@@ -227,6 +227,8 @@ mod tests {
             max_length: None,
             chunking: None,
             query: "q",
+            template: None,
+            instruction: None,
         };
         scope.keyer().key(name)
     }

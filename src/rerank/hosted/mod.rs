@@ -599,6 +599,7 @@ mod tests {
             max_length: None,
             deadline,
             chunking: None,
+            instruction: None,
         };
         assert_eq!(
             r.rerank(req(vec![], None)).await.unwrap(),

@@ -41,15 +41,21 @@ pub struct PairEncoder {
     pub pad_id: i64,
 }
 
+/// The tokenizer at `path`, without its own padding and truncation: we truncate (the
+/// query kept, the document cut) and pad per batch ourselves.
+pub(crate) fn load_tokenizer(path: &Path) -> Result<Tokenizer, String> {
+    let mut tokenizer = Tokenizer::from_file(path)
+        .map_err(|e| format!("cannot read tokenizer {}: {e}", path.display()))?;
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(None)
+        .map_err(|e| format!("cannot disable truncation: {e}"))?;
+    Ok(tokenizer)
+}
+
 impl PairEncoder {
     pub fn from_file(path: &Path, pad_id: Option<i64>) -> Result<PairEncoder, String> {
-        let mut tokenizer = Tokenizer::from_file(path)
-            .map_err(|e| format!("cannot read tokenizer {}: {e}", path.display()))?;
-        // We truncate and pad ourselves: query kept, document cut, per-batch padding.
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| format!("cannot disable truncation: {e}"))?;
+        let tokenizer = load_tokenizer(path)?;
         let added = tokenizer
             .get_post_processor()
             .map(|p| p.added_tokens(true))
@@ -123,6 +129,27 @@ impl PairEncoder {
             ids: e.get_ids().iter().map(|&i| i64::from(i)).collect(),
             type_ids: e.get_type_ids().iter().map(|&i| i64::from(i)).collect(),
         })
+    }
+}
+
+impl super::worker::Encode for PairEncoder {
+    fn pairs(
+        &self,
+        req: &crate::rerank::RerankRequest,
+        max_length: usize,
+        max_query_tokens: usize,
+    ) -> Result<Vec<Pair>, String> {
+        self.encode(&req.query, &req.documents, max_length, max_query_tokens)
+    }
+
+    fn passages(
+        &self,
+        req: &crate::rerank::RerankRequest,
+        max_length: usize,
+        _max_query_tokens: usize,
+        chunking: &crate::rerank::chunk::Chunking,
+    ) -> Result<Chunked, String> {
+        self.encode_chunked(&req.query, &req.documents, max_length, chunking)
     }
 }
 

@@ -12,14 +12,23 @@ use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, Memory
 use ort::session::{IoBinding, Session};
 use ort::value::{DynValue, Tensor};
 
-use super::encode::Batch;
+use super::encode::{pad, Batch, Pair};
 use super::model::{scores_from_output, Inputs};
 use super::session::Device;
 
+/// A cross-encoder session of one worker.
 pub(crate) struct Runner {
     session: Session,
     inputs: Inputs,
     bound: Option<Bound>,
+    pad_id: i64,
+}
+
+impl super::worker::Score for Runner {
+    fn score(&mut self, pairs: &[Pair], rows: &[usize]) -> Result<Vec<f32>, String> {
+        let batch = pad(pairs, rows, self.pad_id);
+        self.run(batch)
+    }
 }
 
 struct Bound {
@@ -37,6 +46,7 @@ impl Runner {
         inputs: Inputs,
         device: Device,
         io_binding: bool,
+        pad_id: i64,
     ) -> Result<Runner, String> {
         let bound = if io_binding {
             Some(Bound::new(&session, device).map_err(|e| {
@@ -49,6 +59,7 @@ impl Runner {
             session,
             inputs,
             bound,
+            pad_id,
         })
     }
 

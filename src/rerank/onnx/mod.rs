@@ -3,16 +3,18 @@
 //! a full queue refuses new work with [`RerankError::Overloaded`]. Workers batch
 //! across requests (see [`worker`]).
 
+pub mod decoder;
 pub mod encode;
 mod infer;
+mod load;
 pub mod model;
 pub mod runtime;
 pub mod session;
 pub mod worker;
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -21,11 +23,11 @@ use tokio::sync::oneshot;
 use super::{RerankError, RerankFuture, RerankRequest, Reranker, ScoreKind};
 use crate::config::OnnxConfig;
 use crate::metrics::Metrics;
-use encode::{pad, PairEncoder};
+use load::{spawn_threads, Model};
 pub use model::{locate, scores_from_logits, ModelInfo};
 pub use session::Device;
 pub use worker::Batching;
-use worker::{Concurrency, Job, Source, Tokenize, Worker, WorkerMetrics};
+use worker::{Concurrency, Job, Tokenize, Worker, WorkerMetrics};
 
 /// Where and how a loaded reranker runs (logged at load, shown by `/admin/status`
 /// and `secondpass doctor`).
@@ -49,6 +51,9 @@ pub struct Execution {
     pub tokenizer_threads: usize,
     /// One pair through the first session at load (includes first-run set-up).
     pub warmup_ms: f64,
+    /// Decoder rerankers: family, graph, answer tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoder: Option<decoder::DecoderInfo>,
 }
 
 pub struct OnnxReranker {
@@ -64,6 +69,9 @@ pub struct OnnxReranker {
     /// The model's and tokenizer's contents and the length settings: what the score
     /// cache keys on (the same files under another path score alike).
     identity: crate::rerank::cache::Identity,
+    score_kind: ScoreKind,
+    /// Decoder rerankers: the template (see [`Reranker::prompt_key`]).
+    prompt_key: Option<String>,
 }
 
 impl OnnxReranker {
@@ -93,102 +101,54 @@ impl OnnxReranker {
         let device = Device::parse(&cfg.device)?;
         let info = locate(&cfg.model_dir, cfg.model_file.as_deref())?;
         let env = runtime::environment(cfg.runtime_path.as_deref())?;
-        let encoder = Arc::new(PairEncoder::from_file(
-            &info.tokenizer_path,
-            info.pad_token_id,
-        )?);
         let max_length = match info.max_positions {
             Some(p) => cfg.max_length.min(p),
             None => cfg.max_length,
         };
-        let batch_size = cfg.batch_size();
-        let max_batch_tokens = cfg.max_batch_tokens().max(max_length);
-        let take_limit = batch_size * worker::TAKE_BATCHES;
         let intra =
             session::intra_threads(cfg.intra_threads, cfg.workers, session::available_cores());
-        let worker_metrics = metrics.as_deref().map(|m| WorkerMetrics::new(m, name));
-        let concurrency = Arc::new(Concurrency::default());
         // Sessions first, each run once: a model or device that does not work starts
         // no thread, and the first request does not pay for the device's set-up.
-        let mut workers = Vec::with_capacity(cfg.workers);
-        let mut inputs_on = Default::default();
-        let mut warmup_ms = 0.0;
-        for n in 0..cfg.workers {
-            let session = session::build(env, &info.model_path, device, intra)?;
-            if n == 0 {
-                inputs_on = session::input_placement(&session)?.into_iter().collect();
-            }
-            let inputs = model::inspect(&session)?;
-            let mut runner = infer::Runner::new(session, inputs, device, cfg.io_binding())?;
-            let started = Instant::now();
-            let warm = encoder.encode(
-                "warm up",
-                &["warm up".to_string()],
-                max_length,
-                cfg.max_query_tokens,
-            )?;
-            runner
-                .run(pad(&warm, &[0], encoder.pad_id))
-                .map_err(|e| format!("first inference on {device} failed: {e}"))?;
-            if n == 0 {
-                warmup_ms = started.elapsed().as_secs_f64() * 1e3;
-            }
-            workers.push(Worker {
+        let sessions = (0..cfg.workers)
+            .map(|_| session::build(env, &info.model_path, device, intra))
+            .collect::<Result<Vec<_>, _>>()?;
+        let inputs_on = session::input_placement(&sessions[0])?
+            .into_iter()
+            .collect();
+        let mut m = match cfg.family {
+            None => Model::cross_encoder(cfg, &info, sessions, device)?,
+            Some(_) => Model::decoder(cfg, &info, sessions, max_length)?,
+        };
+        let warmup_ms = m.warm_up(max_length, cfg.max_query_tokens, device)?;
+        let batch_size = cfg.batch_size();
+        let max_batch_tokens = cfg
+            .max_batch_tokens()
+            .max(max_length)
+            .min(m.token_cap.unwrap_or(usize::MAX));
+        let take_limit = batch_size * worker::TAKE_BATCHES;
+        let worker_metrics = metrics.as_deref().map(|m| WorkerMetrics::new(m, name));
+        let concurrency = Arc::new(Concurrency::default());
+        let workers = std::mem::take(&mut m.runners)
+            .into_iter()
+            .map(|runner| Worker {
                 runner,
-                pad_id: encoder.pad_id,
                 batch_size,
                 max_batch_tokens,
                 take_limit,
                 batching,
                 metrics: worker_metrics.clone(),
                 concurrency: concurrency.clone(),
-            });
-        }
+            })
+            .collect();
         let tokenize = Arc::new(Tokenize {
-            encoder,
+            encoder: m.encoder.clone(),
             max_length,
             max_query_tokens: cfg.max_query_tokens,
             take_limit,
             batching,
             metrics: worker_metrics,
         });
-        let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue_capacity);
-        let rx = Arc::new(Mutex::new(rx));
-        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
-                .name(name)
-                .spawn(f)
-                .map(drop)
-                .map_err(|e| format!("cannot start a reranker thread: {e}"))
-        };
-        if cfg.tokenizer_threads() == 0 {
-            for (n, worker) in workers.into_iter().enumerate() {
-                let source = Source::Jobs(tokenize.clone(), rx.clone());
-                spawn(
-                    format!("secondpass-onnx-{n}"),
-                    Box::new(move || worker.run(source)),
-                )?;
-            }
-        } else {
-            // Room for one tokenized group per worker plus one being merged: enough to
-            // keep every worker fed, small enough that the job queue stays the bound.
-            let (ptx, prx) = mpsc::sync_channel(2 * cfg.workers);
-            let prx = Arc::new(Mutex::new(prx));
-            for (n, worker) in workers.into_iter().enumerate() {
-                let source = Source::Prepared(prx.clone());
-                spawn(
-                    format!("secondpass-onnx-{n}"),
-                    Box::new(move || worker.run(source)),
-                )?;
-            }
-            for n in 0..cfg.tokenizer_threads() {
-                let (tok, jobs, out) = (tokenize.clone(), rx.clone(), ptx.clone());
-                spawn(
-                    format!("secondpass-tok-{n}"),
-                    Box::new(move || tok.run(&jobs, &out)),
-                )?;
-            }
-        }
+        let jobs = spawn_threads(cfg, workers, tokenize)?;
         let execution = Execution {
             provider: session::provider(device),
             device: device.to_string(),
@@ -199,11 +159,12 @@ impl OnnxReranker {
             max_length,
             batch_size,
             max_batch_tokens,
-            io_binding: cfg.io_binding(),
+            io_binding: m.io_binding && cfg.io_binding(),
             workers: cfg.workers,
             intra_threads: intra,
             tokenizer_threads: cfg.tokenizer_threads(),
             warmup_ms,
+            decoder: m.decoder.clone(),
         };
         if device != Device::Cpu && execution.inputs_on.values().all(|m| m == "Cpu") {
             tracing::warn!(
@@ -216,13 +177,15 @@ impl OnnxReranker {
         Ok(OnnxReranker {
             identity,
             model: info.name.clone(),
-            jobs: tx,
+            jobs,
             concurrency,
             info,
             max_length,
             device,
             intra_threads: intra,
             execution,
+            score_kind: m.score_kind,
+            prompt_key: m.prompt_key,
         })
     }
 
@@ -260,7 +223,11 @@ impl Reranker for OnnxReranker {
     }
 
     fn score_kind(&self) -> ScoreKind {
-        ScoreKind::Logit
+        self.score_kind
+    }
+
+    fn prompt_key(&self) -> Option<&str> {
+        self.prompt_key.as_deref()
     }
 
     fn execution(&self) -> Option<serde_json::Value> {

@@ -119,6 +119,12 @@ pub fn scores_from_logits(shape: &[i64], data: &[f32], rows: usize) -> Result<Ve
 /// One raw score per row from the model's first output, float32 or float16 (an fp16
 /// graph converted without keeping float32 outputs).
 pub(crate) fn scores_from_output(out: &DynValue, rows: usize) -> Result<Vec<f32>, String> {
+    let (shape, data) = output_floats(out)?;
+    scores_from_logits(&shape, &data, rows)
+}
+
+/// A float32 or float16 output tensor as its shape and float32 values.
+pub(crate) fn output_floats(out: &DynValue) -> Result<(Vec<i64>, Vec<f32>), String> {
     let ValueType::Tensor { ty, .. } = out.dtype() else {
         return Err("model output is not a tensor".into());
     };
@@ -127,12 +133,11 @@ pub(crate) fn scores_from_output(out: &DynValue, rows: usize) -> Result<Vec<f32>
             let (shape, data) = out
                 .try_extract_tensor::<f32>()
                 .map_err(|e| format!("cannot read the model output: {e}"))?;
-            scores_from_logits(shape, data, rows)
+            Ok((shape.iter().copied().collect(), data.to_vec()))
         }
         TensorElementType::Float16 => {
             let (shape, bits) = f16_bits(out)?;
-            let data: Vec<f32> = bits.into_iter().map(f16_to_f32).collect();
-            scores_from_logits(&shape, &data, rows)
+            Ok((shape, bits.into_iter().map(f16_to_f32).collect()))
         }
         other => Err(format!(
             "model output is {other:?}; expected float32 or float16 logits"

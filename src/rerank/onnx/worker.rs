@@ -22,11 +22,37 @@ use std::time::Instant;
 use prometheus::Histogram;
 use tokio::sync::oneshot;
 
-use super::encode::{pad, plan_batches, Pair, PairEncoder};
-use super::infer::Runner;
+use super::encode::{plan_batches, Chunked, Pair};
 use crate::metrics::Metrics;
-use crate::rerank::chunk::{fold_all, Aggregate};
+use crate::rerank::chunk::{fold_all, Aggregate, Chunking};
 use crate::rerank::{RerankError, RerankRequest};
+
+/// How a request becomes token sequences: a cross-encoder's (query, document) pairs
+/// or a decoder's prompts.
+pub(crate) trait Encode: Send + Sync {
+    /// One sequence per document, each at most `max_length` tokens.
+    fn pairs(
+        &self,
+        req: &RerankRequest,
+        max_length: usize,
+        max_query_tokens: usize,
+    ) -> Result<Vec<Pair>, String>;
+
+    /// `long_documents = "chunk"`: one sequence per passage, and passages per document.
+    fn passages(
+        &self,
+        req: &RerankRequest,
+        max_length: usize,
+        max_query_tokens: usize,
+        chunking: &Chunking,
+    ) -> Result<Chunked, String>;
+}
+
+/// How a worker's session turns a batch of sequences (`rows` of `pairs`) into one raw
+/// score each.
+pub(crate) trait Score: Send {
+    fn score(&mut self, pairs: &[Pair], rows: &[usize]) -> Result<Vec<f32>, String>;
+}
 
 /// A worker takes waiting jobs until it holds this many batches' worth of pairs.
 pub const TAKE_BATCHES: usize = 1;
@@ -122,7 +148,7 @@ impl Prepared {
 
 /// The tokenizing stage: taking jobs off the queue and turning them into pairs.
 pub(crate) struct Tokenize {
-    pub encoder: Arc<PairEncoder>,
+    pub encoder: Arc<dyn Encode>,
     pub max_length: usize,
     /// The query is cut to this many tokens (once per job) before pairing.
     pub max_query_tokens: usize,
@@ -220,16 +246,11 @@ impl Tokenize {
         let pairs = match &req.chunking {
             None => self
                 .encoder
-                .encode(
-                    &req.query,
-                    &req.documents,
-                    max_length,
-                    self.max_query_tokens,
-                )
+                .pairs(req, max_length, self.max_query_tokens)
                 .map(|p| (p, None)),
             Some(c) => self
                 .encoder
-                .encode_chunked(&req.query, &req.documents, max_length, c)
+                .passages(req, max_length, self.max_query_tokens, c)
                 .map(|ch| (ch.pairs, Some((ch.counts, c.aggregate)))),
         }
         .map_err(RerankError::Tokenization);
@@ -256,8 +277,7 @@ pub(crate) enum Source {
 }
 
 pub(crate) struct Worker {
-    pub runner: Runner,
-    pub pad_id: i64,
+    pub runner: Box<dyn Score>,
     pub batch_size: usize,
     pub max_batch_tokens: usize,
     pub take_limit: usize,
@@ -323,10 +343,9 @@ impl Worker {
             if rows.iter().all(|&i| pending[slots[i].0].is_none()) {
                 continue;
             }
-            let batch = pad(&pairs, &rows, self.pad_id);
             let started = Instant::now();
             self.concurrency.enter();
-            let result = self.runner.run(batch);
+            let result = self.runner.score(&pairs, &rows);
             self.concurrency.leave();
             if let Some(m) = &self.metrics {
                 m.inference.observe(started.elapsed().as_secs_f64());

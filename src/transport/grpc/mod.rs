@@ -94,7 +94,7 @@ async fn search<M: Method>(
         Gate::Live(s) => s,
     };
     let options = Options::read(&read.parts.headers, Protocol::Grpc, &settings)
-        .and_then(|o| crate::plan::check_reranker(&settings, o.directive.as_ref()).map(|()| o))
+        .and_then(|o| crate::plan::check_directive(&settings, o.directive.as_ref()).map(|()| o))
         .map_err(Exit::bad_request)?;
     let (planned, edits) = plan_items::<M>(&read.request, &settings, &options);
     let (parts, widened) = read.widen(&planned, edits)?;

@@ -186,7 +186,7 @@ pub fn prepare(
     let all = searches_mut(&mut body, ep).ok_or(PrepareError::NotOurs)?;
     for (search, directive) in all.into_iter().zip(directives) {
         let directive = Directive::merge(header_directive, directive);
-        crate::plan::check_reranker(settings, directive.as_ref())
+        crate::plan::check_directive(settings, directive.as_ref())
             .map_err(PrepareError::BadRequest)?;
         let explain = directive.as_ref().and_then(|d| d.explain) == Some(true);
         let query = pick(header_query, directive.as_ref(), search);

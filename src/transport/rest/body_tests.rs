@@ -156,6 +156,7 @@ fn plan(cut: Cut) -> RerankPlan {
         cut,
         threshold: None,
         reranker: None,
+        instruction: None,
     }
 }
 
