@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "integration-tests" / "python"))
-from support import (SHARED, TARGET, base_config, create_bm25_collection, cranfield_docs,  # noqa: E402
+from support import (SHARED, TARGET, base_config, create_bm25_collection, cranfield_docs, cranfield_qrels,  # noqa: E402
                      http_json, real_qdrant, upsert_docs)
 
 EVAL = SHARED / "eval" / "cranfield-train"
@@ -45,21 +45,16 @@ def load_collection(qdrant, name):
 
 def write_inputs(directory, n_queries):
     """queries.jsonl and qrels.txt for the first `n_queries` judged queries."""
-    qrels = {}
-    with open(EVAL / "qrels.tsv") as f:
-        next(f)
-        for line in f:
-            q, d, g = line.split()
-            qrels.setdefault(q, []).append((d, g))
+    qrels = cranfield_qrels()
     queries = [json.loads(line) for line in open(EVAL / "queries.jsonl")]
-    queries = [q for q in queries if str(q["id"]) in qrels][:n_queries]
+    queries = [q for q in queries if q["id"] in qrels][:n_queries]
     qpath, rpath = Path(directory) / "queries.jsonl", Path(directory) / "qrels.txt"
     with open(qpath, "w") as out:
         for q in queries:
             out.write(json.dumps({"id": q["id"], "text": q["text"], "search": bm25_search(q["text"])}) + "\n")
     with open(rpath, "w") as out:
         for q in queries:
-            for d, g in qrels[str(q["id"])]:
+            for d, g in qrels[q["id"]].items():
                 out.write(f"{q['id']} 0 {d} {g}\n")
     return qpath, rpath, queries
 
