@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::config::{CollectionOverrides, Config};
@@ -21,13 +22,23 @@ pub fn read_overrides(path: &Path) -> Result<BTreeMap<String, CollectionOverride
     }
 }
 
-/// Writes the overrides file atomically (temporary file, then rename).
+/// Writes the overrides file atomically: a temporary file of its own beside it (no
+/// two writers share one, in this process or another), then a rename over the old.
 fn write_overrides(path: &Path, all: &BTreeMap<String, CollectionOverrides>) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = path.with_file_name(name);
     let text = serde_json::to_string_pretty(all).expect("overrides serialize");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 impl AppState {
@@ -43,13 +54,15 @@ impl AppState {
     }
 
     /// Changes one collection's settings at run time (merging into earlier changes
-    /// unless `replace`); effective on the next request.
+    /// unless `replace`); effective on the next request. Changes are serialized, so
+    /// that none is lost between reading the set and writing it back.
     pub fn update_collection(
         &self,
         name: &str,
         change: CollectionOverrides,
         replace: bool,
     ) -> Result<(), String> {
+        let _one_at_a_time = self.changing();
         let cfg = self.config();
         let mut all = self.overrides();
         let merged = match (all.remove(name), replace) {
@@ -63,6 +76,7 @@ impl AppState {
 
     /// Drops a collection's run-time changes.
     pub fn reset_collection(&self, name: &str) -> Result<bool, String> {
+        let _one_at_a_time = self.changing();
         let cfg = self.config();
         let mut all = self.overrides();
         let existed = all.remove(name).is_some();
@@ -127,6 +141,13 @@ impl AppState {
         let fixed = self.shadow.reconfigure(&new.shadow);
         if !fixed.is_empty() {
             tracing::warn!(keys = ?fixed, "these shadow settings change only on restart");
+        }
+        // Under the change lock: a run-time change made meanwhile was validated
+        // against the old file, so check the set again before the new file takes over.
+        let _one_at_a_time = self.changing();
+        for (name, o) in &self.overrides() {
+            new.collection_with(name, o)
+                .map_err(|e| format!("runtime change of collection {name}: {e}"))?;
         }
         self.set_config(new);
         Ok(())

@@ -239,3 +239,83 @@ async fn every_key_through_file_environment_admin_api_and_reload() {
     );
     assert_eq!(state.collection("docs"), expected, "reload");
 }
+
+/// One HTTP/1.1 call to `addr` on a connection of its own: (status, body).
+async fn http_call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+         authorization: Bearer t0ken\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// Many PATCHes at once through the admin listener, each to its own collection:
+/// every one is in the final state and in the overrides file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_admin_changes_are_all_kept() {
+    const CHANGES: usize = 64;
+    let dir = temp_dir();
+    let file = dir.0.join("secondpass.toml");
+    let overrides = dir.0.join("overrides.json");
+    let text = config_text(&dir.0, "").replace(
+        "[admin]\n",
+        &format!("[admin]\noverrides_file = \"{}\"\n", overrides.display()),
+    );
+    std::fs::write(&file, text).unwrap();
+    let (state, admin) = state_on(&file);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, admin).await });
+
+    let calls = (0..CHANGES).map(|i| {
+        tokio::spawn(async move {
+            let body = format!(r#"{{"enabled": true, "pool": {}}}"#, 10 + i);
+            http_call(addr, "PATCH", &format!("/admin/collections/c{i}"), &body).await
+        })
+    });
+    for call in futures_util::future::join_all(calls).await {
+        let (status, body) = call.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+
+    let in_force = state.overrides();
+    let stored = read_overrides(&overrides).unwrap();
+    for i in 0..CHANGES {
+        let name = format!("c{i}");
+        assert_eq!(state.collection(&name).pool, 10 + i, "{name} in force");
+        assert_eq!(in_force[&name].pool, Some(10 + i), "{name} in force");
+        assert_eq!(
+            stored.get(&name).and_then(|o| o.pool),
+            Some(10 + i),
+            "{name} in the file"
+        );
+    }
+    assert_eq!(stored, in_force);
+    // No temporary file left behind.
+    let left: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    server.abort();
+}

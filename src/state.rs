@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::config::{CollectionOverrides, CollectionSettings, Config};
 use crate::engine::Engine;
@@ -21,6 +21,10 @@ pub struct AppState {
     pub config_path: Option<PathBuf>,
     /// Collection settings changed through the admin API, on top of the file's.
     overrides: RwLock<BTreeMap<String, CollectionOverrides>>,
+    /// Held by whoever changes the configuration or the run-time changes (read,
+    /// change, validate, write back), so that concurrent changes never overwrite
+    /// each other.
+    changes: Mutex<()>,
     pub upstream: Upstream,
     pub grpc_upstream: Upstream,
     pub engine: Engine,
@@ -57,6 +61,7 @@ impl AppState {
             config: RwLock::new(Arc::new(config)),
             config_path: None,
             overrides: RwLock::new(BTreeMap::new()),
+            changes: Mutex::new(()),
             draining: AtomicBool::new(false),
         })
     }
@@ -88,6 +93,12 @@ impl AppState {
                 .unwrap_or_else(|_| cfg.collection(name)),
             None => cfg.collection(name),
         }
+    }
+
+    /// The right to change the configuration or the run-time changes, one change at
+    /// a time (a panic in another change leaves nothing half-written: take it anyway).
+    pub(crate) fn changing(&self) -> MutexGuard<'_, ()> {
+        self.changes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runtime changes by collection.
