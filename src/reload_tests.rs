@@ -319,3 +319,154 @@ async fn concurrent_admin_changes_are_all_kept() {
     assert!(left.is_empty(), "{left:?}");
     server.abort();
 }
+
+async fn admin_as(admin: &axum::Router, token: &str, method: &str, path: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = admin.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A rotated `admin.token_file` (a Kubernetes Secret updated in place) is in force
+/// after a reload: the new token opens the API, the old one no longer does, and the
+/// status shows the token's generation and fingerprint, never the token.
+#[tokio::test]
+async fn a_reload_rereads_the_admin_token_file() {
+    let dir = temp_dir();
+    let file = dir.0.join("secondpass.toml");
+    std::fs::write(&file, config_text(&dir.0, "")).unwrap();
+    let (_state, admin) = state_on(&file);
+    let (s, v) = admin_as(&admin, "t0ken", "GET", "/admin/status").await;
+    assert_eq!(s, 200, "{v}");
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(v["secrets"]["admin.token"]["generation"], 1, "{v}");
+
+    std::fs::write(dir.0.join("token"), "n3w-t0ken-rotated\n").unwrap();
+    let (s, v) = admin_as(&admin, "t0ken", "POST", "/admin/reload").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        admin_as(&admin, "t0ken", "GET", "/admin/status").await.0,
+        401
+    );
+    let (s, text) = admin_as(&admin, "n3w-t0ken-rotated", "GET", "/admin/status").await;
+    assert_eq!(s, 200, "{text}");
+    assert!(
+        !text.contains("n3w-t0ken"),
+        "the token is never shown: {text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let live = &v["secrets"]["admin.token"];
+    assert_eq!(live["generation"], 2, "{v}");
+    assert_eq!(
+        live["fingerprint"],
+        crate::secrets::fingerprint("n3w-t0ken-rotated"),
+        "{v}"
+    );
+
+    // An empty token file is refused; the token in force stays.
+    std::fs::write(dir.0.join("token"), "\n").unwrap();
+    let (s, v) = admin_as(&admin, "n3w-t0ken-rotated", "POST", "/admin/reload").await;
+    assert_eq!(s, 422, "{v}");
+    assert!(v.contains("admin.token_file"), "{v}");
+    assert_eq!(
+        admin_as(&admin, "n3w-t0ken-rotated", "GET", "/admin/status")
+            .await
+            .0,
+        200
+    );
+}
+
+/// Counts its calls; scores every document 0.5.
+struct Counting(std::sync::atomic::AtomicUsize);
+
+impl crate::rerank::Reranker for Counting {
+    fn model(&self) -> &str {
+        "counting"
+    }
+    fn score_kind(&self) -> crate::rerank::ScoreKind {
+        crate::rerank::ScoreKind::Probability
+    }
+    fn rerank(&self, r: crate::rerank::RerankRequest) -> crate::rerank::RerankFuture {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move { Ok(vec![0.5; r.documents.len()]) })
+    }
+}
+
+/// `[cache]` added by a reload is in force: the second identical rerank is answered
+/// from the cache, and the rerankers were not loaded again.
+#[tokio::test]
+async fn a_reload_applies_cache_changes() {
+    let dir = temp_dir();
+    let file = dir.0.join("secondpass.toml");
+    std::fs::write(&file, config_text(&dir.0, "")).unwrap();
+    let cfg = Config::load_with_env(Some(&file), Default::default()).unwrap();
+    let counting = Arc::new(Counting(Default::default()));
+    let mut registry = Registry::default();
+    registry.insert("local", counting.clone());
+    registry.insert("other", Arc::new(Counting(Default::default())));
+    let mut state = AppState::new(cfg, registry).unwrap();
+    state.config_path = Some(file.clone());
+    let rerank_twice = || async {
+        let before = counting.0.load(std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..2 {
+            let request = crate::rerank::RerankRequest {
+                query: "q".into(),
+                documents: vec!["a".into(), "b".into()],
+                max_length: None,
+                deadline: None,
+                chunking: None,
+                instruction: None,
+            };
+            let chain = state.engine.chain();
+            chain
+                .run(&["local"], request, std::time::Duration::from_secs(5))
+                .await
+                .unwrap();
+        }
+        counting.0.load(std::sync::atomic::Ordering::SeqCst) - before
+    };
+    assert_eq!(rerank_twice().await, 2, "no cache yet");
+
+    let with_cache = config_text(&dir.0, "") + "[cache]\nmax_entries = 100\n";
+    std::fs::write(&file, with_cache).unwrap();
+    assert_eq!(state.reload().await, Ok(vec![]));
+    assert_eq!(rerank_twice().await, 1, "the second from the cache");
+    assert_eq!(state.config().cache.max_entries, 100);
+}
+
+/// Keys read only at startup are listed, kept at their values in force (the status
+/// shows what runs), and the rest of the file is applied.
+#[tokio::test]
+async fn a_reload_lists_what_needs_a_restart() {
+    let dir = temp_dir();
+    let file = dir.0.join("secondpass.toml");
+    std::fs::write(&file, config_text(&dir.0, "")).unwrap();
+    let (state, _admin) = state_on(&file);
+    let changed = config_text(&dir.0, "enabled = true\n")
+        + "[upstream]\ntimeout_ms = 1234\n[server]\nmax_body_bytes = 4096\n\
+           rest_listen = \"127.0.0.1:1\"\n[shadow]\nworkers = 7\n";
+    std::fs::write(&file, changed).unwrap();
+    let fixed = state.reload().await.unwrap();
+    assert_eq!(
+        fixed,
+        [
+            "server.rest_listen",
+            "upstream.timeout_ms",
+            "shadow.workers"
+        ]
+    );
+    let cfg = state.config();
+    assert_ne!(cfg.upstream.timeout_ms, 1234);
+    assert_ne!(cfg.server.rest_listen, "127.0.0.1:1");
+    assert_ne!(cfg.shadow.workers, 7);
+    assert_eq!(cfg.server.max_body_bytes, 4096, "read per request: applied");
+    assert!(state.collection("docs").enabled, "the rest applied");
+}

@@ -33,6 +33,10 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Background reranking of collections in shadow mode.
     pub shadow: crate::shadow::Shadow,
+    /// The admin API's token in force (re-read on reload); `None`: no admin API.
+    admin_token: RwLock<Option<Arc<str>>>,
+    /// Which generation of each secret (API keys, admin token, Redis URL) is live.
+    pub secrets: crate::secrets::Generations,
 }
 
 impl AppState {
@@ -57,6 +61,8 @@ impl AppState {
                 metrics.clone(),
             ),
             shadow: crate::shadow::Shadow::new(&config.shadow, &metrics),
+            admin_token: RwLock::new(config.admin.token().ok().flatten().map(Arc::from)),
+            secrets: crate::secrets::Generations::new(&config),
             metrics,
             config: RwLock::new(Arc::new(config)),
             config_path: None,
@@ -93,6 +99,18 @@ impl AppState {
                 .unwrap_or_else(|_| cfg.collection(name)),
             None => cfg.collection(name),
         }
+    }
+
+    /// The admin API's token now; `None`: the admin API is off.
+    pub fn admin_token(&self) -> Option<Arc<str>> {
+        self.admin_token
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_admin_token(&self, token: Option<String>) {
+        *self.admin_token.write().unwrap_or_else(|e| e.into_inner()) = token.map(Arc::from);
     }
 
     /// The right to change the configuration or the run-time changes, one change at
