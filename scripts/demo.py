@@ -77,7 +77,7 @@ def show(qid, text, grades, plain, reranked, rerank):
     left, right = "Qdrant: BM25", f"secondpass: BM25 top {POOL}, reranked by the cross-encoder"
     print(f"rank  {left:<{WIDTH + 20}}  {right}")
     head = f"{'id':>5} {'rel':>3} {'score':>7}  {'title':<{WIDTH}}"
-    print(f"      {head}  {head}")
+    print(f"      {head}  {head}".rstrip())
     for i in range(max(len(plain), len(reranked))):
         a = column(plain[i], grades) if i < len(plain) else " " * (WIDTH + 20)
         b = column(reranked[i], grades) if i < len(reranked) else ""
@@ -114,11 +114,14 @@ def main():
     print(f"demo: loaded {len(docs)} Cranfield abstracts into {qdrant}/collections/{a.collection} "
           f"(sparse BM25, computed by Qdrant) in {time.monotonic() - t0:.1f} s")
 
+    # A generous rerank budget (the default is 10 s): on a busy or small machine the first
+    # search shows up as latency, not as failed_open.
     config = base_config(qdrant, qdrant_grpc, model=a.model) + f"""
 [collections.{a.collection}]
 enabled = true
 text_field = "text"
 pool = {POOL}
+timeout_ms = 120000
 """
     addr = start_secondpass(a.bin, state, config)
     proxy = f"http://{addr['rest']}"
