@@ -58,6 +58,12 @@ def start_secondpass(binary, state, config_text):
     sys.exit(f"demo: secondpass did not start (exit code {proc.poll()}); its log {log_path}:\n{tail}")
 
 
+def shown(path):
+    """`path` relative to the repository when inside it (as the README shows it)."""
+    path = path.resolve()
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def query_body(text):
     return {"query": bm25(text), "using": "bm25", "limit": 10, "with_payload": ["title"]}
 
@@ -141,7 +147,7 @@ Point any Qdrant client at secondpass; e.g. the same search with curl:
   curl -s {proxy}/collections/{a.collection}/points/query -H 'content-type: application/json' \\
     -d {shlex.quote(example)}
 The model was fine-tuned on these Cranfield queries: this shows the mechanics, not a quality claim
-(docs/evaluation.md measures your own queries). secondpass log: {state / 'secondpass.log'}""")
+(docs/evaluation.md measures your own queries). secondpass log: {shown(state / 'secondpass.log')}""")
 
 
 # A query where the difference is easy to see; any judged id works with --query.
