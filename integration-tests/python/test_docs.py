@@ -9,7 +9,8 @@ from pathlib import Path
 
 from support import ROOT
 
-ROOTS = ("src", "tests", "integration-tests", "scripts", "helm", "docs")
+ROOTS = ("src", "tests", "integration-tests", "scripts", "helm", "docs", "benches", "config", "dashboards",
+         "docker", ".ci")
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
