@@ -1,8 +1,8 @@
 """scripts/demo, as the README's Quickstart runs it (against the suite's real Qdrant, with
 the binary scripts/test built): its left column is Qdrant's own top 10, its right column
 comes from Qdrant's pool reranked, each hit shows its judged relevance, the nDCG@10 it
-prints is the one the columns give, it leaves a secondpass running that reranks the
-collection, and `scripts/demo stop` ends it."""
+prints is the one the columns give, the README's Quickstart shows the same table, it leaves
+a secondpass running that reranks the collection, and `scripts/demo stop` ends it."""
 
 import contextlib
 import json
@@ -72,6 +72,9 @@ def test_demo_shows_both_rankings_and_leaves_secondpass_running(tmp_path):
             assert abs(after - ndcg([i for i, _ in right], grades)) < 1e-3
             # The shared model was fine-tuned on Cranfield: on the default query it must help.
             assert after > before, text
+            readme = (ROOT / "README.md").read_text()
+            assert table(readme) == (left, right), "README's demo output is not what scripts/demo prints"
+            assert re.search(r"nDCG@10\s+([\d.]+)\s+([\d.]+)", readme).groups() == (f"{before:.3f}", f"{after:.3f}")
 
             proxy = re.search(r"secondpass\s+REST (http://\S+)", text).group(1)
             answer = http_json("POST", f"{proxy}/collections/{collection}/points/query",
