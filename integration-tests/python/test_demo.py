@@ -89,3 +89,12 @@ def test_demo_shows_both_rankings_and_leaves_secondpass_running(tmp_path):
         assert stop.returncode == 0, stop.stderr
         assert not running(pid), "secondpass still running after scripts/demo stop"
         assert not (tmp_path / "secondpass.pid").exists()
+
+
+def test_demo_names_the_missing_grpc_url(tmp_path):
+    env = dict(os.environ, QDRANT_URL="http://127.0.0.1:1", SECONDPASS_DEMO_DIR=str(tmp_path))
+    env.pop("QDRANT_GRPC_URL", None)
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "demo")], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "QDRANT_GRPC_URL is not" in out.stderr, out.stderr
