@@ -105,6 +105,7 @@ impl AppState {
     /// secret that cannot be read, is refused, logged and counted, and nothing of it
     /// is applied.
     pub async fn reload(&self) -> Result<Vec<String>, String> {
+        let _one_reload = self.reloading.lock().await;
         let result = self.try_reload().await;
         let label = if result.is_ok() { "ok" } else { "invalid" };
         self.metrics

@@ -25,6 +25,9 @@ pub struct AppState {
     /// change, validate, write back), so that concurrent changes never overwrite
     /// each other.
     changes: Mutex<()>,
+    /// One reload at a time (SIGHUP and `POST /admin/reload` may meet), so that each
+    /// prepares against what the one before it put in force.
+    pub(crate) reloading: tokio::sync::Mutex<()>,
     pub upstream: Upstream,
     pub grpc_upstream: Upstream,
     pub engine: Engine,
@@ -68,6 +71,7 @@ impl AppState {
             config_path: None,
             overrides: RwLock::new(BTreeMap::new()),
             changes: Mutex::new(()),
+            reloading: tokio::sync::Mutex::new(()),
             draining: AtomicBool::new(false),
         })
     }
