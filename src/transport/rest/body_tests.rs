@@ -157,6 +157,7 @@ fn plan(cut: Cut) -> RerankPlan {
         threshold: None,
         reranker: None,
         instruction: None,
+        query_source: crate::plan::query_text::QuerySource::Request,
     }
 }
 
