@@ -29,7 +29,7 @@ async fn search(p: &Proxy, docs: &str, limit: usize) -> Value {
 #[tokio::test]
 async fn a_hosted_reranker_pointed_at_another_secondpass_reranks_end_to_end() {
     // B: a plain secondpass whose /rerank (TEI shape) is backed by the local model.
-    let b = proxy(&[], "").await;
+    let b = proxy(&[], "[rerank_api]\nenabled = true\n").await;
     let docs = qdrant().collection("docs");
     let extra = format!(
         "[rerankers.remote]\nkind = \"tei\"\nbase_url = \"http://{}\"\n\
@@ -190,7 +190,7 @@ async fn rerank_api_uses_its_own_chain() {
     let extra = format!(
         "[rerankers.down]\nkind = \"tei\"\nbase_url = \"http://127.0.0.1:1\"\nmax_retries = 0\n\
          [rerankers.stub]\nkind = \"tei\"\nbase_url = \"{}\"\n\
-         [rerank_api]\nrerankers = [\"down\", \"stub\"]\n\
+         [rerank_api]\nenabled = true\nrerankers = [\"down\", \"stub\"]\n\
          [collections.{docs}]\nrerankers = [\"local\"]\n",
         stub.url()
     );

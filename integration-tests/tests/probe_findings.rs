@@ -44,7 +44,7 @@ async fn metrics(p: &Proxy) -> String {
 #[tokio::test]
 async fn query_text_beyond_max_query_bytes_is_refused_on_every_way_in() {
     let (docs, big) = (qdrant().collection("docs"), qdrant().collection("big"));
-    let extra = format!("[collections.{docs}]\nmax_query_bytes = 64\n");
+    let extra = format!("[collections.{docs}]\nmax_query_bytes = 64\n[rerank_api]\nenabled = true\n");
     let proxy = proxy(&[&docs, &big], &extra).await;
     proxy.seed(&docs, false).await;
     proxy.seed(&big, false).await;
@@ -185,7 +185,7 @@ async fn scores_beyond_f32_come_back_finite_on_rest_grpc_and_the_rerank_api() {
     let extra = format!(
         "[rerankers.co]\nkind = \"cohere\"\nmodel = \"rerank-v3.5\"\nbase_url = \"{}\"\n\
          api_key_file = \"{}\"\n[collections.{docs}]\nreranker = \"co\"\n\
-         [rerank_api]\nrerankers = [\"co\"]\n",
+         [rerank_api]\nenabled = true\nrerankers = [\"co\"]\n",
         stub.url(),
         key.display()
     );
@@ -311,4 +311,42 @@ async fn one_collections_timeouts_do_not_open_the_breaker_for_the_others() {
         m.contains("secondpass_breaker_state{reranker=\"local\"} 0"),
         "{m}"
     );
+}
+
+/// The rerank API is opt-in: on the default config `/v1/rerank`, `/v2/rerank` and
+/// `/rerank` are not secondpass's (they reach Qdrant, which has no such paths), so a
+/// client port is no unauthenticated compute. Turned on with a token, a call without
+/// it or with a wrong one is refused before any scoring.
+#[tokio::test]
+async fn rerank_api_is_opt_in_and_its_token_is_checked() {
+    let cohere = json!({"model": "m", "query": QUERY, "documents": ["Berlin", "Bananas"]});
+    let tei = json!({"query": QUERY, "texts": ["Berlin", "Bananas"]});
+    let calls = [
+        ("/v1/rerank", &cohere),
+        ("/v2/rerank", &cohere),
+        ("/rerank", &tei),
+    ];
+    let off = proxy(&[], "").await;
+    for (path, body) in calls {
+        let r = off.post(path, &[], body).await;
+        assert_eq!(r.status, 404, "{path}: {}", String::from_utf8_lossy(&r.body));
+    }
+
+    std::env::set_var("SP_IT_RERANK_API_TOKEN", "it-s3cret");
+    let on = proxy(
+        &[],
+        "[rerank_api]\nenabled = true\ntoken_env = \"SP_IT_RERANK_API_TOKEN\"\n",
+    )
+    .await;
+    for (path, body) in calls {
+        for auth in [None, Some("Bearer wrong"), Some("Bearer it-s3cre")] {
+            let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+            let r = on.post(path, &headers, body).await;
+            assert_eq!(r.status, 401, "{path} {auth:?}: {}", String::from_utf8_lossy(&r.body));
+        }
+        let r = on
+            .post(path, &[("authorization", "Bearer it-s3cret")], body)
+            .await;
+        assert_eq!(r.status, 200, "{path}: {}", String::from_utf8_lossy(&r.body));
+    }
 }
