@@ -245,11 +245,13 @@ impl Chain {
         if misses.is_empty() && !raw.is_empty() {
             return Ok(raw.into_iter().map(|s| s.expect("all hits")).collect());
         }
-        if let Some(b) = breaker {
-            if !b.allow(Instant::now()) {
-                return Err(RerankError::CircuitOpen);
-            }
-        }
+        // Held across the call: dropped with this future (the caller went away), it
+        // frees a half-open probe slot.
+        let permit = match breaker.map(|b| b.allow(Instant::now())) {
+            Some(None) => return Err(RerankError::CircuitOpen),
+            Some(Some(p)) => Some(p),
+            None => None,
+        };
         let mut req = request.clone();
         req.deadline = Some(deadline);
         if misses.len() < raw.len() {
@@ -277,14 +279,14 @@ impl Chain {
                 }
             });
         let result = result.map(|scores| self.finite(name, scores));
-        if let Some(b) = breaker {
+        if let (Some(b), Some(permit)) = (breaker, permit) {
             match &result {
-                Ok(_) => b.success(),
+                Ok(_) => permit.success(),
                 // The caller's budget ran out (a 1 ms collection, a slow chain before
                 // this reranker): not the reranker's failure, and one collection's
                 // budget must not open the breaker for every other collection.
-                Err(RerankError::Timeout(_)) if Instant::now() >= deadline => b.release(),
-                Err(_) => b.failure(Instant::now()),
+                Err(RerankError::Timeout(_)) if Instant::now() >= deadline => permit.release(),
+                Err(_) => permit.failure(Instant::now()),
             }
             self.record_state(name, b);
         }
