@@ -268,10 +268,20 @@ fn accepted(
     }
 }
 
-/// Qdrant answers that may come from widening: the client's mistakes (4xx) and 500
-/// (Qdrant's answer to some invalid values); not 502/503/504 (overload, restarts).
+/// Qdrant answers that widening may have caused: a value or format it rejects (400,
+/// 422), a body grown past its limit (413), and 500 (Qdrant's answer to some invalid
+/// values). Not what the client's own request would get as well: authentication (401,
+/// 403), a timeout (408), a rate limit (429, with its `Retry-After`), a missing
+/// collection (404), overload and restarts (502/503/504). Those go back as Qdrant
+/// said them; sending them again would only double the load Qdrant just refused.
 pub fn refused(status: StatusCode) -> bool {
-    status.is_client_error() || status == StatusCode::INTERNAL_SERVER_ERROR
+    matches!(
+        status,
+        StatusCode::BAD_REQUEST
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::UNPROCESSABLE_ENTITY
+            | StatusCode::INTERNAL_SERVER_ERROR
+    )
 }
 
 /// Qdrant's error, as Qdrant said it (compressed for the client as it asked, unless
