@@ -256,6 +256,14 @@ impl Upstream {
         let (deadline, budget) = self.deadline(parts.uri.path(), &parts.headers);
         parts.uri = self.uri(&pq)?;
         self.prepare_headers(&mut parts.headers);
+        // The client's HTTP version is its own connection's, not Qdrant's: an HTTP/2
+        // client's request on the HTTP/1.1 connection to a plain-HTTP Qdrant would be
+        // refused (`UserUnsupportedVersion`). Over TLS, ALPN still picks HTTP/2 when
+        // Qdrant offers it; gRPC is HTTP/2 only.
+        parts.version = match self.protocol {
+            Protocol::Rest => http::Version::HTTP_11,
+            Protocol::Grpc => http::Version::HTTP_2,
+        };
         Ok((deadline, budget))
     }
 
