@@ -9,7 +9,7 @@ use qdrant_client::qdrant::points_client::PointsClient;
 use qdrant_client::qdrant::{query, vector_input, DenseVector, Query, QueryPoints, VectorInput};
 use secondpass_it::provider_stubs::{Api, Behaviour, ProviderStub, StubOptions};
 use serde_json::{json, Value};
-use support::{proxy, qdrant, query_vector, relayed, Proxy};
+use support::{config_text, proxy, qdrant, query_vector, relayed, request, Proxy};
 
 const QUERY: &str = "capital of Germany";
 
@@ -349,4 +349,57 @@ async fn rerank_api_is_opt_in_and_its_token_is_checked() {
             .await;
         assert_eq!(r.status, 200, "{path}: {}", String::from_utf8_lossy(&r.body));
     }
+}
+
+/// A reload turns the rerank API off (its paths are Qdrant's again) and on, and a
+/// rotated token file takes effect without one: the token is read on every call.
+#[tokio::test]
+async fn rerank_api_follows_reload_and_a_rotated_token() {
+    let dir = std::env::temp_dir().join(format!("sp-rerank-reload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (file, api_token, admin_token) =
+        (dir.join("secondpass.toml"), dir.join("rerank-token"), dir.join("admin-token"));
+    std::fs::write(&api_token, "first\n").unwrap();
+    std::fs::write(&admin_token, "adm1n\n").unwrap();
+    let write = |enabled: bool| {
+        let extra = format!(
+            "[admin]\ntoken_file = {:?}\n[rerank_api]\nenabled = {enabled}\ntoken_file = {:?}\n",
+            admin_token.display().to_string(),
+            api_token.display().to_string()
+        );
+        std::fs::write(&file, config_text(&qdrant().url, &extra)).unwrap();
+    };
+    write(true);
+    let p = Proxy::start_from_file(&file).await;
+    let body = json!({"query": QUERY, "texts": ["Berlin", "Bananas"]});
+    let status = |auth: &'static str| {
+        let (p, body) = (&p, &body);
+        async move { p.post("/rerank", &[("authorization", auth)], body).await.status }
+    };
+    let reload = || async {
+        let r = request(
+            &p.client,
+            http::Method::POST,
+            &p.admin("/admin/reload"),
+            &[("authorization", "Bearer adm1n")],
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    };
+    assert_eq!(status("Bearer first").await, 200);
+
+    std::fs::write(&api_token, "second").unwrap();
+    assert_eq!(status("Bearer first").await, 401, "the old token after rotation");
+    assert_eq!(status("Bearer second").await, 200);
+
+    write(false);
+    reload().await;
+    assert_eq!(status("Bearer second").await, 404, "off after the reload: Qdrant's path");
+
+    write(true);
+    reload().await;
+    assert_eq!(status("Bearer second").await, 200, "on again after the reload");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

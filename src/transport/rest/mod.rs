@@ -42,9 +42,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             intercept(ep),
         );
     }
-    if state.config().rerank_api.enabled {
-        router = router.merge(crate::transport::rerank_api::routes());
-    }
+    let gate = axum::middleware::from_fn_with_state(state.clone(), rerank_api_gate);
+    router = router.merge(crate::transport::rerank_api::routes().route_layer(gate));
     router
         .fallback(forward)
         .layer(axum::middleware::from_fn(
@@ -57,6 +56,20 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn forward(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let call = Call::start(&state, Protocol::Rest, "forward");
     finish(&state, call, Exit::Forward(req, None)).await
+}
+
+/// The rerank API's paths are secondpass's while `rerank_api.enabled` is on, read per
+/// call so that a reload turns the API on or off; otherwise they are Qdrant's.
+async fn rerank_api_gate(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.config().rerank_api.enabled {
+        next.run(req).await
+    } else {
+        forward(State(state), req).await
+    }
 }
 
 /// An intercepted search. Every step below ends in an [`Exit`], performed by
