@@ -9,7 +9,11 @@ use qdrant_client::qdrant::points_client::PointsClient;
 use qdrant_client::qdrant::{query, vector_input, DenseVector, Query, QueryPoints, VectorInput};
 use secondpass_it::provider_stubs::{Api, Behaviour, ProviderStub, StubOptions};
 use serde_json::{json, Value};
-use support::{config_text, proxy, qdrant, query_vector, relayed, request, Proxy};
+use secondpass::config::OnnxConfig;
+use secondpass::rerank::onnx::OnnxReranker;
+use secondpass::rerank::Registry;
+use std::sync::Arc;
+use support::{config, config_text, proxy, qdrant, query_vector, relayed, request, Proxy};
 
 const QUERY: &str = "capital of Germany";
 
@@ -402,4 +406,104 @@ async fn rerank_api_follows_reload_and_a_rotated_token() {
     reload().await;
     assert_eq!(status("Bearer second").await, 200, "on again after the reload");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A burst of large rerank API calls that overflows the local queue (one caller's
+/// doing) is refused call by call (429) but does not open the local breaker: the
+/// searches of every collection keep being reranked. Before, five overloads in a row
+/// opened it and every search failed open for 30 s.
+#[tokio::test]
+async fn a_burst_that_overflows_the_local_queue_does_not_open_its_breaker() {
+    let docs = qdrant().collection("docs");
+    let small = OnnxReranker::load(&OnnxConfig {
+        queue_capacity: 1,
+        workers: 1,
+        ..support::model_config()
+    })
+    .expect("load the shared model");
+    let mut registry = Registry::default();
+    registry.insert("local", Arc::new(small));
+    // A 1 ms budget for the API: the calls that get into the queue time out (which is
+    // neutral for the breaker) instead of succeeding later, which would close it and
+    // hide what the overloads did.
+    let cfg = config(
+        &qdrant().url,
+        &[&docs],
+        "[rerank_api]\nenabled = true\ntimeout_ms = 1\n",
+    );
+    let p = Proxy::start_with(cfg, registry).await;
+    p.seed(&docs, false).await;
+
+    let texts: Vec<String> = (0..64).map(|i| format!("passage {i} about Berlin")).collect();
+    let calls = (0..24).map(|i| {
+        let body = json!({"query": format!("{QUERY} {i}"), "texts": texts});
+        let p = &p;
+        async move { p.post("/rerank", &[], &body).await.status }
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    let overloaded = statuses.iter().filter(|s| s.as_u16() == 429).count();
+    assert!(overloaded >= 5, "the burst should overflow the queue: {statuses:?}");
+
+    // Once the worker has drained what the burst left in the queue, searches are
+    // reranked again (well before the 30 s an open breaker would take).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = p
+            .post(
+                &format!("/collections/{docs}/points/search"),
+                &[("x-rerank-query", QUERY)],
+                &json!({"vector": query_vector(), "limit": 4}),
+            )
+            .await;
+        let body = r.json();
+        if body["rerank"]["status"] == "applied" {
+            break;
+        }
+        let reason = body["rerank"]["reason"].as_str().unwrap_or_default();
+        assert!(!reason.contains("circuit"), "the burst opened the breaker: {body}");
+        assert!(std::time::Instant::now() < deadline, "never reranked again: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let m = metrics(&p).await;
+    assert!(m.contains("secondpass_breaker_state{reranker=\"local\"} 0"), "{m}");
+}
+
+/// A provider refusing one request's content (422) is that request's problem: the
+/// breaker stays closed and the next search asks the provider again.
+#[tokio::test]
+async fn a_providers_refusal_of_one_request_does_not_open_its_breaker() {
+    let stub = ProviderStub::start(
+        Api::Tei,
+        StubOptions {
+            behaviour: Behaviour::Reject422,
+            ..Default::default()
+        },
+    )
+    .await;
+    let docs = qdrant().collection("docs");
+    let extra = format!(
+        "[rerankers.h]\nkind = \"tei\"\nbase_url = \"{}\"\nmax_retries = 0\n\
+         breaker_failures = 1\n[collections.{docs}]\nrerankers = [\"h\"]\n",
+        stub.url()
+    );
+    let p = proxy(&[&docs], &extra).await;
+    p.seed(&docs, false).await;
+    for n in 1..=3 {
+        let r = p
+            .post(
+                &format!("/collections/{docs}/points/search"),
+                &[("x-rerank-query", &format!("{QUERY} {n}"))],
+                &json!({"vector": query_vector(), "limit": 4}),
+            )
+            .await;
+        let body = r.json();
+        assert_eq!(body["rerank"]["status"], "failed_open", "{body}");
+        assert!(
+            !body["rerank"]["reason"].as_str().unwrap().contains("circuit"),
+            "{body}"
+        );
+        assert_eq!(stub.calls(), n, "search {n} asked the provider");
+    }
+    let m = metrics(&p).await;
+    assert!(m.contains("secondpass_breaker_state{reranker=\"h\"} 0"), "{m}");
 }

@@ -92,6 +92,23 @@ impl RerankError {
             RerankError::CircuitOpen => "circuit_open",
         }
     }
+
+    /// Whether the error says the reranker itself is unwell, so that it counts toward
+    /// its circuit breaker. Not what one call brought on itself: a full local queue
+    /// (the load of the moment, refused at once, so the chain moves on without a
+    /// breaker) and a provider refusing this request's content (400, 413, 422). Those
+    /// opening the shared breaker would let one caller's burst of large or malformed
+    /// calls switch the reranker off for every collection.
+    pub fn is_reranker_fault(&self) -> bool {
+        !matches!(
+            self,
+            RerankError::Overloaded
+                | RerankError::Provider {
+                    status: 400 | 413 | 422,
+                    ..
+                }
+        )
+    }
 }
 
 pub type RerankFuture = Pin<Box<dyn Future<Output = Result<Vec<f32>, RerankError>> + Send>>;
