@@ -67,7 +67,11 @@ pub enum Fault {
     /// Answers itself: this status, `content-type: application/json`, this body.
     Answer(StatusCode, &'static str),
     /// [`Fault::Answer`] with these headers too (a `Retry-After`, say).
-    AnswerWith(StatusCode, &'static [(&'static str, &'static str)], &'static str),
+    AnswerWith(
+        StatusCode,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    ),
     /// A gRPC answer of headers only (`grpc-status`, `grpc-message`): how gRPC servers
     /// fail a call before any message.
     GrpcTrailersOnly(i32, &'static str),

@@ -7,11 +7,11 @@ mod support;
 
 use qdrant_client::qdrant::points_client::PointsClient;
 use qdrant_client::qdrant::{query, vector_input, DenseVector, Query, QueryPoints, VectorInput};
-use secondpass_it::provider_stubs::{Api, Behaviour, ProviderStub, StubOptions};
-use serde_json::{json, Value};
 use secondpass::config::OnnxConfig;
 use secondpass::rerank::onnx::OnnxReranker;
 use secondpass::rerank::Registry;
+use secondpass_it::provider_stubs::{Api, Behaviour, ProviderStub, StubOptions};
+use serde_json::{json, Value};
 use std::sync::Arc;
 use support::{config, config_text, proxy, qdrant, query_vector, relayed, request, Proxy};
 
@@ -48,7 +48,8 @@ async fn metrics(p: &Proxy) -> String {
 #[tokio::test]
 async fn query_text_beyond_max_query_bytes_is_refused_on_every_way_in() {
     let (docs, big) = (qdrant().collection("docs"), qdrant().collection("big"));
-    let extra = format!("[collections.{docs}]\nmax_query_bytes = 64\n[rerank_api]\nenabled = true\n");
+    let extra =
+        format!("[collections.{docs}]\nmax_query_bytes = 64\n[rerank_api]\nenabled = true\n");
     let proxy = proxy(&[&docs, &big], &extra).await;
     proxy.seed(&docs, false).await;
     proxy.seed(&big, false).await;
@@ -317,6 +318,13 @@ async fn one_collections_timeouts_do_not_open_the_breaker_for_the_others() {
     );
 }
 
+/// Qdrant's answer to a path it does not have: 404, after which Qdrant closes the
+/// connection without reading the body, so a call that meets that connection in the
+/// pool is a 502 (issue 16, item 7). Either way secondpass did not score it.
+fn qdrants(status: u16) -> bool {
+    matches!(status, 404 | 502)
+}
+
 /// The rerank API is opt-in: on the default config `/v1/rerank`, `/v2/rerank` and
 /// `/rerank` are not secondpass's (they reach Qdrant, which has no such paths), so a
 /// client port is no unauthenticated compute. Turned on with a token, a call without
@@ -333,7 +341,11 @@ async fn rerank_api_is_opt_in_and_its_token_is_checked() {
     let off = proxy(&[], "").await;
     for (path, body) in calls {
         let r = off.post(path, &[], body).await;
-        assert_eq!(r.status, 404, "{path}: {}", String::from_utf8_lossy(&r.body));
+        assert!(
+            qdrants(r.status.as_u16()),
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
 
     std::env::set_var("SP_IT_RERANK_API_TOKEN", "it-s3cret");
@@ -344,14 +356,25 @@ async fn rerank_api_is_opt_in_and_its_token_is_checked() {
     .await;
     for (path, body) in calls {
         for auth in [None, Some("Bearer wrong"), Some("Bearer it-s3cre")] {
-            let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+            let headers: Vec<(&str, &str)> =
+                auth.map(|a| ("authorization", a)).into_iter().collect();
             let r = on.post(path, &headers, body).await;
-            assert_eq!(r.status, 401, "{path} {auth:?}: {}", String::from_utf8_lossy(&r.body));
+            assert_eq!(
+                r.status,
+                401,
+                "{path} {auth:?}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
         }
         let r = on
             .post(path, &[("authorization", "Bearer it-s3cret")], body)
             .await;
-        assert_eq!(r.status, 200, "{path}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
 }
 
@@ -362,8 +385,11 @@ async fn rerank_api_follows_reload_and_a_rotated_token() {
     let dir = std::env::temp_dir().join(format!("sp-rerank-reload-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let (file, api_token, admin_token) =
-        (dir.join("secondpass.toml"), dir.join("rerank-token"), dir.join("admin-token"));
+    let (file, api_token, admin_token) = (
+        dir.join("secondpass.toml"),
+        dir.join("rerank-token"),
+        dir.join("admin-token"),
+    );
     std::fs::write(&api_token, "first\n").unwrap();
     std::fs::write(&admin_token, "adm1n\n").unwrap();
     let write = |enabled: bool| {
@@ -379,7 +405,11 @@ async fn rerank_api_follows_reload_and_a_rotated_token() {
     let body = json!({"query": QUERY, "texts": ["Berlin", "Bananas"]});
     let status = |auth: &'static str| {
         let (p, body) = (&p, &body);
-        async move { p.post("/rerank", &[("authorization", auth)], body).await.status }
+        async move {
+            p.post("/rerank", &[("authorization", auth)], body)
+                .await
+                .status
+        }
     };
     let reload = || async {
         let r = request(
@@ -395,16 +425,28 @@ async fn rerank_api_follows_reload_and_a_rotated_token() {
     assert_eq!(status("Bearer first").await, 200);
 
     std::fs::write(&api_token, "second").unwrap();
-    assert_eq!(status("Bearer first").await, 401, "the old token after rotation");
+    assert_eq!(
+        status("Bearer first").await,
+        401,
+        "the old token after rotation"
+    );
     assert_eq!(status("Bearer second").await, 200);
 
     write(false);
     reload().await;
-    assert_eq!(status("Bearer second").await, 404, "off after the reload: Qdrant's path");
+    let off = status("Bearer second").await.as_u16();
+    assert!(
+        qdrants(off),
+        "off after the reload: Qdrant's path, not {off}"
+    );
 
     write(true);
     reload().await;
-    assert_eq!(status("Bearer second").await, 200, "on again after the reload");
+    assert_eq!(
+        status("Bearer second").await,
+        200,
+        "on again after the reload"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -434,7 +476,9 @@ async fn a_burst_that_overflows_the_local_queue_does_not_open_its_breaker() {
     let p = Proxy::start_with(cfg, registry).await;
     p.seed(&docs, false).await;
 
-    let texts: Vec<String> = (0..64).map(|i| format!("passage {i} about Berlin")).collect();
+    let texts: Vec<String> = (0..64)
+        .map(|i| format!("passage {i} about Berlin"))
+        .collect();
     let calls = (0..24).map(|i| {
         let body = json!({"query": format!("{QUERY} {i}"), "texts": texts});
         let p = &p;
@@ -442,7 +486,10 @@ async fn a_burst_that_overflows_the_local_queue_does_not_open_its_breaker() {
     });
     let statuses = futures_util::future::join_all(calls).await;
     let overloaded = statuses.iter().filter(|s| s.as_u16() == 429).count();
-    assert!(overloaded >= 5, "the burst should overflow the queue: {statuses:?}");
+    assert!(
+        overloaded >= 5,
+        "the burst should overflow the queue: {statuses:?}"
+    );
 
     // Once the worker has drained what the burst left in the queue, searches are
     // reranked again (well before the 30 s an open breaker would take).
@@ -460,12 +507,21 @@ async fn a_burst_that_overflows_the_local_queue_does_not_open_its_breaker() {
             break;
         }
         let reason = body["rerank"]["reason"].as_str().unwrap_or_default();
-        assert!(!reason.contains("circuit"), "the burst opened the breaker: {body}");
-        assert!(std::time::Instant::now() < deadline, "never reranked again: {body}");
+        assert!(
+            !reason.contains("circuit"),
+            "the burst opened the breaker: {body}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reranked again: {body}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let m = metrics(&p).await;
-    assert!(m.contains("secondpass_breaker_state{reranker=\"local\"} 0"), "{m}");
+    assert!(
+        m.contains("secondpass_breaker_state{reranker=\"local\"} 0"),
+        "{m}"
+    );
 }
 
 /// A provider refusing one request's content (422) is that request's problem: the
@@ -499,11 +555,71 @@ async fn a_providers_refusal_of_one_request_does_not_open_its_breaker() {
         let body = r.json();
         assert_eq!(body["rerank"]["status"], "failed_open", "{body}");
         assert!(
-            !body["rerank"]["reason"].as_str().unwrap().contains("circuit"),
+            !body["rerank"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("circuit"),
             "{body}"
         );
         assert_eq!(stub.calls(), n, "search {n} asked the provider");
     }
     let m = metrics(&p).await;
-    assert!(m.contains("secondpass_breaker_state{reranker=\"h\"} 0"), "{m}");
+    assert!(
+        m.contains("secondpass_breaker_state{reranker=\"h\"} 0"),
+        "{m}"
+    );
+}
+
+/// The local queue is bounded by pairs, and the rerank API gets half of it: a burst of
+/// large API calls is refused (429) long before `queue_capacity` jobs wait, while a
+/// proxied search sent in the middle of it still gets in and is reranked.
+#[tokio::test]
+async fn the_local_queue_is_bounded_by_pairs_and_the_api_gets_half() {
+    let docs = qdrant().collection("docs");
+    let small = OnnxReranker::load(&OnnxConfig {
+        queue_capacity: 64,
+        queue_pairs: 100,
+        workers: 1,
+        ..support::model_config()
+    })
+    .expect("load the shared model");
+    let mut registry = Registry::default();
+    registry.insert("local", Arc::new(small));
+    let cfg = config(&qdrant().url, &[&docs], "[rerank_api]\nenabled = true\n");
+    let p = Proxy::start_with(cfg, registry).await;
+    p.seed(&docs, false).await;
+
+    let texts: Vec<String> = (0..40)
+        .map(|i| format!("passage {i} about Berlin"))
+        .collect();
+    let burst = futures_util::future::join_all((0..10).map(|i| {
+        let body = json!({"query": format!("{QUERY} {i}"), "texts": texts});
+        let p = &p;
+        async move {
+            let r = p.post("/rerank", &[], &body).await;
+            (
+                r.status.as_u16(),
+                String::from_utf8_lossy(&r.body).into_owned(),
+            )
+        }
+    }));
+    let (path, query) = (
+        format!("/collections/{docs}/points/search"),
+        json!({"vector": query_vector(), "limit": 4}),
+    );
+    let search = p.post(&path, &[("x-rerank-query", QUERY)], &query);
+    let (answers, search) = tokio::join!(burst, search);
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    let refused: Vec<_> = answers.iter().filter(|(s, _)| *s == 429).collect();
+    assert!(
+        !refused.is_empty(),
+        "10 jobs of 40 pairs fit 64 jobs but not 50 pairs: {statuses:?}"
+    );
+    assert!(
+        refused.iter().all(|(_, b)| b.contains("queue is full")),
+        "{refused:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+    let body = search.json();
+    assert_eq!(body["rerank"]["status"], "applied", "{body}");
 }

@@ -557,7 +557,10 @@ async fn http2_clients_on_the_rest_port_reach_qdrant() {
     let proxy = Proxy::start(config(&qdrant.url, &[&coll], "")).await;
     proxy.seed(&coll, false).await;
     let client = h2();
-    let send = |method: Method, path: String, headers: Vec<(&'static str, &'static str)>, body: Vec<u8>| {
+    let send = |method: Method,
+                path: String,
+                headers: Vec<(&'static str, &'static str)>,
+                body: Vec<u8>| {
         let mut req = Request::builder()
             .method(method)
             .uri(proxy.url(&path))
@@ -573,7 +576,11 @@ async fn http2_clients_on_the_rest_port_reach_qdrant() {
             let status = resp.status();
             let headers = resp.headers().clone();
             let body = resp.into_body().collect().await.unwrap().to_bytes();
-            (status, headers, serde_json::from_slice::<Value>(&body).unwrap())
+            (
+                status,
+                headers,
+                serde_json::from_slice::<Value>(&body).unwrap(),
+            )
         }
     };
 
@@ -593,7 +600,13 @@ async fn http2_clients_on_the_rest_port_reach_qdrant() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(headers.get("x-rerank-status").unwrap(), "applied");
     // the same ranking as an HTTP/1.1 client gets
-    let h1 = post(&proxy, &path, &[("x-rerank-query", QUERY)], serde_json::to_vec(&search).unwrap()).await;
+    let h1 = post(
+        &proxy,
+        &path,
+        &[("x-rerank-query", QUERY)],
+        serde_json::to_vec(&search).unwrap(),
+    )
+    .await;
     assert_eq!(ids(&body), ids(&h1.json()));
     proxy.drop_collection(&coll).await;
 }

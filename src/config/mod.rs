@@ -248,6 +248,9 @@ impl Config {
             if o.queue_capacity == 0 {
                 return Err(invalid(key("queue_capacity"), "must be greater than 0"));
             }
+            if o.queue_pairs == 0 {
+                return Err(invalid(key("queue_pairs"), "must be greater than 0"));
+            }
             if o.max_batch_tokens.is_some_and(|t| t < o.max_length) {
                 return Err(invalid(
                     key("max_batch_tokens"),

@@ -46,7 +46,11 @@ impl RerankApiConfig {
 
     /// The token, when one is configured and readable.
     pub fn token(&self) -> Result<Option<String>, String> {
-        read_token("rerank_api", self.token_env.as_deref(), self.token_file.as_deref())
+        read_token(
+            "rerank_api",
+            self.token_env.as_deref(),
+            self.token_file.as_deref(),
+        )
     }
 }
 
@@ -184,7 +188,11 @@ impl AdminConfig {
 
 /// A bearer token from `file` (which wins; unreadable or empty is an error naming
 /// `<section>.token_file`) or the environment variable `env` (unset or empty: none).
-fn read_token(section: &str, env: Option<&str>, file: Option<&Path>) -> Result<Option<String>, String> {
+fn read_token(
+    section: &str,
+    env: Option<&str>,
+    file: Option<&Path>,
+) -> Result<Option<String>, String> {
     if let Some(path) = file {
         let t = std::fs::read_to_string(path)
             .map_err(|e| format!("{section}.token_file {}: {e}", path.display()))?;

@@ -240,7 +240,10 @@ fn rerank_api_is_opt_in_and_needs_a_token_off_loopback() {
     assert!(msg.contains("0.0.0.0:7333"), "{msg}");
     for listen in ["127.0.0.1:7333", "[::1]:7333"] {
         let text = format!("[server]\nrest_listen = \"{listen}\"\n{BASE}{on}");
-        assert!(Config::from_toml(&text).unwrap().rerank_api.enabled, "{listen}");
+        assert!(
+            Config::from_toml(&text).unwrap().rerank_api.enabled,
+            "{listen}"
+        );
     }
     std::env::set_var("SP_CONFIG_TEST_RERANK_TOKEN", "t");
     Config::from_toml(&format!(

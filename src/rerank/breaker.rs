@@ -222,7 +222,10 @@ mod tests {
         let t2 = t1 + Duration::from_secs(10);
         let new = b.allow(t2).unwrap();
         drop(old);
-        assert!(b.allow(t2).is_none(), "the newer probe still holds the slot");
+        assert!(
+            b.allow(t2).is_none(),
+            "the newer probe still holds the slot"
+        );
         new.success();
     }
 

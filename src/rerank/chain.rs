@@ -521,12 +521,20 @@ mod tests {
         ] {
             let mut reg = Registry::default();
             reg.insert("local", Arc::new(Refusing(error.clone())));
-            let c = Chain::new(reg, &Config::from_toml("").unwrap(), Arc::new(Metrics::new(&[])));
+            let c = Chain::new(
+                reg,
+                &Config::from_toml("").unwrap(),
+                Arc::new(Metrics::new(&[])),
+            );
             for _ in 0..(LOCAL_BREAKER.0 * 2) {
                 let _ = c.run(&["local"], req(), Duration::from_secs(1)).await;
             }
             let want = if opens { State::Open } else { State::Closed };
-            assert_eq!(c.breaker_states(), [("local".to_string(), want)], "{error:?}");
+            assert_eq!(
+                c.breaker_states(),
+                [("local".to_string(), want)],
+                "{error:?}"
+            );
         }
     }
 

@@ -111,6 +111,34 @@ impl RerankError {
     }
 }
 
+/// Whose work a rerank call is. The local queue keeps room for proxied searches: the
+/// rerank API's calls (other services' batch work, possibly large) may fill only part
+/// of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    #[default]
+    Search,
+    Api,
+}
+
+tokio::task_local! {
+    static PRIORITY: Priority;
+}
+
+impl Priority {
+    /// Runs `f` with rerank calls made inside it counted as `self`'s (a scope rather
+    /// than a request field: every reranker and layer in between passes it on without
+    /// knowing of it).
+    pub async fn scope<F: Future>(self, f: F) -> F::Output {
+        PRIORITY.scope(self, f).await
+    }
+
+    /// The priority of the calling task: `Search` outside any scope.
+    pub fn current() -> Priority {
+        PRIORITY.try_with(|p| *p).unwrap_or_default()
+    }
+}
+
 pub type RerankFuture = Pin<Box<dyn Future<Output = Result<Vec<f32>, RerankError>> + Send>>;
 
 /// A cross-encoder: one raw score per document, in the documents' order.

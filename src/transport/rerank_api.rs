@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::ScoreMode;
-use crate::rerank::{apply_score_mode, RerankError, RerankRequest};
+use crate::rerank::{apply_score_mode, Priority, RerankError, RerankRequest};
 use crate::state::AppState;
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -101,12 +101,11 @@ async fn score(
         chunking: None,
         instruction: None,
     };
-    match state
-        .engine
-        .chain()
-        .run(&names, request, Duration::from_millis(api.timeout_ms))
-        .await
-    {
+    // Other services' batch work: a share of the local queue, so that proxied
+    // searches keep room (see `rerank::Priority`).
+    let chain = state.engine.chain();
+    let run = chain.run(&names, request, Duration::from_millis(api.timeout_ms));
+    match Priority::Api.scope(run).await {
         Ok(a) => Ok((a.raw, a.kind)),
         Err(e) => {
             let status = match e.error() {

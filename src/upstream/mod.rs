@@ -556,14 +556,26 @@ mod tests {
     fn snapshot_budget_by_path_on_both_apis() {
         let long = Duration::from_secs(60);
         let short = Duration::from_secs(1);
-        assert_eq!(budget_of(Protocol::Grpc, "/qdrant.Snapshots/CreateFull"), long);
-        assert_eq!(budget_of(Protocol::Grpc, "/qdrant.Points/Search"), short);
-        assert_eq!(budget_of(Protocol::Rest, "/collections/docs/snapshots?wait=true"), long);
         assert_eq!(
-            budget_of(Protocol::Rest, "/collections/docs/points/search?x=/snapshots"),
+            budget_of(Protocol::Grpc, "/qdrant.Snapshots/CreateFull"),
+            long
+        );
+        assert_eq!(budget_of(Protocol::Grpc, "/qdrant.Points/Search"), short);
+        assert_eq!(
+            budget_of(Protocol::Rest, "/collections/docs/snapshots?wait=true"),
+            long
+        );
+        assert_eq!(
+            budget_of(
+                Protocol::Rest,
+                "/collections/docs/points/search?x=/snapshots"
+            ),
             short
         );
-        assert_eq!(budget_of(Protocol::Rest, "/collections/snapshots_x/points/search"), short);
+        assert_eq!(
+            budget_of(Protocol::Rest, "/collections/snapshots_x/points/search"),
+            short
+        );
     }
 
     fn timeout(v: &str) -> Option<Duration> {
