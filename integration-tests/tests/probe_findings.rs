@@ -45,6 +45,28 @@ async fn metrics(p: &Proxy) -> String {
     String::from_utf8(p.get_admin("/metrics").await.body.to_vec()).unwrap()
 }
 
+/// A reranked search of `coll` for `query`: the answer's body.
+async fn search(p: &Proxy, coll: &str, query: &str) -> Value {
+    p.post(
+        &format!("/collections/{coll}/points/search"),
+        &[("x-rerank-query", query)],
+        &json!({"vector": query_vector(), "limit": 4}),
+    )
+    .await
+    .json()
+}
+
+/// secondpass with its own copy of the shared model as `local` (a small queue, say),
+/// reranking `docs` (seeded), with `extra` configuration.
+async fn own_model_proxy(docs: &str, model: OnnxConfig, extra: &str) -> Proxy {
+    let own = OnnxReranker::load(&model).expect("load the shared model");
+    let mut registry = Registry::default();
+    registry.insert("local", Arc::new(own));
+    let p = Proxy::start_with(config(&qdrant().url, &[docs], extra), registry).await;
+    p.seed(docs, false).await;
+    p
+}
+
 #[tokio::test]
 async fn query_text_beyond_max_query_bytes_is_refused_on_every_way_in() {
     let (docs, big) = (qdrant().collection("docs"), qdrant().collection("big"));
@@ -457,24 +479,20 @@ async fn rerank_api_follows_reload_and_a_rotated_token() {
 #[tokio::test]
 async fn a_burst_that_overflows_the_local_queue_does_not_open_its_breaker() {
     let docs = qdrant().collection("docs");
-    let small = OnnxReranker::load(&OnnxConfig {
-        queue_capacity: 1,
-        workers: 1,
-        ..support::model_config()
-    })
-    .expect("load the shared model");
-    let mut registry = Registry::default();
-    registry.insert("local", Arc::new(small));
     // A 1 ms budget for the API: the calls that get into the queue time out (which is
     // neutral for the breaker) instead of succeeding later, which would close it and
     // hide what the overloads did.
-    let cfg = config(
-        &qdrant().url,
-        &[&docs],
+    let model = OnnxConfig {
+        queue_capacity: 1,
+        workers: 1,
+        ..support::model_config()
+    };
+    let p = own_model_proxy(
+        &docs,
+        model,
         "[rerank_api]\nenabled = true\ntimeout_ms = 1\n",
-    );
-    let p = Proxy::start_with(cfg, registry).await;
-    p.seed(&docs, false).await;
+    )
+    .await;
 
     let texts: Vec<String> = (0..64)
         .map(|i| format!("passage {i} about Berlin"))
@@ -495,14 +513,7 @@ async fn a_burst_that_overflows_the_local_queue_does_not_open_its_breaker() {
     // reranked again (well before the 30 s an open breaker would take).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let r = p
-            .post(
-                &format!("/collections/{docs}/points/search"),
-                &[("x-rerank-query", QUERY)],
-                &json!({"vector": query_vector(), "limit": 4}),
-            )
-            .await;
-        let body = r.json();
+        let body = search(&p, &docs, QUERY).await;
         if body["rerank"]["status"] == "applied" {
             break;
         }
@@ -545,14 +556,7 @@ async fn a_providers_refusal_of_one_request_does_not_open_its_breaker() {
     let p = proxy(&[&docs], &extra).await;
     p.seed(&docs, false).await;
     for n in 1..=3 {
-        let r = p
-            .post(
-                &format!("/collections/{docs}/points/search"),
-                &[("x-rerank-query", &format!("{QUERY} {n}"))],
-                &json!({"vector": query_vector(), "limit": 4}),
-            )
-            .await;
-        let body = r.json();
+        let body = search(&p, &docs, &format!("{QUERY} {n}")).await;
         assert_eq!(body["rerank"]["status"], "failed_open", "{body}");
         assert!(
             !body["rerank"]["reason"]
@@ -576,18 +580,13 @@ async fn a_providers_refusal_of_one_request_does_not_open_its_breaker() {
 #[tokio::test]
 async fn the_local_queue_is_bounded_by_pairs_and_the_api_gets_half() {
     let docs = qdrant().collection("docs");
-    let small = OnnxReranker::load(&OnnxConfig {
+    let model = OnnxConfig {
         queue_capacity: 64,
         queue_pairs: 100,
         workers: 1,
         ..support::model_config()
-    })
-    .expect("load the shared model");
-    let mut registry = Registry::default();
-    registry.insert("local", Arc::new(small));
-    let cfg = config(&qdrant().url, &[&docs], "[rerank_api]\nenabled = true\n");
-    let p = Proxy::start_with(cfg, registry).await;
-    p.seed(&docs, false).await;
+    };
+    let p = own_model_proxy(&docs, model, "[rerank_api]\nenabled = true\n").await;
 
     let texts: Vec<String> = (0..40)
         .map(|i| format!("passage {i} about Berlin"))
@@ -603,12 +602,7 @@ async fn the_local_queue_is_bounded_by_pairs_and_the_api_gets_half() {
             )
         }
     }));
-    let (path, query) = (
-        format!("/collections/{docs}/points/search"),
-        json!({"vector": query_vector(), "limit": 4}),
-    );
-    let search = p.post(&path, &[("x-rerank-query", QUERY)], &query);
-    let (answers, search) = tokio::join!(burst, search);
+    let (answers, body) = tokio::join!(burst, search(&p, &docs, QUERY));
     let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
     let refused: Vec<_> = answers.iter().filter(|(s, _)| *s == 429).collect();
     assert!(
@@ -620,6 +614,5 @@ async fn the_local_queue_is_bounded_by_pairs_and_the_api_gets_half() {
         "{refused:?}"
     );
     assert!(statuses.contains(&200), "{statuses:?}");
-    let body = search.json();
     assert_eq!(body["rerank"]["status"], "applied", "{body}");
 }
