@@ -227,3 +227,37 @@ fn batching_defaults_follow_the_device() {
         );
     }
 }
+
+/// The rerank API is compute on the port Qdrant clients use: off by default, and
+/// when on, refused without a token unless the REST listener is loopback only.
+#[test]
+fn rerank_api_is_opt_in_and_needs_a_token_off_loopback() {
+    assert!(!Config::from_toml(BASE).unwrap().rerank_api.enabled);
+    let on = "[rerank_api]\nenabled = true\n";
+    let e = Config::from_toml(&format!("{BASE}{on}")).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("rerank_api.enabled"), "{msg}");
+    assert!(msg.contains("0.0.0.0:7333"), "{msg}");
+    for listen in ["127.0.0.1:7333", "[::1]:7333"] {
+        let text = format!("[server]\nrest_listen = \"{listen}\"\n{BASE}{on}");
+        assert!(
+            Config::from_toml(&text).unwrap().rerank_api.enabled,
+            "{listen}"
+        );
+    }
+    std::env::set_var("SP_CONFIG_TEST_RERANK_TOKEN", "t");
+    Config::from_toml(&format!(
+        "{BASE}{on}token_env = \"SP_CONFIG_TEST_RERANK_TOKEN\"\n"
+    ))
+    .unwrap();
+    let e = Config::from_toml(&format!(
+        "{BASE}{on}token_env = \"SP_CONFIG_TEST_RERANK_TOKEN_UNSET\"\n"
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("rerank_api.token_env"), "{e}");
+    let e = Config::from_toml(&format!(
+        "{BASE}{on}token_file = \"/nonexistent/secondpass-token\"\n"
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("rerank_api.token_file"), "{e}");
+}

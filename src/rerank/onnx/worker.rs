@@ -73,6 +73,10 @@ pub(crate) struct Job {
     pub request: RerankRequest,
     pub reply: Reply,
     pub enqueued: Instant,
+    /// Its pairs, counted as waiting until a worker has taken and tokenized it (held
+    /// for its drop).
+    #[allow(dead_code)]
+    pub admitted: super::admission::Admitted,
 }
 
 /// The histograms a worker reports to, labelled with the reranker's name.

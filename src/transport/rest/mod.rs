@@ -42,9 +42,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             intercept(ep),
         );
     }
-    if state.config().rerank_api.enabled {
-        router = router.merge(crate::transport::rerank_api::routes());
-    }
+    let gate = axum::middleware::from_fn_with_state(state.clone(), rerank_api_gate);
+    router = router.merge(crate::transport::rerank_api::routes().route_layer(gate));
     router
         .fallback(forward)
         .layer(axum::middleware::from_fn(
@@ -57,6 +56,20 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn forward(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let call = Call::start(&state, Protocol::Rest, "forward");
     finish(&state, call, Exit::Forward(req, None)).await
+}
+
+/// The rerank API's paths are secondpass's while `rerank_api.enabled` is on, read per
+/// call so that a reload turns the API on or off; otherwise they are Qdrant's.
+async fn rerank_api_gate(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.config().rerank_api.enabled {
+        next.run(req).await
+    } else {
+        forward(State(state), req).await
+    }
 }
 
 /// An intercepted search. Every step below ends in an [`Exit`], performed by
@@ -268,10 +281,21 @@ fn accepted(
     }
 }
 
-/// Qdrant answers that may come from widening: the client's mistakes (4xx) and 500
-/// (Qdrant's answer to some invalid values); not 502/503/504 (overload, restarts).
+/// Qdrant answers that widening may have caused: a value or format it rejects (400,
+/// 422), a body grown past its limit (413), and 500 (Qdrant's answer to some invalid
+/// values). Not what the client's own request would get as well: authentication (401,
+/// 403), a timeout (408), a rate limit (429, with its `Retry-After`), a missing
+/// collection (404), a method it lacks (405), overload and restarts (502/503/504), a
+/// full disk (507). Those go back as Qdrant said them; sending them again would only
+/// double the load Qdrant just refused.
 pub fn refused(status: StatusCode) -> bool {
-    status.is_client_error() || status == StatusCode::INTERNAL_SERVER_ERROR
+    matches!(
+        status,
+        StatusCode::BAD_REQUEST
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::UNPROCESSABLE_ENTITY
+            | StatusCode::INTERNAL_SERVER_ERROR
+    )
 }
 
 /// Qdrant's error, as Qdrant said it (compressed for the client as it asked, unless
