@@ -1,7 +1,7 @@
 //! Large bodies against the real Qdrant. `upstream.max_rewrite_bytes`: a widened
 //! search whose answer (vectors returned for the whole pool) is past the cap is answered
 //! with Qdrant's own answer to the client's search, marked `skipped` with the reason,
-//! REST and gRPC.
+//! REST and gRPC. Bodies past Qdrant's own request limit get Qdrant's 400, not a 502.
 
 mod support;
 
@@ -160,4 +160,98 @@ async fn a_widened_grpc_answer_past_the_cap_gets_qdrants_answer_marked_skipped()
     assert_eq!(got.result, own.result, "Qdrant's own answer to the call");
     assert!(got.result[0].vectors.is_some());
     assert_eq!(too_large_count(&proxy).await, 1);
+}
+
+/// Sends `body` over a raw connection, writing and reading at once (as curl does), so
+/// that an answer sent before the body is read reaches this client too; the status
+/// line and the body of the answer (empty when none came).
+async fn send_raw(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = sock.into_split();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(head.as_bytes()).await;
+        let _ = wr.write_all(&body).await; // may fail once the answer has come
+                                           // Dropping the write half would half-close the connection, which a server
+                                           // takes as the client gone (hyper drops its answer): kept open as curl does.
+        std::future::pending::<()>().await;
+        drop(wr);
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    writer.abort();
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text.lines().next().unwrap_or("no answer").to_string();
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
+}
+
+/// JSON of about `bytes` bytes: `{"points":[...]}` for an upsert, a search otherwise.
+fn big_json(bytes: usize, upsert: bool) -> Vec<u8> {
+    let filler = "x".repeat(bytes);
+    let v = if upsert {
+        json!({"points": [{"id": 1, "vector": [0.2, 0.1, 0.9, 0.7], "payload": {"t": filler}}]})
+    } else {
+        json!({"query": query_vector(), "limit": 1,
+               "filter": {"must": [{"key": "t", "match": {"value": filler}}]}})
+    };
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[tokio::test]
+async fn bodies_over_qdrants_request_limit_get_qdrants_400_not_502() {
+    // Qdrant's own limit at 1 MB keeps the bodies small; it answers 400 as soon as it has
+    // the headers and closes without reading the body.
+    let q = secondpass_it::real_qdrant::RealQdrant::own(&[(
+        "QDRANT__SERVICE__MAX_REQUEST_SIZE_MB",
+        "1",
+    )]);
+    let coll = "limits";
+    let extra = format!("[collections.{coll}]\npool = {POOL}\n");
+    let proxy = Proxy::start(config_with_grpc(&q.url, &q.grpc_url, &[coll], &extra)).await;
+    proxy.seed(coll, false).await;
+    const TRIES: usize = 12;
+    let mut tally = std::collections::BTreeMap::<String, usize>::new();
+    for (mb, upsert) in [(1.1, true), (3.0, true), (1.1, false), (3.0, false)] {
+        let body = big_json((mb * 1048576.0) as usize, upsert);
+        let (method, path) = if upsert {
+            ("PUT", format!("/collections/{coll}/points?wait=true"))
+        } else {
+            ("POST", format!("/collections/{coll}/points/query"))
+        };
+        for _ in 0..TRIES {
+            let (status, answer) =
+                send_raw(proxy.server.rest_addr, method, &path, body.clone()).await;
+            let what = format!("{method} {mb} MB: {status}");
+            if status.starts_with("HTTP/1.1 400") {
+                assert!(answer.contains("larger than allowed"), "{what}: {answer}");
+            }
+            *tally.entry(what).or_default() += 1;
+        }
+    }
+    println!("{tally:#?}");
+    let not_400: Vec<_> = tally.iter().filter(|(k, _)| !k.contains(" 400 ")).collect();
+    assert!(
+        not_400.is_empty(),
+        "Qdrant's 400 was due every time: {tally:#?}"
+    );
 }
