@@ -11,7 +11,7 @@ use qdrant_client::qdrant::{
     QueryResponse, VectorInput, WithPayloadSelector, WithVectorsSelector,
 };
 use serde_json::{json, Value};
-use support::{config_with_grpc, qdrant, query_vector, Proxy};
+use support::{config_with_grpc, qdrant, query_vector, send_raw, Proxy};
 
 const POOL: u64 = 20;
 
@@ -162,49 +162,6 @@ async fn a_widened_grpc_answer_past_the_cap_gets_qdrants_answer_marked_skipped()
     assert_eq!(too_large_count(&proxy).await, 1);
 }
 
-/// Sends `body` over a raw connection, writing and reading at once (as curl does), so
-/// that an answer sent before the body is read reaches this client too; the status
-/// line and the body of the answer (empty when none came).
-async fn send_raw(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: Vec<u8>,
-) -> (String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut rd, mut wr) = sock.into_split();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    let writer = tokio::spawn(async move {
-        let _ = wr.write_all(head.as_bytes()).await;
-        let _ = wr.write_all(&body).await; // may fail once the answer has come
-                                           // Dropping the write half would half-close the connection, which a server
-                                           // takes as the client gone (hyper drops its answer): kept open as curl does.
-        std::future::pending::<()>().await;
-        drop(wr);
-    });
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match rd.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-        }
-    }
-    writer.abort();
-    let text = String::from_utf8_lossy(&answer).to_string();
-    let status = text.lines().next().unwrap_or("no answer").to_string();
-    let body = text
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (status, body)
-}
-
 /// JSON of about `bytes` bytes: `{"points":[...]}` for an upsert, a search otherwise.
 fn big_json(bytes: usize, upsert: bool) -> Vec<u8> {
     let filler = "x".repeat(bytes);
@@ -239,8 +196,8 @@ async fn bodies_over_qdrants_request_limit_get_qdrants_400_not_502() {
             ("POST", format!("/collections/{coll}/points/query"))
         };
         for _ in 0..TRIES {
-            let (status, answer) =
-                send_raw(proxy.server.rest_addr, method, &path, body.clone()).await;
+            let answer = send_raw(proxy.server.rest_addr, method, &path, body.clone()).await;
+            let status = answer.lines().next().unwrap_or("no answer");
             let what = format!("{method} {mb} MB: {status}");
             if status.starts_with("HTTP/1.1 400") {
                 assert!(answer.contains("larger than allowed"), "{what}: {answer}");

@@ -128,10 +128,8 @@ async fn unwidened(
     searches: usize,
     max: usize,
 ) -> Result<Exit, Exit> {
-    let reason = too_large_reason(max);
-    tracing::warn!(collection = call.label(), "{reason}");
     let (parts, bytes) = own;
-    let Some(answer) = ask_unwidened(state, call, parts.clone(), bytes.clone()).await? else {
+    let Some(answer) = ask_unwidened(state, call, parts.clone(), bytes.clone(), max).await? else {
         return Err(as_sent(parts, bytes, RerankStatus::Skipped));
     };
     let mut answer = accepted(answer)?;
@@ -142,6 +140,7 @@ async fn unwidened(
         candidates: 0,
         time: 0.0,
     };
+    let reason = too_large_reason(max);
     marker(&mut answer.headers, &skipped_all(searches, &reason), &mark);
     let resp = frame::response(answer.headers, answer.body, answer.trailers);
     Ok(Exit::Reranked(resp, RerankStatus::Skipped))

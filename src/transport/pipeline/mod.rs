@@ -86,15 +86,17 @@ pub fn too_large_reason(max: usize) -> String {
     )
 }
 
-/// After the widened search's answer went past the cap: Qdrant's answer to the
-/// client's own request, read whole to be marked `skipped` (`Ok(None)`: past the cap
-/// as well, to be streamed through as it is).
+/// After the widened search's answer went past the cap (`max`, logged): Qdrant's
+/// answer to the client's own request, read whole to be marked `skipped` (`Ok(None)`:
+/// past the cap as well, to be streamed through as it is).
 pub async fn ask_unwidened(
     state: &AppState,
     call: &Call,
     parts: Parts,
     body: bytes::Bytes,
+    max: usize,
 ) -> Result<Option<Buffered>, Error> {
+    tracing::warn!(collection = call.label(), "{}", too_large_reason(max));
     match ask(state, call, parts, body).await {
         Ok(answer) => Ok(Some(answer)),
         Err(Error::UpstreamTooLarge(_)) => Ok(None),

@@ -278,15 +278,13 @@ async fn unwidened(
     searches: usize,
     max: usize,
 ) -> Result<Exit, Exit> {
-    let reason = too_large_reason(max);
-    tracing::warn!(collection = call.label(), "{reason}");
     let (parts, bytes) = own;
     let mut plain = parts.clone();
     plain.headers.insert(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
-    let Some(answer) = ask_unwidened(state, call, plain, bytes.clone()).await? else {
+    let Some(answer) = ask_unwidened(state, call, plain, bytes.clone(), max).await? else {
         let req = Request::from_parts(parts, Body::from(bytes));
         return Ok(Exit::Forward(req, Some(RerankStatus::Skipped)));
     };
@@ -295,7 +293,7 @@ async fn unwidened(
     }
     let mut json = decode_json(&answer.headers, &answer.body)?;
     if let Some(obj) = json.as_object_mut() {
-        let m = marker(&skipped_all(searches, &reason), ep, 0.0);
+        let m = marker(&skipped_all(searches, &too_large_reason(max)), ep, 0.0);
         obj.insert("rerank".into(), m);
     }
     let resp = json_response(answer.headers, &json, coding);
