@@ -318,6 +318,7 @@ mod tests {
             threshold: None,
             reranker: None,
             instruction: None,
+            query_source: crate::plan::query_text::QuerySource::Request,
         }
     }
 
