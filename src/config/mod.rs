@@ -198,6 +198,12 @@ impl Config {
                 ));
             }
         }
+        if self.upstream.max_rewrite_bytes == 0 {
+            return Err(invalid(
+                "upstream.max_rewrite_bytes",
+                "must be greater than 0",
+            ));
+        }
         for (key, ms) in [
             ("upstream.timeout_ms", self.upstream.timeout_ms),
             (

@@ -114,6 +114,10 @@ pub struct UpstreamConfig {
     /// Idle REST connections are closed after this; keep it below Qdrant's keep-alive
     /// (5 s) so a pooled connection is never one Qdrant is closing.
     pub pool_idle_timeout_ms: u64,
+    /// Largest answer secondpass buffers to rewrite (Qdrant's answer to a widened
+    /// search, compressed or not); past it the client gets Qdrant's answer to its own
+    /// request, marked `skipped`.
+    pub max_rewrite_bytes: usize,
 }
 
 impl Default for UpstreamConfig {
@@ -126,6 +130,7 @@ impl Default for UpstreamConfig {
             snapshot_timeout_ms: 3_600_000,
             connect_timeout_ms: 3_000,
             pool_idle_timeout_ms: 4_000,
+            max_rewrite_bytes: 64 * 1024 * 1024,
         }
     }
 }

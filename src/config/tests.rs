@@ -57,6 +57,18 @@ fn pool_above_max_pool_is_refused() {
 }
 
 #[test]
+fn max_rewrite_bytes_defaults_and_refuses_zero() {
+    assert_eq!(
+        Config::from_toml("").unwrap().upstream.max_rewrite_bytes,
+        64 << 20
+    );
+    let c = Config::from_toml("[upstream]\nmax_rewrite_bytes = 1024\n").unwrap();
+    assert_eq!(c.upstream.max_rewrite_bytes, 1024);
+    let e = Config::from_toml("[upstream]\nmax_rewrite_bytes = 0\n").unwrap_err();
+    assert!(e.to_string().contains("upstream.max_rewrite_bytes"), "{e}");
+}
+
+#[test]
 fn bad_listen_address_and_url() {
     let e = Config::from_toml("[server]\nrest_listen = \"nowhere\"\n").unwrap_err();
     assert!(e.to_string().contains("server.rest_listen"), "{e}");

@@ -86,6 +86,8 @@ pub struct Upstream {
     base: String,
     timeout: Duration,
     snapshot_timeout: Duration,
+    /// Largest answer [`Upstream::call`] buffers (`upstream.max_rewrite_bytes`).
+    max_buffered: usize,
     metrics: std::sync::Arc<Metrics>,
 }
 
@@ -141,6 +143,7 @@ impl Upstream {
             base: url.trim_end_matches('/').to_string(),
             timeout: Duration::from_millis(cfg.timeout_ms),
             snapshot_timeout: Duration::from_millis(cfg.snapshot_timeout_ms),
+            max_buffered: cfg.max_rewrite_bytes,
             metrics,
         })
     }
@@ -193,8 +196,9 @@ impl Upstream {
     }
 
     /// Sends a request with a buffered body and reads the whole answer (for responses
-    /// we rewrite). Read-only searches, so one that met a pooled connection Qdrant was
-    /// closing is sent once more.
+    /// we rewrite), up to `upstream.max_rewrite_bytes` ([`Error::UpstreamTooLarge`] past
+    /// it, counted as `too_large`). Read-only searches, so one that met a pooled
+    /// connection Qdrant was closing is sent once more.
     pub async fn call(
         &self,
         mut parts: http::request::Parts,
@@ -223,13 +227,12 @@ impl Upstream {
         }
         .map_err(|e| e.error)?;
         let (mut parts, body) = resp.into_parts();
-        let collected = tokio::time::timeout_at(deadline, body.collect())
+        let collected = tokio::time::timeout_at(deadline, self.collect(&parts.headers, body))
             .await
             .map_err(|_| {
                 self.count_error("timeout");
                 Error::UpstreamTimeout(budget.as_millis() as u64)
-            })?
-            .map_err(|e| Error::UpstreamUnreachable(format!("reading the response: {e}")))?;
+            })??;
         let trailers = collected.trailers().cloned();
         strip_hop_by_hop(&mut parts.headers);
         Ok(Buffered {
@@ -239,6 +242,35 @@ impl Upstream {
             trailers,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Reads a whole answer body of at most `max_buffered` bytes: one announced larger
+    /// is not read at all, one that grows past it is dropped mid-way.
+    async fn collect(
+        &self,
+        headers: &HeaderMap,
+        body: hyper::body::Incoming,
+    ) -> Result<http_body_util::Collected<Bytes>, Error> {
+        let max = self.max_buffered;
+        let announced = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let too_large = || {
+            self.count_error("too_large");
+            Error::UpstreamTooLarge(max)
+        };
+        if announced.is_some_and(|n| n > max as u64) {
+            return Err(too_large());
+        }
+        http_body_util::Limited::new(body, max)
+            .collect()
+            .await
+            .map_err(
+                |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                    Some(_) => too_large(),
+                    None => Error::UpstreamUnreachable(format!("reading the response: {e}")),
+                },
+            )
     }
 
     /// Points a request at Qdrant: the same path and query on this upstream, without

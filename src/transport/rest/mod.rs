@@ -21,7 +21,9 @@ use crate::error::Error;
 use crate::plan::{Decision, RerankStatus};
 use crate::state::AppState;
 use crate::transport::headers;
-use crate::transport::pipeline::{ask, finish, rerank, Call, Exit, Gate, Options};
+use crate::transport::pipeline::{
+    ask, ask_unwidened, finish, rerank, skipped_all, too_large_reason, Call, Exit, Gate, Options,
+};
 use crate::upstream::{Buffered, Protocol};
 use body::{apply, candidates, marker, prepare, Endpoint, PrepareError, Prepared};
 use encoding::{BodyCoding, Coding};
@@ -100,8 +102,17 @@ async fn search(
         Options::read(req.headers(), Protocol::Rest, &settings).map_err(Exit::bad_request)?;
     let read = Read::body(state, req).await?;
     let sent = read.plan(ep, &settings, &options)?.outgoing();
-    let answer = ask(state, call, sent.parts, sent.body).await?;
-    let answer = accepted(answer, sent.replay, sent.coding)?;
+    let answer = match ask(state, call, sent.parts, sent.body).await {
+        Err(Error::UpstreamTooLarge(max)) => {
+            let searches = sent.prepared.searches.len();
+            return unwidened(state, call, ep, sent.own, sent.coding, searches, max).await;
+        }
+        answer => answer?,
+    };
+    let replay = sent
+        .differs
+        .then(|| Request::from_parts(sent.own.0, Body::from(sent.own.1)));
+    let answer = accepted(answer, replay, sent.coding)?;
     let rewrite = Rewrite {
         state,
         ep,
@@ -222,9 +233,12 @@ struct Search {
 struct Outgoing {
     parts: Parts,
     body: Bytes,
-    /// The client's own request, to send again should Qdrant refuse what secondpass
-    /// made of it (`None`: nothing was changed, so Qdrant's answer stands).
-    replay: Option<Request>,
+    /// The client's own request (less `rerank` headers), to send again should Qdrant
+    /// refuse what secondpass made of it, or answer it past `upstream.max_rewrite_bytes`.
+    own: (Parts, Bytes),
+    /// Whether `body` differs from the client's (else a refusal is Qdrant's answer to
+    /// the client's request already).
+    differs: bool,
     /// How the client wants the answer compressed.
     coding: Option<Coding>,
     prepared: Prepared,
@@ -242,7 +256,7 @@ impl Search {
         let differs = prepared.widened || prepared.unwidened.is_some();
         // Searches do not change data, and Qdrant ignores the unknown top-level
         // `rerank` field: sending the client's bytes again is safe.
-        let replay = differs.then(|| Request::from_parts(parts.clone(), Body::from(bytes.clone())));
+        let own = (parts.clone(), bytes.clone());
         let coding = encoding::negotiate(&parts.headers);
         parts.headers.insert(
             header::ACCEPT_ENCODING,
@@ -256,11 +270,60 @@ impl Search {
         Outgoing {
             parts,
             body,
-            replay,
+            own,
+            differs,
             coding,
             prepared,
         }
     }
+}
+
+/// Qdrant's answer to the widened search was past `upstream.max_rewrite_bytes`: the
+/// client gets Qdrant's answer to its own request (`own`), marked `skipped` with the
+/// reason in the `rerank` object; streamed as it is (marked by its header only) when
+/// that answer is past the cap too.
+async fn unwidened(
+    state: &AppState,
+    call: &Call,
+    ep: Endpoint,
+    own: (Parts, Bytes),
+    coding: Option<Coding>,
+    searches: usize,
+    max: usize,
+) -> Result<Exit, Exit> {
+    let (parts, bytes) = own;
+    let mut plain = parts.clone();
+    plain.headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    let Some(answer) = ask_unwidened(state, call, plain, bytes.clone(), max).await? else {
+        let req = Request::from_parts(parts, Body::from(bytes));
+        return Ok(Exit::Forward(req, Some(RerankStatus::Skipped)));
+    };
+    if !answer.status.is_success() {
+        return Err(Exit::Upstream(qdrant_error(answer, coding)));
+    }
+    let mut json = decode_json(&answer.headers, &answer.body)?;
+    if let Some(obj) = json.as_object_mut() {
+        let m = marker(&skipped_all(searches, &too_large_reason(max)), ep, 0.0);
+        obj.insert("rerank".into(), m);
+    }
+    let resp = json_response(answer.headers, &json, coding);
+    Ok(Exit::Reranked(resp, RerankStatus::Skipped))
+}
+
+/// A JSON answer for the client, compressed as it asked.
+fn json_response(mut headers: HeaderMap, answer: &Value, coding: Option<Coding>) -> Response {
+    let body = serde_json::to_vec(answer).expect("json serializes");
+    let body = encoding::finish(&mut headers, body, coding);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let mut resp = (StatusCode::OK, body).into_response();
+    *resp.headers_mut() = headers;
+    resp
 }
 
 /// Qdrant's answer, when it is one to rerank. Should Qdrant refuse what secondpass
@@ -329,8 +392,7 @@ impl Rewrite<'_> {
         prepared: &Prepared,
         upstream: Buffered,
     ) -> Result<(Response, RerankStatus), Error> {
-        let mut headers = upstream.headers;
-        let mut answer = decode_json(&headers, &upstream.body)?;
+        let mut answer = decode_json(&upstream.headers, &upstream.body)?;
         let result = answer
             .get_mut("result")
             .ok_or_else(|| Error::UpstreamInvalid("no `result` in Qdrant's answer".into()))?;
@@ -351,16 +413,9 @@ impl Rewrite<'_> {
             add_query_source(&mut m, self.ep, &prepared.searches);
             obj.insert("rerank".into(), m);
         }
-        let body = serde_json::to_vec(&answer).expect("json serializes");
-        let body = encoding::finish(&mut headers, body, self.coding);
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        let mut headers = upstream.headers;
         mark.stamp(&mut headers);
-        let mut resp = (StatusCode::OK, body).into_response();
-        *resp.headers_mut() = headers;
-        Ok((resp, mark.status))
+        Ok((json_response(headers, &answer, self.coding), mark.status))
     }
 
     /// Each search's candidate texts (`Some` where it is reranked) and, for groups,
