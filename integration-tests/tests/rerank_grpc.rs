@@ -513,3 +513,72 @@ async fn unreachable_grpc_upstream_is_unavailable() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
 }
+
+/// Snapshot calls get `upstream.snapshot_timeout_ms`, not the default budget, on both
+/// APIs: behind a 1 ms default budget, collection snapshots created through secondpass
+/// over gRPC (`/qdrant.Snapshots/Create`) and REST complete (before, gRPC snapshot paths
+/// got the 1 ms budget and ended DEADLINE_EXCEEDED).
+#[tokio::test]
+async fn snapshots_get_the_long_budget_on_both_apis() {
+    use qdrant_client::qdrant::snapshots_client::SnapshotsClient;
+    use qdrant_client::qdrant::CreateSnapshotRequest;
+    let q = qdrant();
+    let coll = format!("secondpass_snapshot_budget_{}", std::process::id());
+    let mut cfg = config_with_grpc(&q.url, &q.grpc_url, &[], "");
+    cfg.upstream.timeout_ms = 1;
+    let proxy = Proxy::start(cfg).await;
+    let http = support::client();
+    let direct = |path: &str| format!("{}{path}", q.url);
+    let r = support::request(
+        &http,
+        http::Method::PUT,
+        &direct(&format!("/collections/{coll}")),
+        &[],
+        Some(&json!({"vectors": {"size": 4, "distance": "Cosine"}})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    // The guard: a snapshot takes Qdrant longer than the 1 ms default budget.
+    let started = std::time::Instant::now();
+    let mut direct_snaps = SnapshotsClient::connect(q.grpc_url.clone()).await.unwrap();
+    direct_snaps
+        .create(CreateSnapshotRequest {
+            collection_name: coll.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(started.elapsed() > std::time::Duration::from_millis(2));
+
+    let mut via = SnapshotsClient::connect(format!("http://{}", proxy.server.grpc_addr))
+        .await
+        .unwrap();
+    let made = via
+        .create(CreateSnapshotRequest {
+            collection_name: coll.clone(),
+        })
+        .await
+        .expect("gRPC snapshot through secondpass");
+    assert!(made.into_inner().snapshot_description.is_some());
+    let r = support::request(
+        &http,
+        http::Method::POST,
+        &proxy.url(&format!("/collections/{coll}/snapshots?wait=true")),
+        &[],
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        200,
+        "REST snapshot through secondpass: {}",
+        r.json()
+    );
+    let _ = support::request(
+        &http,
+        http::Method::DELETE,
+        &direct(&format!("/collections/{coll}")),
+        &[],
+        None,
+    )
+    .await;
+}
