@@ -18,6 +18,7 @@ pub mod reload;
 pub mod rerank;
 pub mod shadow;
 pub mod state;
+pub mod telemetry;
 pub mod transport;
 pub mod upstream;
 
