@@ -13,18 +13,19 @@ quality (../shared/eval/README.md).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import urllib.error
 from pathlib import Path
-
-import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "integration-tests" / "python"))
-from support import SHARED, TARGET, base_config, real_qdrant  # noqa: E402
+from support import (SHARED, TARGET, base_config, create_bm25_collection, cranfield_docs, cranfield_qrels,  # noqa: E402
+                     http_json, real_qdrant, upsert_docs)
 
 EVAL = SHARED / "eval" / "cranfield-train"
 
@@ -35,38 +36,25 @@ def bm25_search(text):
 
 
 def load_collection(qdrant, name):
-    """(Re)creates `name` with the Cranfield corpus: payload `text`, sparse BM25 (idf)."""
-    s = requests.Session()
-    s.delete(f"{qdrant}/collections/{name}", timeout=30)
-    s.put(f"{qdrant}/collections/{name}",
-          json={"vectors": {}, "sparse_vectors": {"bm25": {"modifier": "idf"}}}, timeout=30).raise_for_status()
-    corpus = [json.loads(line) for line in open(EVAL / "corpus.jsonl")]
-    for i in range(0, len(corpus), 200):
-        points = [{"id": d["id"],
-                   "vector": {"bm25": {"text": d["title"] + " " + d["text"], "model": "qdrant/bm25"}},
-                   "payload": {"text": d["text"], "title": d["title"]}}
-                  for d in corpus[i:i + 200]]
-        s.put(f"{qdrant}/collections/{name}/points?wait=true", json={"points": points},
-              timeout=300).raise_for_status()
+    """(Re)creates `name` with the Cranfield corpus: payload `text` and `title`, sparse BM25 (idf)."""
+    with contextlib.suppress(urllib.error.HTTPError):
+        http_json("DELETE", f"{qdrant}/collections/{name}")
+    create_bm25_collection(qdrant, name)
+    upsert_docs(qdrant, name, cranfield_docs(), fields=("text", "title"))
 
 
 def write_inputs(directory, n_queries):
     """queries.jsonl and qrels.txt for the first `n_queries` judged queries."""
-    qrels = {}
-    with open(EVAL / "qrels.tsv") as f:
-        next(f)
-        for line in f:
-            q, d, g = line.split()
-            qrels.setdefault(q, []).append((d, g))
+    qrels = cranfield_qrels()
     queries = [json.loads(line) for line in open(EVAL / "queries.jsonl")]
-    queries = [q for q in queries if str(q["id"]) in qrels][:n_queries]
+    queries = [q for q in queries if q["id"] in qrels][:n_queries]
     qpath, rpath = Path(directory) / "queries.jsonl", Path(directory) / "qrels.txt"
     with open(qpath, "w") as out:
         for q in queries:
             out.write(json.dumps({"id": q["id"], "text": q["text"], "search": bm25_search(q["text"])}) + "\n")
     with open(rpath, "w") as out:
         for q in queries:
-            for d, g in qrels[str(q["id"])]:
+            for d, g in qrels[q["id"]].items():
                 out.write(f"{q['id']} 0 {d} {g}\n")
     return qpath, rpath, queries
 

@@ -182,8 +182,8 @@ def require_qdrant():
         pytest.fail(f"a real Qdrant is needed (set QDRANT_URL, or SECONDPASS_SHARED_DIR): {e}")
 
 
-def base_config(upstream="http://127.0.0.1:1", grpc_upstream="http://127.0.0.1:1"):
-    """TOML for a secondpass on ephemeral ports with the shared model as `local`."""
+def base_config(upstream="http://127.0.0.1:1", grpc_upstream="http://127.0.0.1:1", model=MODEL):
+    """TOML for a secondpass on ephemeral ports with the shared model (or `model`) as `local`."""
     return f"""
 [server]
 rest_listen = "127.0.0.1:0"
@@ -194,7 +194,7 @@ url = "{upstream}"
 grpc_url = "{grpc_upstream}"
 [rerankers.local]
 kind = "onnx"
-model_dir = "{MODEL}"
+model_dir = "{model}"
 runtime_path = "{ROOT / '.local/onnxruntime/lib/libonnxruntime.so'}"
 max_length = 128
 """
@@ -346,21 +346,47 @@ def bm25(text):
     return {"text": text, "model": "qdrant/bm25"}
 
 
+def http_json(method, url, body=None, headers=None, timeout=60):
+    """One JSON request with the standard library only (scripts/demo runs without the venv);
+    raises urllib.error.HTTPError on a 4xx/5xx answer."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"content-type": "application/json", **(headers or {})})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read() or b"null")
+
+
+def cranfield_qrels():
+    """{query id: {point id: grade}} from the judgements (grade 4 = complete answer ... 1)."""
+    qrels = {}
+    with open(CRANFIELD / "qrels.tsv") as f:
+        next(f)
+        for line in f:
+            q, d, g = line.split()
+            qrels.setdefault(int(q), {})[int(d)] = int(g)
+    return qrels
+
+
+def ndcg(ranked, grades, k=10):
+    """nDCG@k as `secondpass eval` computes it: linear gain (the grade), log2(rank+1)
+    discount, ideal ranking from every judged document of the query."""
+    dcg = sum(grades.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
+    ideal = sorted(grades.values(), reverse=True)[:k]
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / idcg if idcg else 0.0
+
+
 def create_bm25_collection(url, name, **params):
     """`name` with one sparse vector `bm25` (IDF); `params`: shard_number, sharding_method..."""
-    import requests
-
     body = {"vectors": {}, "sparse_vectors": {"bm25": {"modifier": "idf"}}, **params}
-    requests.put(f"{url}/collections/{name}", json=body, timeout=60).raise_for_status()
+    http_json("PUT", f"{url}/collections/{name}", body)
 
 
-def upsert_docs(url, name, docs, shard_key=None, batch=200):
-    """Cranfield documents as points: BM25 of title and text, payload `text`."""
-    import requests
-
+def upsert_docs(url, name, docs, shard_key=None, batch=200, fields=("text",)):
+    """Cranfield documents as points: BM25 of title and text, payload `fields`."""
     for i in range(0, len(docs), batch):
         body = {"points": [{"id": d["id"], "vector": {"bm25": bm25(d["title"] + " " + d["text"])},
-                            "payload": {"text": d["text"]}} for d in docs[i:i + batch]]}
+                            "payload": {f: d[f] for f in fields}} for d in docs[i:i + batch]]}
         if shard_key is not None:
             body["shard_key"] = shard_key
-        requests.put(f"{url}/collections/{name}/points?wait=true", json=body, timeout=300).raise_for_status()
+        http_json("PUT", f"{url}/collections/{name}/points?wait=true", body, timeout=300)

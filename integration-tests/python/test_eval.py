@@ -7,14 +7,13 @@ shadow log. The model was fine-tuned on these queries: this proves mechanics."""
 
 import importlib.util
 import json
-import math
 import os
 import subprocess
 
 import pytest
 import requests
 
-from support import ROOT, TARGET, base_config, model_scores, real_qdrant, require_qdrant
+from support import ROOT, TARGET, base_config, model_scores, ndcg, real_qdrant, require_qdrant
 
 spec = importlib.util.spec_from_file_location("eval_script", ROOT / "scripts" / "eval.py")
 cranfield = importlib.util.module_from_spec(spec)
@@ -22,14 +21,6 @@ spec.loader.exec_module(cranfield)
 
 N_QUERIES = 20
 POOL = 30
-
-
-def ndcg(ranked, grades, k=10):
-    """Linear gain, log2 discount, ideal from every judged document of the query."""
-    dcg = sum(grades.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
-    ideal = sorted(grades.values(), reverse=True)[:k]
-    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-    return dcg / idcg if idcg else 0.0
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,15 @@
 //! `operation_id` and secondpass's `rerank` marker; for reranked searches the shape,
 //! that the ids are distinct and among Qdrant's top `pool`, their payloads, and that
 //! scores are sigmoids in descending order (the model's order is checked elsewhere).
+//! Half the REST calls accept gzip, as Python `requests`, httpx and Node's fetch do by
+//! default, on both sides; compressed answers are decoded before the comparison.
 
 // The legacy Search method is deprecated in the client but still served.
 #![allow(deprecated)]
 
 mod support;
 
+use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,6 +43,8 @@ use tonic::transport::Channel;
 const POOL: usize = 8;
 const POINTS: u64 = 100;
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// REST answers that came gzip-encoded (through secondpass or directly).
+static GZIPPED: AtomicUsize = AtomicUsize::new(0);
 const QUERY_TEXT: &str = "wing flutter at supersonic speed";
 const WORDS: [&str; 12] = [
     "wing",
@@ -129,12 +134,24 @@ async fn http_call(
         .unwrap();
     let resp = c.request(req).await.map_err(|e| format!("request: {e}"))?;
     let status = resp.status();
-    let raw = resp
+    let gzip = resp
+        .headers()
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let mut raw = resp
         .into_body()
         .collect()
         .await
         .map_err(|e| format!("body: {e}"))?
         .to_bytes();
+    if gzip {
+        GZIPPED.fetch_add(1, Ordering::Relaxed);
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut plain)
+            .map_err(|e| format!("gzip body: {e}"))?;
+        raw = Bytes::from(plain);
+    }
     let mut body = serde_json::from_slice::<Value>(&raw)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()));
     if let Some(o) = body.as_object_mut() {
@@ -155,6 +172,8 @@ struct RestCall {
     body: Option<Vec<u8>>,
     /// query text for the proxied call: reranked (compared by shape)
     rerank: bool,
+    /// `accept-encoding: gzip` on both calls
+    gzip: bool,
 }
 
 fn rest_points(rng: &mut Rng, n: usize, dim: usize) -> Value {
@@ -188,6 +207,7 @@ fn rest_call(rng: &mut Rng, n: &Names) -> RestCall {
         path,
         body: Some(serde_json::to_vec(&body).unwrap()),
         rerank: false,
+        gzip: false,
     };
     match rng.below(100) {
         0..=9 => post(
@@ -215,12 +235,14 @@ fn rest_call(rng: &mut Rng, n: &Names) -> RestCall {
             path: format!("/collections/{}/points?wait=true", n.writes),
             body: Some(serde_json::to_vec(&rest_points(rng, 3, 4)).unwrap()),
             rerank: false,
+            gzip: false,
         },
         36..=39 => RestCall {
             method: Method::PUT,
             path: format!("/collections/{}/points?wait=true", n.writes),
             body: Some(serde_json::to_vec(&rest_points(rng, 2, 3)).unwrap()),
             rerank: false,
+            gzip: false,
         },
         40..=47 => post(
             format!("/collections/{}/points/search", n.off),
@@ -264,6 +286,7 @@ fn rest_call(rng: &mut Rng, n: &Names) -> RestCall {
             ),
             body: None,
             rerank: false,
+            gzip: false,
         },
         _ => RestCall {
             rerank: true,
@@ -277,11 +300,15 @@ fn rest_call(rng: &mut Rng, n: &Names) -> RestCall {
 }
 
 async fn run_rest(ctx: &Ctx, call: RestCall) -> Outcome {
-    let hdr: &[(&str, &str)] = if call.rerank {
-        &[("x-rerank-query", "wing%20flutter%20at%20supersonic%20speed")]
+    let accept: &[(&str, &str)] = if call.gzip {
+        &[("accept-encoding", "gzip")]
     } else {
         &[]
     };
+    let mut hdr = accept.to_vec();
+    if call.rerank {
+        hdr.push(("x-rerank-query", "wing%20flutter%20at%20supersonic%20speed"));
+    }
     let what = format!("REST {} {}", call.method, call.path);
     let via = tokio::time::timeout(
         CALL_TIMEOUT,
@@ -289,7 +316,7 @@ async fn run_rest(ctx: &Ctx, call: RestCall) -> Outcome {
             &ctx.http,
             call.method.clone(),
             &format!("{}{}", ctx.proxy_rest, call.path),
-            hdr,
+            &hdr,
             call.body.clone(),
         ),
     )
@@ -312,7 +339,7 @@ async fn run_rest(ctx: &Ctx, call: RestCall) -> Outcome {
             &ctx.http,
             call.method,
             &format!("{}{}", ctx.direct_rest, call.path),
-            &[],
+            accept,
             direct_body,
         ),
     )
@@ -711,7 +738,8 @@ async fn mixed_calls_through_secondpass_answer_like_qdrant() {
                 let mut rng = Rng::new(i as u64 + 1);
                 // 60% gRPC, most of it failing formula queries (see grpc_call)
                 let outcome = if rng.below(100) < 40 {
-                    let call = rest_call(&mut rng, &ctx.names);
+                    let mut call = rest_call(&mut rng, &ctx.names);
+                    call.gzip = rng.below(2) == 0;
                     run_rest(&ctx, call).await
                 } else {
                     let call = grpc_call(&mut rng, &ctx.names);
@@ -744,8 +772,9 @@ async fn mixed_calls_through_secondpass_answer_like_qdrant() {
     let (hangs, diffs) = (hangs.lock().unwrap(), diffs.lock().unwrap());
     eprintln!(
         "stress: {calls} calls (each also made directly), concurrency {concurrency}, {:.1} s, \
-         {applied} reranked, {} hangs, {} differences",
+         {applied} reranked, {} gzip answers, {} hangs, {} differences",
         took.as_secs_f64(),
+        GZIPPED.load(Ordering::Relaxed),
         hangs.len(),
         diffs.len()
     );
@@ -761,6 +790,11 @@ async fn mixed_calls_through_secondpass_answer_like_qdrant() {
         diffs.is_empty(),
         "{} answers differ from Qdrant's",
         diffs.len()
+    );
+    assert!(
+        GZIPPED.load(Ordering::Relaxed) >= calls / 50,
+        "too few REST answers came compressed: {}",
+        GZIPPED.load(Ordering::Relaxed)
     );
     assert!(
         applied >= (calls / 100) as f64,

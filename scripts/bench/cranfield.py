@@ -3,6 +3,7 @@ nDCG@10, and loading the corpus into a real Qdrant with server-side BM25."""
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import requests
@@ -11,17 +12,14 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 EVAL = SHARED / "eval" / "cranfield-train"
 MODEL_DIR = SHARED / "models" / "cranfield-minilm-l6-ce"
+sys.path.insert(0, str(ROOT / "integration-tests" / "python"))
+from support import cranfield_qrels  # noqa: E402
 
 
 def load():
     corpus = [json.loads(l) for l in open(EVAL / "corpus.jsonl")]
     queries = [json.loads(l) for l in open(EVAL / "queries.jsonl")]
-    qrels = {}
-    with open(EVAL / "qrels.tsv") as f:
-        next(f)
-        for line in f:
-            q, d, g = line.split()
-            qrels.setdefault(int(q), {})[int(d)] = int(g)
+    qrels = cranfield_qrels()
     queries = [q for q in queries if q["id"] in qrels]
     return corpus, queries, qrels
 

@@ -13,7 +13,9 @@ with query text, really reranked over a pool of 8), upserts, and requests Qdrant
 INVALID_ARGUMENT). Every answer is checked against the status (gRPC code) Qdrant gives
 that request; anything else is an error, counted by kind and split into those inside the
 restart window (from SIGTERM until Qdrant is ready again plus --grace seconds) and those
-outside it. secondpass's RSS is read from /proc every --sample seconds.
+outside it. secondpass's RSS is read from /proc every --sample seconds. REST calls are
+the compressed case: `requests` sends `Accept-Encoding: gzip, deflate` by default, as the
+official Python client does.
 
 Exits 1 when an error happens outside the restart window or secondpass dies.
 """
