@@ -19,12 +19,11 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use qdrant_client::qdrant::points_client::PointsClient;
-use qdrant_client::qdrant::{query, vector_input, DenseVector, Query, QueryPoints, VectorInput};
 use secondpass::telemetry::Telemetry;
 use secondpass_it::provider_stubs::{Api, ProviderStub, StubOptions};
 use secondpass_it::relay::Relay;
 use serde_json::{json, Value};
-use support::{config_with_grpc, qdrant, query_vector, relayed, Proxy};
+use support::{config_with_grpc, grpc_nearest, qdrant, query_vector, relayed, Proxy};
 use tokio::sync::Notify;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -367,18 +366,7 @@ async fn a_reranked_grpc_search_is_traced() {
     let mut via = PointsClient::connect(format!("http://{}", proxy.server.grpc_addr))
         .await
         .expect("connect");
-    let mut req = tonic::Request::new(QueryPoints {
-        collection_name: docs.to_string(),
-        query: Some(Query {
-            variant: Some(query::Variant::Nearest(VectorInput {
-                variant: Some(vector_input::Variant::Dense(DenseVector {
-                    data: vec![0.2, 0.1, 0.9, 0.7],
-                })),
-            })),
-        }),
-        limit: Some(3),
-        ..Default::default()
-    });
+    let mut req = tonic::Request::new(grpc_nearest(&docs, 3));
     let trace_id = new_trace_id(2);
     let client_span = "b7ad6b7169203331";
     req.metadata_mut()
