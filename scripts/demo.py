@@ -58,6 +58,12 @@ def start_secondpass(binary, state, config_text):
     sys.exit(f"demo: secondpass did not start (exit code {proc.poll()}); its log {log_path}:\n{tail}")
 
 
+def shown(path):
+    """`path` relative to the repository when inside it (as the README shows it)."""
+    path = path.resolve()
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def query_body(text):
     return {"query": bm25(text), "using": "bm25", "limit": 10, "with_payload": ["title"]}
 
@@ -77,7 +83,7 @@ def show(qid, text, grades, plain, reranked, rerank):
     left, right = "Qdrant: BM25", f"secondpass: BM25 top {POOL}, reranked by the cross-encoder"
     print(f"rank  {left:<{WIDTH + 20}}  {right}")
     head = f"{'id':>5} {'rel':>3} {'score':>7}  {'title':<{WIDTH}}"
-    print(f"      {head}  {head}")
+    print(f"      {head}  {head}".rstrip())
     for i in range(max(len(plain), len(reranked))):
         a = column(plain[i], grades) if i < len(plain) else " " * (WIDTH + 20)
         b = column(reranked[i], grades) if i < len(reranked) else ""
@@ -114,11 +120,14 @@ def main():
     print(f"demo: loaded {len(docs)} Cranfield abstracts into {qdrant}/collections/{a.collection} "
           f"(sparse BM25, computed by Qdrant) in {time.monotonic() - t0:.1f} s")
 
+    # A generous rerank budget (the default is 10 s): on a busy or small machine the first
+    # search shows up as latency, not as failed_open.
     config = base_config(qdrant, qdrant_grpc, model=a.model) + f"""
 [collections.{a.collection}]
 enabled = true
 text_field = "text"
 pool = {POOL}
+timeout_ms = 120000
 """
     addr = start_secondpass(a.bin, state, config)
     proxy = f"http://{addr['rest']}"
@@ -138,7 +147,7 @@ Point any Qdrant client at secondpass; e.g. the same search with curl:
   curl -s {proxy}/collections/{a.collection}/points/query -H 'content-type: application/json' \\
     -d {shlex.quote(example)}
 The model was fine-tuned on these Cranfield queries: this shows the mechanics, not a quality claim
-(docs/evaluation.md measures your own queries). secondpass log: {state / 'secondpass.log'}""")
+(docs/evaluation.md measures your own queries). secondpass log: {shown(state / 'secondpass.log')}""")
 
 
 # A query where the difference is easy to see; any judged id works with --query.

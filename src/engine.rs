@@ -343,6 +343,7 @@ mod tests {
             threshold: None,
             reranker: None,
             instruction: None,
+            query_source: crate::plan::query_text::QuerySource::Request,
         }
     }
 

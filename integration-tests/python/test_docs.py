@@ -1,7 +1,7 @@
 """The documentation stays true to the repository: the layout page names every folder
 that exists (and none that does not), every relative link in README.md and docs/ leads to
-a file and, with an anchor, to a heading of it, every metric family secondpass exports is
-documented, and the README stays a newcomer's page."""
+a file and, with an anchor, to a heading of it, every metric family secondpass exports and
+every configuration key it reads is documented, and the README stays a newcomer's page."""
 
 import os
 import re
@@ -9,7 +9,8 @@ from pathlib import Path
 
 from support import ROOT
 
-ROOTS = ("src", "tests", "integration-tests", "scripts", "helm", "docs")
+ROOTS = ("src", "tests", "integration-tests", "scripts", "helm", "docs", "benches", "config", "dashboards",
+         "docker", ".ci")
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
@@ -66,6 +67,48 @@ def test_every_metric_family_is_documented():
     docs = (ROOT / "docs" / "operations.md").read_text() + (ROOT / "docs" / "evaluation.md").read_text()
     missing = sorted(f for f in families if not re.search(rf"\b{f}\b", docs))
     assert not missing, f"metrics not documented in docs/operations.md: {missing}"
+
+
+# Each configuration struct of src/config and where its keys live in the file.
+SECTIONS = {"ServerConfig": "server.", "UpstreamConfig": "upstream.", "LogConfig": "log.",
+            "RerankApiConfig": "rerank_api.", "CacheConfig": "cache.", "RedisConfig": "cache.redis.",
+            "AdminConfig": "admin.", "ShadowConfig": "shadow.", "OnnxConfig": "rerankers.<name>.",
+            "HostedConfig": "rerankers.<name>."}
+
+
+def struct_fields(name):
+    """The `pub` fields of `struct name` in src/config (sub-sections like `redis` included)."""
+    for f in sorted((ROOT / "src" / "config").glob("*.rs")):
+        body = re.search(rf"pub struct {name} \{{(.*?)\n\}}", f.read_text(), flags=re.S)
+        if body:
+            return re.findall(r"^\s*pub (\w+):", body.group(1), flags=re.M)
+    raise AssertionError(f"no struct {name} in src/config")
+
+
+def documented_keys():
+    """Full keys named in the first column of docs/configuration.md's table: `a.b.c` /
+    `d` / `e` names a.b.c, a.b.d and a.b.e (a name with a dot is a full key)."""
+    keys = set()
+    for row in re.findall(r"^\| (.+?) \|", (ROOT / "docs" / "configuration.md").read_text(), flags=re.M):
+        names = re.findall(r"`([\w.<>]+)`", row)
+        if names and "." in names[0]:
+            prefix = names[0].rsplit(".", 1)[0] + "."
+            keys |= {n if "." in n else prefix + n for n in names}
+    return keys
+
+
+def test_every_configuration_key_is_documented():
+    keys = documented_keys()
+    want = {prefix + f for struct, prefix in SECTIONS.items() for f in struct_fields(struct)
+            if f != "redis"}  # [cache.redis] is a section, its keys are RedisConfig's
+    macro = re.search(r"collection_keys! \{(.*?)\n\}", (ROOT / "src" / "config" / "collections.rs").read_text(), re.S)
+    want |= {f"collections.<name>.{k}" for k in re.findall(r"^\s*(\w+):", macro.group(1), flags=re.M)}
+    assert len(want) > 60, want
+    missing = sorted(want - keys)
+    assert not missing, f"configuration keys docs/configuration.md does not list: {missing}"
+    llm = (ROOT / "docs" / "llm-rerankers.md").read_text()
+    missing = [f for f in struct_fields("PromptConfig") if not re.search(rf"^{f} = ", llm, flags=re.M)]
+    assert not missing, f"[rerankers.<name>.prompt] keys docs/llm-rerankers.md does not show: {missing}"
 
 
 def test_readme_is_a_newcomers_page():

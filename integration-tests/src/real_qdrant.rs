@@ -1,8 +1,8 @@
 //! The real Qdrant server for tests: the one `QDRANT_URL` / `QDRANT_GRPC_URL` name
 //! (`scripts/test` starts one and exports them; point them at another server, e.g.
-//! Qdrant 1.19, to run the suite against it), else a Qdrant 1.18.3 started here from
-//! `scripts/qdrant path` (`../shared/qdrant/bin`) on free loopback ports with
-//! throw-away storage.
+//! Qdrant 1.19, to run the suite against it), else a Qdrant started here from
+//! `scripts/qdrant path` (`../shared/qdrant/bin`; 1.18.3, or `SECONDPASS_QDRANT_VERSION`)
+//! on free loopback ports with throw-away storage.
 //!
 //! [`RealQdrant::shared`] is the one every test of a test binary uses (started once,
 //! stopped when the binary exits); tests share it through unique collection names
@@ -45,14 +45,21 @@ pub fn unique(base: &str) -> String {
     )
 }
 
-/// Where the binary comes from; panics when there is none.
-fn binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("SECONDPASS_QDRANT_BIN") {
+/// Where the binary comes from (`version`: that one from `../shared`, else
+/// `SECONDPASS_QDRANT_BIN`, else `SECONDPASS_QDRANT_VERSION`'s, default 1.18.3);
+/// panics when there is none.
+fn binary(version: Option<&str>) -> PathBuf {
+    if let (None, Some(bin)) = (version, std::env::var_os("SECONDPASS_QDRANT_BIN")) {
         return PathBuf::from(bin);
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/qdrant");
-    let out = Command::new("bash")
-        .arg(&script)
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script);
+    if let Some(v) = version {
+        cmd.args(["--version", v])
+            .env_remove("SECONDPASS_QDRANT_BIN");
+    }
+    let out = cmd
         .arg("path")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
@@ -91,7 +98,7 @@ impl RealQdrant {
                     .expect("QDRANT_URL is set without QDRANT_GRPC_URL: set both (or neither)"),
                 owned: None,
             },
-            None => Self::spawn(&[]),
+            None => Self::spawn(None, &[]),
         })
     }
 
@@ -100,12 +107,50 @@ impl RealQdrant {
     /// `https://localhost:PORT` and it counts as ready once it accepts connections
     /// (the caller checks the rest with its CA).
     pub fn own(settings: &[(&str, &str)]) -> RealQdrant {
-        Self::spawn(settings)
+        Self::spawn(None, settings)
     }
 
-    fn spawn(settings: &[(&str, &str)]) -> RealQdrant {
+    /// [`RealQdrant::own`] of a given version from `../shared/qdrant/bin` (`1.19.0`),
+    /// whatever the shared server runs: for what only that version does.
+    pub fn own_version(version: &str, settings: &[(&str, &str)]) -> RealQdrant {
+        Self::spawn(Some(version), settings)
+    }
+
+    /// The server's version, as `GET /` reports it (`"1.19.0"`).
+    pub fn version(&self) -> String {
+        let addr = self
+            .url
+            .strip_prefix("http://")
+            .expect("a plain-HTTP Qdrant");
+        let mut s = TcpStream::connect(addr).expect("connect to Qdrant");
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let key = std::env::var("QDRANT_API_KEY")
+            .map(|k| format!("api-key: {k}\r\n"))
+            .unwrap_or_default();
+        let req = format!("GET / HTTP/1.0\r\nHost: {addr}\r\n{key}\r\n");
+        s.write_all(req.as_bytes()).expect("GET /");
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("GET / is not JSON ({e}): {text}"));
+        v["version"]
+            .as_str()
+            .expect("a version in GET /")
+            .to_string()
+    }
+
+    /// The server is Qdrant 1.19 or later (what the 1.19 tests check differs).
+    pub fn is_1_19(&self) -> bool {
+        let v = self.version();
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (1, 19)
+    }
+
+    fn spawn(version: Option<&str>, settings: &[(&str, &str)]) -> RealQdrant {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let bin = binary();
+        let bin = binary(version);
         let tls = settings
             .iter()
             .any(|(k, v)| *k == "QDRANT__SERVICE__ENABLE_TLS" && *v == "true");

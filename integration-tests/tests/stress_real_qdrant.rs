@@ -223,11 +223,21 @@ fn rest_call(rng: &mut Rng, n: &Names) -> RestCall {
             format!("/collections/{}/points/query", n.on),
             json!({"query": vector, "limit": limit, "with_payload": with_payload}),
         ),
-        24..=27 => RestCall {
+        24..=25 => RestCall {
             rerank: true,
             ..post(
                 format!("/collections/{}/points/query", n.on),
                 json!({"query": vector, "limit": limit, "with_payload": with_payload}),
+            )
+        },
+        // Qdrant 1.19's `slice` condition and `match.prefix` (1.18.3: its own 400).
+        26..=27 => RestCall {
+            rerank: true,
+            ..post(
+                format!("/collections/{}/points/query", n.on),
+                json!({"query": vector, "limit": limit, "with_payload": with_payload,
+                       "filter": {"should": [{"slice": {"total": 2, "index": rng.below(2)}},
+                                             {"key": "text", "match": {"prefix": "w"}}]}}),
             )
         },
         28..=35 => RestCall {

@@ -311,6 +311,7 @@ mod tests {
             threshold: None,
             reranker: pick.map(str::to_string),
             instruction: None,
+            query_source: crate::plan::query_text::QuerySource::Request,
         };
         let texts = ["a", "bbbb", "cc", "ddd"]
             .iter()

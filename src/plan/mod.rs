@@ -13,14 +13,14 @@ pub use groups::{passthrough_groups, rank_groups, rank_groups_tiered, GroupWindo
 pub use window::{displacement, passthrough, rank, rank_tiered, Ranked, Window};
 
 use crate::config::CollectionSettings;
-use query_text::Directive;
+use query_text::{Directive, Picked, QuerySource};
 
 /// Everything known about one search before it is sent, whatever the transport.
 #[derive(Debug, Clone, Copy)]
 pub struct SearchInput<'a> {
     pub settings: &'a CollectionSettings,
-    /// The query text, already picked (header, directive, Document).
-    pub query: Option<&'a str>,
+    /// The query text, already picked (header, directive, Document, prefetch).
+    pub query: &'a Picked,
     pub directive: Option<&'a Directive>,
     pub shape: Shape,
 }
@@ -67,6 +67,8 @@ pub struct RerankPlan {
     pub reranker: Option<String>,
     /// The request's instruction for decoder rerankers (checked by [`check_directive`]).
     pub instruction: Option<std::sync::Arc<str>>,
+    /// Where `query` came from (reported when it is the prefetch's).
+    pub query_source: QuerySource,
 }
 
 /// What to do with one search.
@@ -91,13 +93,22 @@ pub struct Planned {
 
 pub const NO_QUERY_TEXT: &str = "no query text: send header x-rerank-query, a \"rerank\": {\"query\": ...} object, or a Document query";
 
+/// The skip reason of a hybrid query with `n` different Document texts in its prefetch.
+pub fn several_texts(n: usize) -> String {
+    format!(
+        "no query text: the prefetch has {n} different Document texts; send header x-rerank-query or a \"rerank\": {{\"query\": ...}} object"
+    )
+}
+
 pub fn decide(input: SearchInput<'_>) -> Decision {
     let s = input.settings;
     if !s.enabled || input.directive.and_then(|d| d.enabled) == Some(false) {
         return Decision::Disabled;
     }
-    let Some(query) = input.query else {
-        return Decision::Skip(NO_QUERY_TEXT.into());
+    let (query, query_source) = match input.query {
+        Picked::Text(q, source) => (q.as_str(), *source),
+        Picked::Missing => return Decision::Skip(NO_QUERY_TEXT.into()),
+        Picked::Several(n) => return Decision::Skip(several_texts(*n)),
     };
     // A query the client named for reranking was checked before (400); one taken from
     // a Document query is Qdrant's business, so it is searched, just not reranked.
@@ -154,6 +165,7 @@ pub fn decide(input: SearchInput<'_>) -> Decision {
                 .and_then(|d| d.instruction.as_deref())
                 .filter(|i| !i.trim().is_empty())
                 .map(Into::into),
+            query_source,
         }),
     }
 }
@@ -286,10 +298,14 @@ mod tests {
         }
     }
 
+    fn text(q: &str) -> &'static Picked {
+        Box::leak(Box::new(Picked::Text(q.into(), QuerySource::Request)))
+    }
+
     fn input<'a>(s: &'a CollectionSettings, d: Option<&'a Directive>) -> SearchInput<'a> {
         SearchInput {
             settings: s,
-            query: Some("q"),
+            query: text("q"),
             directive: d,
             shape: Shape::Page {
                 offset: Some(5),
@@ -313,6 +329,14 @@ mod tests {
             })
         );
         assert_eq!(p.threshold, None);
+        assert_eq!(p.query_source, QuerySource::Request);
+        let hybrid = Picked::Text("wing".into(), QuerySource::Prefetch);
+        let mut i = input(&s, None);
+        i.query = &hybrid;
+        let Decision::Rerank(p) = decide(i) else {
+            panic!("expected rerank")
+        };
+        assert_eq!((&*p.query, p.query_source), ("wing", QuerySource::Prefetch));
     }
 
     #[test]
@@ -337,8 +361,10 @@ mod tests {
     fn decide_skips_without_text_or_limit() {
         let s = on();
         let mut i = input(&s, None);
-        i.query = None;
+        i.query = &Picked::Missing;
         assert_eq!(decide(i), Decision::Skip(NO_QUERY_TEXT.into()));
+        i.query = &Picked::Several(2);
+        assert!(matches!(decide(i), Decision::Skip(r) if r.contains("2 different Document texts")));
         let mut i = input(&s, None);
         i.shape = Shape::Page {
             offset: None,
@@ -390,9 +416,9 @@ mod tests {
             ..on()
         };
         let mut i = input(&s, None);
-        i.query = Some("12345");
+        i.query = text("12345");
         assert!(matches!(decide(i), Decision::Skip(r) if r.contains("max_query_bytes")));
-        i.query = Some("1234");
+        i.query = text("1234");
         assert!(matches!(decide(i), Decision::Rerank(_)));
     }
 

@@ -111,6 +111,98 @@ pub fn document_text(search: &Map<String, Value>) -> Option<String> {
     (!text.trim().is_empty()).then(|| text.to_string())
 }
 
+/// Where a search's rerank query text came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuerySource {
+    /// `x-rerank-query` (gRPC: its metadata) or `"rerank": {"query": ...}`.
+    Request,
+    /// The search's own Document query.
+    Document,
+    /// The one distinct Document text in the search's prefetch tree (a hybrid query
+    /// whose top-level query is a fusion or a vector).
+    Prefetch,
+}
+
+impl QuerySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuerySource::Request => "request",
+            QuerySource::Document => "document",
+            QuerySource::Prefetch => "prefetch",
+        }
+    }
+
+    /// The `rerank.query_source` value (REST) / `x-rerank-query-source` (gRPC); only
+    /// [`QuerySource::Prefetch`] is reported, the other sources are where the client
+    /// put the text itself.
+    pub fn reported(self) -> Option<&'static str> {
+        (self == QuerySource::Prefetch).then(|| self.as_str())
+    }
+}
+
+/// The query text of one search, picked the same way for REST and gRPC.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Picked {
+    Text(String, QuerySource),
+    /// No text named by the request or the top-level query, and this many different
+    /// Document texts in the prefetch: which one is the user's question is a guess.
+    Several(usize),
+    Missing,
+}
+
+impl Picked {
+    /// Named by the request (header or `rerank.query`), else the top-level Document
+    /// text, else the one distinct Document text of the prefetch tree (`prefetch` is
+    /// only walked when needed).
+    pub fn resolve(
+        named: Option<String>,
+        document: Option<String>,
+        prefetch: impl FnOnce() -> Vec<String>,
+    ) -> Picked {
+        let nonblank = |s: String| (!s.trim().is_empty()).then_some(s);
+        if let Some(q) = named.and_then(nonblank) {
+            return Picked::Text(q, QuerySource::Request);
+        }
+        if let Some(q) = document.and_then(nonblank) {
+            return Picked::Text(q, QuerySource::Document);
+        }
+        let mut texts: Vec<String> = prefetch().into_iter().filter_map(nonblank).collect();
+        texts.sort_unstable();
+        texts.dedup();
+        match texts.len() {
+            0 => Picked::Missing,
+            1 => Picked::Text(texts.remove(0), QuerySource::Prefetch),
+            n => Picked::Several(n),
+        }
+    }
+
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Picked::Text(t, _) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// The Document texts of a REST search's prefetch tree (`prefetch`: one object or a
+/// list, each with a `query` and maybe its own `prefetch`), in the order they appear.
+pub fn prefetch_texts(search: &Map<String, Value>) -> Vec<String> {
+    fn walk(prefetch: Option<&Value>, out: &mut Vec<String>) {
+        let list = match prefetch {
+            Some(Value::Array(a)) => a.iter().collect(),
+            Some(v @ Value::Object(_)) => vec![v],
+            _ => Vec::new(),
+        };
+        for p in list.into_iter().filter_map(Value::as_object) {
+            out.extend(document_text(p));
+            walk(p.get("prefetch"), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(search.get("prefetch"), &mut out);
+    out
+}
+
 /// A query text the client sent for reranking may be at most `max` bytes (a 10 MB query
 /// would hold an inference worker for most of a minute).
 pub fn check_len(query: &str, max: usize) -> Result<(), String> {
@@ -131,21 +223,19 @@ pub fn decode_header(raw: &[u8]) -> Result<String, String> {
     Ok(decoded.into_owned())
 }
 
-/// Picks the query text: header first, then the directive, then the Document.
+/// Picks the query text: header first, then the directive, then the Document, then
+/// the prefetch's one Document text.
 pub fn pick(
     header: Option<&str>,
     directive: Option<&Directive>,
     search: &Map<String, Value>,
-) -> Option<String> {
-    let nonblank = |s: &str| (!s.trim().is_empty()).then(|| s.to_string());
-    header
-        .and_then(nonblank)
-        .or_else(|| {
-            directive
-                .and_then(|d| d.query.as_deref())
-                .and_then(nonblank)
-        })
-        .or_else(|| document_text(search))
+) -> Picked {
+    let named = header
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| directive.and_then(|d| d.query.as_deref()));
+    Picked::resolve(named.map(str::to_string), document_text(search), || {
+        prefetch_texts(search)
+    })
 }
 
 #[cfg(test)]
@@ -198,10 +288,85 @@ mod tests {
             query: Some("body".into()),
             ..Default::default()
         };
-        assert_eq!(pick(Some("hdr"), Some(&d), &s).as_deref(), Some("hdr"));
-        assert_eq!(pick(None, Some(&d), &s).as_deref(), Some("body"));
-        assert_eq!(pick(Some("  "), None, &s).as_deref(), Some("doc"));
-        assert_eq!(pick(None, None, &obj(json!({}))), None);
+        assert_eq!(pick(Some("hdr"), Some(&d), &s).text(), Some("hdr"));
+        assert_eq!(pick(None, Some(&d), &s).text(), Some("body"));
+        assert_eq!(
+            pick(Some("  "), None, &s),
+            Picked::Text("doc".into(), QuerySource::Document)
+        );
+        assert_eq!(pick(None, None, &obj(json!({}))), Picked::Missing);
+    }
+
+    fn hybrid(dense_prefetch_text: Option<&str>) -> Map<String, Value> {
+        let dense = match dense_prefetch_text {
+            Some(t) => json!({"query": {"text": t, "model": "m"}, "using": "dense", "limit": 20}),
+            None => json!({"query": [0.1, 0.2], "using": "dense", "limit": 20}),
+        };
+        obj(json!({
+            "prefetch": [
+                dense,
+                {"query": {"nearest": {"text": "wing flutter", "model": "qdrant/bm25"}},
+                 "using": "bm25", "limit": 20}
+            ],
+            "query": {"fusion": "rrf"},
+            "limit": 5
+        }))
+    }
+
+    #[test]
+    fn hybrid_takes_the_one_prefetch_text() {
+        assert_eq!(
+            pick(None, None, &hybrid(None)),
+            Picked::Text("wing flutter".into(), QuerySource::Prefetch)
+        );
+        // The same text in both branches (a dense Document and the BM25 one) is one text.
+        assert_eq!(
+            pick(None, None, &hybrid(Some("wing flutter"))),
+            Picked::Text("wing flutter".into(), QuerySource::Prefetch)
+        );
+        // Nested prefetches and a single-object prefetch are walked too.
+        let nested = obj(json!({
+            "prefetch": {"prefetch": {"query": {"text": "deep", "model": "m"}}, "query": [0.1]},
+            "query": {"fusion": "dbsf"}
+        }));
+        assert_eq!(
+            pick(None, None, &nested),
+            Picked::Text("deep".into(), QuerySource::Prefetch)
+        );
+        assert_eq!(QuerySource::Prefetch.reported(), Some("prefetch"));
+        assert_eq!(QuerySource::Document.reported(), None);
+    }
+
+    #[test]
+    fn hybrid_with_different_texts_is_several() {
+        assert_eq!(pick(None, None, &hybrid(Some("other"))), Picked::Several(2));
+        // Blank texts do not count.
+        assert_eq!(
+            pick(None, None, &hybrid(Some("  "))),
+            Picked::Text("wing flutter".into(), QuerySource::Prefetch)
+        );
+    }
+
+    #[test]
+    fn request_and_top_level_document_win_over_the_prefetch() {
+        let mut s = hybrid(Some("other"));
+        assert_eq!(
+            pick(Some("hdr"), None, &s),
+            Picked::Text("hdr".into(), QuerySource::Request)
+        );
+        s.insert("query".into(), json!({"text": "top", "model": "m"}));
+        assert_eq!(
+            pick(None, None, &s),
+            Picked::Text("top".into(), QuerySource::Document)
+        );
+        // The prefetch is only walked when nothing else named a text.
+        let walked = std::cell::Cell::new(false);
+        let p = Picked::resolve(Some("q".into()), None, || {
+            walked.set(true);
+            Vec::new()
+        });
+        assert_eq!(p, Picked::Text("q".into(), QuerySource::Request));
+        assert!(!walked.get());
     }
 
     #[test]

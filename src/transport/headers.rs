@@ -25,6 +25,9 @@ pub const STATUSES: &str = "x-rerank-statuses";
 pub const CANDIDATES: &str = "x-rerank-candidates";
 /// Response (gRPC): seconds in the rerank step.
 pub const TIME: &str = "x-rerank-time";
+/// Response (gRPC): `prefetch` when the query text came from the prefetch of a hybrid
+/// query (a batch: each search's source, comma-separated).
+pub const QUERY_SOURCE: &str = "x-rerank-query-source";
 /// Response (gRPC): why one search was not reranked.
 pub const REASON: &str = "x-rerank-reason";
 

@@ -27,6 +27,7 @@ use crate::config::CollectionSettings;
 use crate::engine::Outcome;
 use crate::error::Error;
 use crate::plan::payload::{rewrite_all, Restore};
+use crate::plan::query_text::{Picked, QuerySource};
 use crate::plan::{
     decide, displacement, order_groups, order_page, Cut, Decision, Planned, Ranked, RerankPlan,
     RerankStatus, SearchInput,
@@ -224,10 +225,12 @@ fn plan_items<M: Method>(
     let mut planned = Vec::new();
     let mut edits = Vec::new();
     for item in M::items(request) {
-        let query = options.query.clone().or_else(|| item.document_text());
+        let query = Picked::resolve(options.query.clone(), item.document_text(), || {
+            item.prefetch_texts()
+        });
         let mut decision = decide(SearchInput {
             settings,
-            query: query.as_deref(),
+            query: &query,
             directive,
             shape: item.shape(),
         });
@@ -352,6 +355,7 @@ impl Rewrite<'_> {
             headers.remove(h);
         }
         marker(&mut headers, &outcomes, &mark);
+        query_source(&mut headers, planned);
         if explained.iter().any(|e| !e.is_empty()) {
             headers::set_text(&mut headers, headers::EXPLAIN, &explained.join(";"));
         }
@@ -495,6 +499,26 @@ fn apply(hits: &mut Hits<'_>, order: &Order<'_>) {
         }
         _ => {}
     }
+}
+
+/// `x-rerank-query-source: prefetch` when a reranked search's query text came from its
+/// prefetch (a hybrid query); a batch lists each search's source (`-`: not reranked).
+fn query_source(h: &mut HeaderMap, planned: &[Planned]) {
+    let sources: Vec<Option<QuerySource>> = planned
+        .iter()
+        .map(|p| match &p.decision {
+            Decision::Rerank(plan) => Some(plan.query_source),
+            _ => None,
+        })
+        .collect();
+    if !sources.iter().flatten().any(|s| s.reported().is_some()) {
+        return;
+    }
+    let list: Vec<&str> = sources
+        .iter()
+        .map(|s| s.map_or("-", QuerySource::as_str))
+        .collect();
+    headers::set_text(h, headers::QUERY_SOURCE, &list.join(","));
 }
 
 /// Response metadata beside `x-rerank-status`: `-model`, `-reranker`, `-candidates`,

@@ -3,11 +3,11 @@
 
 use qdrant_client::qdrant::{
     query, vector_input, DiscoverBatchPoints, DiscoverBatchResponse, DiscoverPoints,
-    DiscoverResponse, PointGroup, Query, QueryBatchPoints, QueryBatchResponse, QueryGroupsResponse,
-    QueryPointGroups, QueryPoints, QueryResponse, RecommendBatchPoints, RecommendBatchResponse,
-    RecommendGroupsResponse, RecommendPointGroups, RecommendPoints, RecommendResponse, ScoredPoint,
-    SearchBatchPoints, SearchBatchResponse, SearchGroupsResponse, SearchPointGroups, SearchPoints,
-    SearchResponse, WithPayloadSelector,
+    DiscoverResponse, PointGroup, PrefetchQuery, Query, QueryBatchPoints, QueryBatchResponse,
+    QueryGroupsResponse, QueryPointGroups, QueryPoints, QueryResponse, RecommendBatchPoints,
+    RecommendBatchResponse, RecommendGroupsResponse, RecommendPointGroups, RecommendPoints,
+    RecommendResponse, ScoredPoint, SearchBatchPoints, SearchBatchResponse, SearchGroupsResponse,
+    SearchPointGroups, SearchPoints, SearchResponse, WithPayloadSelector,
 };
 
 use prost::Message as _;
@@ -45,6 +45,10 @@ pub trait SearchItem {
     fn document_text(&self) -> Option<String> {
         None
     }
+    /// The Document texts of the search's prefetch tree (Query API only).
+    fn prefetch_texts(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The hits of one search in a response.
@@ -73,6 +77,19 @@ pub trait Method: Send + Sync + 'static {
 /// proto3 zero means "not set": no valid limit.
 fn nonzero(v: u64) -> Option<u64> {
     (v > 0).then_some(v)
+}
+
+/// The Document texts of a prefetch tree, in the order they appear.
+fn prefetch_texts(prefetch: &[PrefetchQuery]) -> Vec<String> {
+    fn walk(prefetch: &[PrefetchQuery], out: &mut Vec<String>) {
+        for p in prefetch {
+            out.extend(document(p.query.as_ref()));
+            walk(&p.prefetch, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(prefetch, &mut out);
+    out
 }
 
 fn document(q: Option<&Query>) -> Option<String> {
@@ -124,6 +141,9 @@ impl SearchItem for QueryPoints {
     fn document_text(&self) -> Option<String> {
         document(self.query.as_ref())
     }
+    fn prefetch_texts(&self) -> Vec<String> {
+        prefetch_texts(&self.prefetch)
+    }
 }
 
 macro_rules! legacy_groups_item {
@@ -164,6 +184,9 @@ impl SearchItem for QueryPointGroups {
     }
     fn document_text(&self) -> Option<String> {
         document(self.query.as_ref())
+    }
+    fn prefetch_texts(&self) -> Vec<String> {
+        prefetch_texts(&self.prefetch)
     }
 }
 
@@ -524,6 +547,65 @@ mod tests {
         };
         assert_eq!(q.document_text().as_deref(), Some("capital"));
         assert_eq!(QueryPoints::default().document_text(), None);
+    }
+
+    fn doc_query(text: &str) -> Query {
+        Query {
+            variant: Some(query::Variant::Nearest(VectorInput {
+                variant: Some(vector_input::Variant::Document(Document {
+                    text: text.into(),
+                    model: "qdrant/bm25".into(),
+                    ..Default::default()
+                })),
+            })),
+        }
+    }
+
+    #[test]
+    fn prefetch_texts_walk_the_tree() {
+        use crate::plan::query_text::{Picked, QuerySource};
+        let fusion = Query {
+            variant: Some(query::Variant::Fusion(0)),
+        };
+        let nested = PrefetchQuery {
+            prefetch: vec![PrefetchQuery {
+                query: Some(doc_query("wing flutter")),
+                ..Default::default()
+            }],
+            query: Some(fusion.clone()),
+            ..Default::default()
+        };
+        let q = QueryPoints {
+            prefetch: vec![nested, PrefetchQuery::default()],
+            query: Some(fusion.clone()),
+            ..Default::default()
+        };
+        assert_eq!(q.document_text(), None);
+        assert_eq!(q.prefetch_texts(), vec!["wing flutter".to_string()]);
+        let picked = Picked::resolve(None, q.document_text(), || q.prefetch_texts());
+        assert_eq!(
+            picked,
+            Picked::Text("wing flutter".into(), QuerySource::Prefetch)
+        );
+        let g = QueryPointGroups {
+            prefetch: vec![
+                PrefetchQuery {
+                    query: Some(doc_query("a")),
+                    ..Default::default()
+                },
+                PrefetchQuery {
+                    query: Some(doc_query("b")),
+                    ..Default::default()
+                },
+            ],
+            query: Some(fusion),
+            ..Default::default()
+        };
+        assert_eq!(g.prefetch_texts(), vec!["a".to_string(), "b".into()]);
+        assert_eq!(
+            Picked::resolve(None, None, || g.prefetch_texts()),
+            Picked::Several(2)
+        );
     }
 
     #[test]

@@ -192,7 +192,7 @@ pub fn prepare(
         let query = pick(header_query, directive.as_ref(), search);
         let mut decision = decide(SearchInput {
             settings,
-            query: query.as_deref(),
+            query: &query,
             directive: directive.as_ref(),
             shape: ep.shape(search),
         });

@@ -67,6 +67,35 @@ fn no_text_leaves_body_unchanged() {
 }
 
 #[test]
+fn hybrid_query_takes_the_prefetch_text_and_keeps_the_prefetch() {
+    use crate::plan::query_text::QuerySource;
+    let doc = |t: &str| json!({"query": {"text": t, "model": "qdrant/bm25"}, "using": "bm25"});
+    let body = |second: Value| {
+        json!({"searches": [{"prefetch": [{"query": [0.1], "using": "dense"}, second],
+                             "query": {"fusion": "rrf"}, "limit": 3}]})
+    };
+    let p = prepare(body(doc("wing")), Endpoint::QueryBatch, &on(), None, None).unwrap();
+    let Decision::Rerank(plan) = &p.searches[0].decision else {
+        panic!("{:?}", p.searches[0].decision)
+    };
+    assert_eq!(
+        (&*plan.query, plan.query_source),
+        ("wing", QuerySource::Prefetch)
+    );
+    // Only the limit and the payload change: the prefetch reaches Qdrant as sent.
+    assert_eq!(p.body["searches"][0]["prefetch"][1], doc("wing"));
+    assert_eq!(p.body["searches"][0]["limit"], json!(50));
+    let mut two = body(doc("wing"));
+    two["searches"][0]["prefetch"][0] = doc("flutter");
+    let p = prepare(two.clone(), Endpoint::QueryBatch, &on(), None, None).unwrap();
+    assert!(!p.changed);
+    assert_eq!(p.body, two);
+    assert!(
+        matches!(&p.searches[0].decision, Decision::Skip(r) if r.contains("2 different Document texts"))
+    );
+}
+
+#[test]
 fn disabled_directive_is_stripped_only() {
     let body = json!({"vector": [1.0], "limit": 3, "rerank": {"enabled": false}});
     let p = prepare(body, Endpoint::Search, &on(), Some("q"), None).unwrap();
@@ -157,6 +186,7 @@ fn plan(cut: Cut) -> RerankPlan {
         threshold: None,
         reranker: None,
         instruction: None,
+        query_source: crate::plan::query_text::QuerySource::Request,
     }
 }
 

@@ -324,6 +324,7 @@ impl Rewrite<'_> {
             obj.insert("time".into(), json!(self.started.elapsed().as_secs_f64()));
             let mut m = marker(&outcomes, self.ep, mark.time);
             add_explain(&mut m, self.ep, explained);
+            add_query_source(&mut m, self.ep, &prepared.searches);
             obj.insert("rerank".into(), m);
         }
         let body = serde_json::to_vec(&answer).expect("json serializes");
@@ -405,15 +406,34 @@ impl Rewrite<'_> {
 /// search's `explain` under `searches` for a batch.
 fn add_explain(marker: &mut Value, ep: Endpoint, explained: Vec<Option<Value>>) {
     for (i, e) in explained.into_iter().enumerate() {
-        let Some(e) = e else { continue };
-        let target = if ep.is_batch() {
-            marker.get_mut("searches").and_then(|s| s.get_mut(i))
-        } else {
-            Some(&mut *marker)
-        };
-        if let Some(Value::Object(o)) = target {
-            o.insert("explain".into(), e);
+        if let Some(e) = e {
+            insert_for(marker, ep, i, "explain", e);
         }
+    }
+}
+
+/// `query_source: "prefetch"` for each reranked search whose query text came from its
+/// prefetch (a hybrid query), so that the client sees which text was used.
+fn add_query_source(marker: &mut Value, ep: Endpoint, searches: &[crate::plan::Planned]) {
+    for (i, planned) in searches.iter().enumerate() {
+        if let Decision::Rerank(plan) = &planned.decision {
+            if let Some(source) = plan.query_source.reported() {
+                insert_for(marker, ep, i, "query_source", json!(source));
+            }
+        }
+    }
+}
+
+/// Sets `key` in search `i`'s part of the `rerank` object (the object itself for one
+/// search, its entry under `searches` for a batch).
+fn insert_for(marker: &mut Value, ep: Endpoint, i: usize, key: &str, value: Value) {
+    let target = if ep.is_batch() {
+        marker.get_mut("searches").and_then(|s| s.get_mut(i))
+    } else {
+        Some(&mut *marker)
+    };
+    if let Some(Value::Object(o)) = target {
+        o.insert(key.into(), value);
     }
 }
 
