@@ -85,6 +85,7 @@ fn the_core_imports_no_transport_and_no_state() {
         "metrics",
         "plan",
         "rerank",
+        "secrets",
         "shadow",
         "upstream",
     ];

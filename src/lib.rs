@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod plan;
 pub mod reload;
 pub mod rerank;
+pub mod secrets;
 pub mod shadow;
 pub mod state;
 pub mod telemetry;

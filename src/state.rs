@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::config::{CollectionOverrides, CollectionSettings, Config};
 use crate::engine::Engine;
@@ -21,6 +21,13 @@ pub struct AppState {
     pub config_path: Option<PathBuf>,
     /// Collection settings changed through the admin API, on top of the file's.
     overrides: RwLock<BTreeMap<String, CollectionOverrides>>,
+    /// Held by whoever changes the configuration or the run-time changes (read,
+    /// change, validate, write back), so that concurrent changes never overwrite
+    /// each other.
+    changes: Mutex<()>,
+    /// One reload at a time (SIGHUP and `POST /admin/reload` may meet), so that each
+    /// prepares against what the one before it put in force.
+    pub(crate) reloading: tokio::sync::Mutex<()>,
     pub upstream: Upstream,
     pub grpc_upstream: Upstream,
     pub engine: Engine,
@@ -29,6 +36,10 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Background reranking of collections in shadow mode.
     pub shadow: crate::shadow::Shadow,
+    /// The admin API's token in force (re-read on reload); `None`: no admin API.
+    admin_token: RwLock<Option<Arc<str>>>,
+    /// Which generation of each secret (API keys, admin token, Redis URL) is live.
+    pub secrets: crate::secrets::Generations,
 }
 
 impl AppState {
@@ -53,10 +64,14 @@ impl AppState {
                 metrics.clone(),
             ),
             shadow: crate::shadow::Shadow::new(&config.shadow, &metrics),
+            admin_token: RwLock::new(config.admin.token().ok().flatten().map(Arc::from)),
+            secrets: crate::secrets::Generations::new(&config),
             metrics,
             config: RwLock::new(Arc::new(config)),
             config_path: None,
             overrides: RwLock::new(BTreeMap::new()),
+            changes: Mutex::new(()),
+            reloading: tokio::sync::Mutex::new(()),
             draining: AtomicBool::new(false),
         })
     }
@@ -88,6 +103,24 @@ impl AppState {
                 .unwrap_or_else(|_| cfg.collection(name)),
             None => cfg.collection(name),
         }
+    }
+
+    /// The admin API's token now; `None`: the admin API is off.
+    pub fn admin_token(&self) -> Option<Arc<str>> {
+        self.admin_token
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_admin_token(&self, token: Option<String>) {
+        *self.admin_token.write().unwrap_or_else(|e| e.into_inner()) = token.map(Arc::from);
+    }
+
+    /// The right to change the configuration or the run-time changes, one change at
+    /// a time (a panic in another change leaves nothing half-written: take it anyway).
+    pub(crate) fn changing(&self) -> MutexGuard<'_, ()> {
+        self.changes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runtime changes by collection.

@@ -201,7 +201,7 @@ async fn reload_applies_a_good_file_and_refuses_a_bad_one() {
     assert_eq!(rerank_status(&p, &docs).await, "disabled");
 
     // a valid new file: reranking on for docs; a shadow queue size (restart-only)
-    // is taken with a warning, not refused
+    // is listed as needing a restart, not refused
     let good = config_text(
         url,
         &format!(
@@ -212,6 +212,7 @@ async fn reload_applies_a_good_file_and_refuses_a_bad_one() {
     std::fs::write(&cfg_file, good).unwrap();
     let (s, v) = admin(&p, Method::POST, "/admin/reload", Some("t0ken-123"), None).await;
     assert_eq!(s, 200, "{v}");
+    assert_eq!(v["restart_needed"], json!(["shadow.queue"]), "{v}");
     assert_eq!(rerank_status(&p, &docs).await, "applied");
 
     // an invalid one is refused, and the old configuration stays
@@ -261,4 +262,70 @@ async fn request_ids_are_kept_or_made_and_returned() {
     assert_eq!(relay.seen()[0].header("x-request-id"), Some("abc-123"));
     let r = request(&p.client, Method::GET, &p.url("/collections"), &[], None).await;
     assert_eq!(r.header("x-request-id").map(str::len), Some(36));
+}
+
+/// A hosted reranker's `api_key_file` rotated in place (a Kubernetes Secret) is in
+/// force after a reload: the provider receives the new key, the status shows its
+/// generation and fingerprint (never the key); an unreadable key file refuses the
+/// reload and the key in force stays.
+#[tokio::test]
+async fn reload_rereads_a_rotated_api_key_file() {
+    use secondpass_it::provider_stubs::{Api, ProviderStub, StubOptions};
+    let files = Files::new("rotate");
+    let docs = qdrant().collection("docs");
+    let stub = ProviderStub::start(Api::Cohere, StubOptions::default()).await;
+    let key_file = files.path("cohere-key");
+    std::fs::write(&key_file, "sk-first-0123456789\n").unwrap();
+    let cfg_file = files.path("secondpass.toml");
+    let text = config_text(
+        &qdrant().url,
+        &format!(
+            "{}[rerankers.co]\nkind = \"cohere\"\nmodel = \"rerank-v3.5\"\nbase_url = \"{}\"\n\
+             api_key_file = \"{}\"\n[collections.{docs}]\nenabled = true\nreranker = \"co\"\n",
+            files.admin_section(),
+            stub.url(),
+            key_file.display()
+        ),
+    );
+    std::fs::write(&cfg_file, text).unwrap();
+    let p = Proxy::start_from_file(&cfg_file).await;
+    p.seed(&docs, false).await;
+    let last_key = || {
+        stub.request_log()
+            .last()
+            .and_then(|r| r.header("authorization").map(str::to_string))
+    };
+    let key_status = |v: &Value| v["secrets"]["rerankers.co.api_key"].clone();
+
+    assert_eq!(rerank_status(&p, &docs).await, "applied");
+    assert_eq!(last_key().as_deref(), Some("Bearer sk-first-0123456789"));
+    let (_, v) = admin(&p, Method::GET, "/admin/status", Some("t0ken-123"), None).await;
+    assert_eq!(key_status(&v)["generation"], 1, "{v}");
+
+    std::fs::write(&key_file, "sk-second-9876543210\n").unwrap();
+    let (s, v) = admin(&p, Method::POST, "/admin/reload", Some("t0ken-123"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(rerank_status(&p, &docs).await, "applied");
+    assert_eq!(last_key().as_deref(), Some("Bearer sk-second-9876543210"));
+    let (_, v) = admin(&p, Method::GET, "/admin/status", Some("t0ken-123"), None).await;
+    assert_eq!(key_status(&v)["generation"], 2, "{v}");
+    assert_eq!(
+        key_status(&v)["fingerprint"],
+        secondpass::secrets::fingerprint("sk-second-9876543210")
+    );
+    assert!(!v.to_string().contains("sk-second"), "never the key: {v}");
+
+    // The Secret gone: refused, nothing applied, the second key still in force.
+    std::fs::remove_file(&key_file).unwrap();
+    let (s, v) = admin(&p, Method::POST, "/admin/reload", Some("t0ken-123"), None).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("rerankers.co.api_key"),
+        "{v}"
+    );
+    assert_eq!(rerank_status(&p, &docs).await, "applied");
+    assert_eq!(last_key().as_deref(), Some("Bearer sk-second-9876543210"));
 }

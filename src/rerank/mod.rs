@@ -137,8 +137,23 @@ impl Registry {
         cfg: &Config,
         metrics: &Arc<crate::metrics::Metrics>,
     ) -> Result<Registry, RerankError> {
+        Self::load_keeping(cfg, metrics, &Registry::default(), |_| false)
+    }
+
+    /// [`Registry::load`], but takes from `old` each reranker it has that `keep`
+    /// says is unchanged (a reload need not read a model again).
+    pub fn load_keeping(
+        cfg: &Config,
+        metrics: &Arc<crate::metrics::Metrics>,
+        old: &Registry,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Registry, RerankError> {
         let mut rerankers: BTreeMap<String, Arc<dyn Reranker>> = BTreeMap::new();
         for (name, rc) in &cfg.rerankers {
+            if let Some(r) = old.get(name).filter(|_| keep(name)) {
+                rerankers.insert(name.clone(), r.clone());
+                continue;
+            }
             let unavailable =
                 |e: String| RerankError::Unavailable(format!("reranker `{name}`: {e}"));
             let r: Arc<dyn Reranker> = match (rc, rc.hosted()) {

@@ -18,39 +18,30 @@ use crate::config::{CollectionOverrides, CollectionSettings};
 use crate::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let mut r = Router::new()
+    let r = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz));
-    match state.config().admin.token() {
-        Ok(Some(token)) => {
-            let token = Arc::new(token);
-            let api = Router::new()
-                .route("/admin/status", get(status))
-                .route(
-                    "/admin/collections/{name}",
-                    get(get_collection)
-                        .put(|s: State<Arc<AppState>>, p: Path<String>, b: Bytes| {
-                            change(s, p, b, true)
-                        })
-                        .patch(|s: State<Arc<AppState>>, p: Path<String>, b: Bytes| {
-                            change(s, p, b, false)
-                        })
-                        .delete(reset_collection),
-                )
-                .route("/admin/reload", post(reload))
-                .layer(axum::middleware::from_fn(
-                    move |req: Request, next: Next| {
-                        let token = token.clone();
-                        async move { authorize(&token, req, next).await }
-                    },
-                ));
-            r = r.merge(api);
-        }
-        Ok(None) => tracing::info!("no admin token configured: the admin API is off"),
-        Err(e) => tracing::error!(error = %e, "admin token unreadable: the admin API is off"),
+    // Always routed: whether the API answers depends on the token in force, which a
+    // reload re-reads (without one, 404 as if absent).
+    if state.admin_token().is_none() {
+        tracing::info!("no admin token configured: the admin API is off");
     }
-    r.with_state(state)
+    let api = Router::new()
+        .route("/admin/status", get(status))
+        .route(
+            "/admin/collections/{name}",
+            get(get_collection)
+                .put(|s: State<Arc<AppState>>, p: Path<String>, b: Bytes| change(s, p, b, true))
+                .patch(|s: State<Arc<AppState>>, p: Path<String>, b: Bytes| change(s, p, b, false))
+                .delete(reset_collection),
+        )
+        .route("/admin/reload", post(reload))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ));
+    r.merge(api).with_state(state)
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte.
@@ -58,7 +49,10 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn authorize(token: &str, req: Request, next: Next) -> Response {
+async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Some(token) = state.admin_token() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -136,7 +130,8 @@ fn settings_json(s: &CollectionSettings) -> Value {
 }
 
 /// Effective configuration (API keys are never part of it: only the names of the
-/// variables or files holding them), rerankers with their breaker state, collections.
+/// variables or files holding them), rerankers with their breaker state, collections,
+/// and which generation of each secret is live (a counter and a short fingerprint).
 async fn status(State(state): State<Arc<AppState>>) -> Response {
     let cfg = state.config();
     let chain = state.engine.chain();
@@ -175,6 +170,7 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
         "collections": collections,
         "default": settings_json(&state.collection(crate::config::DEFAULT_COLLECTION)),
         "runtime_changes": overrides,
+        "secrets": state.secrets.snapshot(),
     }))
     .into_response()
 }
@@ -228,7 +224,9 @@ async fn reset_collection(
 
 async fn reload(State(state): State<Arc<AppState>>) -> Response {
     match state.reload().await {
-        Ok(()) => Json(json!({"reloaded": true})).into_response(),
+        Ok(restart_needed) => {
+            Json(json!({"reloaded": true, "restart_needed": restart_needed})).into_response()
+        }
         Err(e) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({"reloaded": false, "error": e})),

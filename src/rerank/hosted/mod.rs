@@ -128,8 +128,9 @@ impl std::fmt::Debug for HostedReranker {
 }
 
 impl HostedReranker {
-    /// Reads the API key (once, from `api_key_env` or `api_key_file`) and prepares the
-    /// client. Errors name the variable or file, never the key.
+    /// Reads the API key (from `api_key_env` or `api_key_file`; a reload builds the
+    /// reranker again when it changed) and prepares the client. Errors name the
+    /// variable or file, never the key.
     pub fn new(
         name: &str,
         provider: Provider,
