@@ -15,6 +15,10 @@ pub enum Error {
     UpstreamTimeout(u64),
     #[error("upstream Qdrant sent a response secondpass cannot read: {0}")]
     UpstreamInvalid(String),
+    /// Qdrant's answer to a search secondpass rewrites is past `upstream.max_rewrite_bytes`;
+    /// the transports answer with Qdrant's answer to the client's own request instead.
+    #[error("upstream Qdrant's answer is larger than upstream.max_rewrite_bytes ({0} bytes)")]
+    UpstreamTooLarge(usize),
     #[error("{0}")]
     BadRequest(String),
     #[error("request body larger than {0} bytes")]
@@ -31,7 +35,9 @@ pub enum Error {
 impl Error {
     pub fn http_status(&self) -> StatusCode {
         match self {
-            Error::UpstreamUnreachable(_) | Error::UpstreamInvalid(_) => StatusCode::BAD_GATEWAY,
+            Error::UpstreamUnreachable(_)
+            | Error::UpstreamInvalid(_)
+            | Error::UpstreamTooLarge(_) => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::PayloadTooLarge(_) | Error::DecompressedTooLarge(_) => {
@@ -49,7 +55,9 @@ impl Error {
             Error::UpstreamTimeout(_) => Code::DeadlineExceeded,
             Error::UpstreamInvalid(_) | Error::Internal(_) => Code::Internal,
             Error::BadRequest(_) => Code::InvalidArgument,
-            Error::PayloadTooLarge(_) | Error::DecompressedTooLarge(_) => Code::ResourceExhausted,
+            Error::PayloadTooLarge(_)
+            | Error::DecompressedTooLarge(_)
+            | Error::UpstreamTooLarge(_) => Code::ResourceExhausted,
             Error::Rerank(RerankError::Overloaded) => Code::ResourceExhausted,
             Error::Rerank(_) => Code::Unavailable,
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use secondpass::config::OnnxConfig;
 use secondpass::metrics::Metrics;
 use secondpass::rerank::chunk::{Aggregate, Chunking, HostedChunks};
-use secondpass::rerank::onnx::encode::PairEncoder;
+use secondpass::rerank::onnx::encode::{Chunked, PairEncoder};
 use secondpass::rerank::onnx::OnnxReranker;
 use secondpass::rerank::{RerankRequest, Reranker};
 
@@ -62,6 +62,7 @@ fn passages_are_token_windows_beside_the_whole_query() {
             QUERY,
             &[doc.clone(), "short".into()],
             128,
+            256,
             &chunking(Some(40), 10, 64, Aggregate::Max),
         )
         .unwrap();
@@ -90,7 +91,13 @@ fn passages_are_limited_and_fit_beside_the_query() {
     let e = encoder();
     let docs = vec![long_doc(); 3];
     let c = e
-        .encode_chunked(QUERY, &docs, 128, &chunking(None, 0, 2, Aggregate::Max))
+        .encode_chunked(
+            QUERY,
+            &docs,
+            128,
+            256,
+            &chunking(None, 0, 2, Aggregate::Max),
+        )
         .unwrap();
     // at most max_chunks per document: pairs bounded by documents × max_chunks
     assert_eq!(c.counts, vec![2, 2, 2]);
@@ -146,7 +153,7 @@ async fn chunked_scores_fold_passage_scores_and_show_in_metrics() {
     let doc = mixed_doc();
     let spec = chunking(Some(48), 8, 8, Aggregate::Max);
     let c = e
-        .encode_chunked(QUERY, std::slice::from_ref(&doc), 128, &spec)
+        .encode_chunked(QUERY, std::slice::from_ref(&doc), 128, 256, &spec)
         .unwrap();
     let n = c.counts[0];
     assert!(n >= 4, "{n} passages");
@@ -232,6 +239,7 @@ async fn chunked_scores_fold_passage_scores_and_show_in_metrics() {
             QUERY,
             std::slice::from_ref(&doc),
             128,
+            256,
             &chunking(None, 0, 4, Aggregate::First),
         )
         .unwrap()
@@ -250,4 +258,88 @@ async fn chunked_scores_fold_passage_scores_and_show_in_metrics() {
         m.contains("secondpass_passages_per_document_count{reranker=\"t\"} 5"),
         "{m}"
     );
+}
+
+/// Many MB of distinct words (one or two tokens each).
+fn huge_text(bytes: usize) -> String {
+    let mut s = String::with_capacity(bytes + 16);
+    let mut i = 0;
+    while s.len() < bytes {
+        s.push_str(&format!("word{i} "));
+        i += 1;
+    }
+    s
+}
+
+#[test]
+fn a_huge_chunked_query_is_cut_to_max_query_tokens() {
+    let e = encoder();
+    let query = huge_text(4 << 20);
+    let c = e
+        .encode_chunked(
+            &query,
+            &[long_doc()],
+            512,
+            16,
+            &chunking(Some(64), 8, 4, Aggregate::Max),
+        )
+        .unwrap();
+    for p in &c.pairs {
+        // [CLS] q [SEP]: the query part is max_query_tokens + 2 tokens
+        let query_part = p.type_ids.iter().filter(|&&t| t == 0).count();
+        assert_eq!(
+            query_part,
+            16 + 2,
+            "max_query_tokens holds in chunked pairs"
+        );
+    }
+    let short = e
+        .encode_query(&query, 16)
+        .unwrap()
+        .get_ids()
+        .iter()
+        .map(|&i| i64::from(i))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        c.pairs[0].ids[1..17],
+        short[..],
+        "the query's first 16 tokens"
+    );
+}
+
+#[test]
+fn a_multi_mb_document_is_cut_by_bytes_before_tokenizing() {
+    let e = encoder();
+    let spec = chunking(Some(40), 10, 4, Aggregate::Max);
+    let doc = huge_text(8 << 20);
+    // What the tokenizer gets: enough for 4 windows of 40 tokens every 30 (150 tokens),
+    // at MAX_BYTES_PER_TOKEN bytes each and one token of margin; not 8 MB.
+    let source = Chunked::source(&doc, 40, &spec);
+    assert_eq!(
+        secondpass::rerank::chunk::covered_tokens(40, 10, 4),
+        40 + 3 * 30
+    );
+    let bound = (150 + 1) * secondpass::rerank::onnx::encode::MAX_BYTES_PER_TOKEN;
+    assert!(source.len() <= bound, "{} bytes tokenized", source.len());
+    assert!(doc.starts_with(source));
+    let tokens = e
+        .encode(QUERY, &[source.to_string()], 100_000, 256)
+        .unwrap();
+    assert!(
+        doc_part(&tokens[0]).len() >= 150,
+        "the cut keeps every token the windows need"
+    );
+    // Same passages as from the document's opening alone (what the windows cover).
+    let opening: String = doc.chars().take(4096).collect();
+    let from_huge = e
+        .encode_chunked(QUERY, std::slice::from_ref(&doc), 128, 256, &spec)
+        .unwrap();
+    let from_opening = e
+        .encode_chunked(QUERY, &[opening], 128, 256, &spec)
+        .unwrap();
+    assert_eq!(from_huge, from_opening);
+    assert_eq!(from_huge.counts, vec![4]);
+    // A normal-size document is not cut at all.
+    let normal = long_doc();
+    assert_eq!(Chunked::source(&normal, 40, &spec), normal);
 }

@@ -21,7 +21,7 @@ DOCS = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     cfg = tmp_path_factory.mktemp("cfg") / "secondpass.toml"
-    cfg.write_text(base_config())
+    cfg.write_text(base_config() + "[rerank_api]\nenabled = true\n")
     proc, addrs = start_secondpass(cfg)
     yield f"http://{addrs['rest']}"
     proc.terminate()

@@ -66,6 +66,12 @@ pub enum Fault {
     Delay(Duration),
     /// Answers itself: this status, `content-type: application/json`, this body.
     Answer(StatusCode, &'static str),
+    /// [`Fault::Answer`] with these headers too (a `Retry-After`, say).
+    AnswerWith(
+        StatusCode,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    ),
     /// A gRPC answer of headers only (`grpc-status`, `grpc-message`): how gRPC servers
     /// fail a call before any message.
     GrpcTrailersOnly(i32, &'static str),
@@ -219,6 +225,14 @@ async fn relay(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>,
     match fault {
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         Some(Fault::Answer(status, body)) => return Ok(answer(status, body)),
+        Some(Fault::AnswerWith(status, headers, body)) => {
+            let mut r = answer(status, body);
+            for (name, value) in headers {
+                r.headers_mut()
+                    .insert(*name, HeaderValue::from_static(value));
+            }
+            return Ok(r);
+        }
         Some(Fault::GrpcTrailersOnly(code, message)) => return Ok(grpc_error(code, message)),
         Some(Fault::GrpcMessage(bytes)) => return Ok(grpc_message(bytes)),
         None => {}

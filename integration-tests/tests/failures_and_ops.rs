@@ -429,3 +429,84 @@ async fn broken_grpc_answers_to_a_reranked_search() {
     let e = via.query(query()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Internal, "{e:?}");
 }
+
+/// A refusal the client's own request would get as well (a rate limit, a timeout,
+/// authentication) goes back as Qdrant said it, `Retry-After` included, after one
+/// request to Qdrant: sending the client's bytes again would only double the load
+/// Qdrant just refused. Here the relay plays Qdrant's 429, 408, 403 and 503.
+#[tokio::test]
+async fn refusals_the_widening_did_not_cause_are_not_sent_again() {
+    let docs = qdrant().collection("docs");
+    let (relay, proxy) = relayed(&[&docs], "").await;
+    proxy.seed(&docs, false).await;
+    let path = format!("/collections/{docs}/points/search");
+    let body = json!({"vector": query_vector(), "limit": 2});
+    const LIMITED: &str = r#"{"status":{"error":"Too many requests"},"time":0.0}"#;
+    for (status, headers) in [
+        (StatusCode::TOO_MANY_REQUESTS, &[("retry-after", "7")][..]),
+        (StatusCode::REQUEST_TIMEOUT, &[][..]),
+        (StatusCode::FORBIDDEN, &[][..]),
+        (StatusCode::SERVICE_UNAVAILABLE, &[("retry-after", "3")][..]),
+    ] {
+        relay.clear_faults();
+        relay.on(
+            |r: &Seen| r.path.ends_with("/points/search"),
+            Fault::AnswerWith(status, headers, LIMITED),
+        );
+        relay.forget();
+        let r = proxy
+            .post(&path, &[("x-rerank-query", "capital")], &body)
+            .await;
+        assert_eq!(r.status, status);
+        assert_eq!(&r.body[..], LIMITED.as_bytes(), "Qdrant's words");
+        for (name, value) in headers {
+            assert_eq!(r.header(name), Some(*value), "{status}: {name}");
+        }
+        assert_eq!(
+            relay.seen_at("/points/search").len(),
+            1,
+            "{status} reached Qdrant once"
+        );
+    }
+}
+
+/// Against a real Qdrant with an API key: a search without the key, or with a wrong
+/// one, gets Qdrant's own refusal after one request to Qdrant, not two.
+#[tokio::test]
+async fn an_unauthorized_search_reaches_qdrant_once() {
+    let own = secondpass_it::real_qdrant::RealQdrant::own(&[(
+        "QDRANT__SERVICE__API_KEY",
+        "it-qdrant-key",
+    )]);
+    let relay = Relay::start(&own.url).await;
+    let proxy = Proxy::start(config(&relay.url(), &["docs"], "")).await;
+    let path = "/collections/docs/points/search";
+    let body = json!({"vector": query_vector(), "limit": 2});
+    for key in [None, Some("wrong-key")] {
+        let headers: Vec<(&str, &str)> = key.map(|k| ("api-key", k)).into_iter().collect();
+        let direct = request(
+            &support::client(),
+            Method::POST,
+            &format!("{}{path}", own.url),
+            &headers,
+            Some(&body),
+        )
+        .await;
+        assert!(
+            matches!(direct.status.as_u16(), 401 | 403),
+            "{key:?}: Qdrant answered {}",
+            direct.status
+        );
+        relay.forget();
+        let mut with_query = headers.clone();
+        with_query.push(("x-rerank-query", "capital"));
+        let r = proxy.post(path, &with_query, &body).await;
+        assert_eq!(r.status, direct.status, "{key:?}");
+        assert_eq!(
+            relay.seen_at("/points/search").len(),
+            1,
+            "{key:?}: {} reached Qdrant once",
+            r.status
+        );
+    }
+}

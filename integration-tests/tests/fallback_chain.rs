@@ -29,7 +29,7 @@ async fn search(p: &Proxy, docs: &str, limit: usize) -> Value {
 #[tokio::test]
 async fn a_hosted_reranker_pointed_at_another_secondpass_reranks_end_to_end() {
     // B: a plain secondpass whose /rerank (TEI shape) is backed by the local model.
-    let b = proxy(&[], "").await;
+    let b = proxy(&[], "[rerank_api]\nenabled = true\n").await;
     let docs = qdrant().collection("docs");
     let extra = format!(
         "[rerankers.remote]\nkind = \"tei\"\nbase_url = \"http://{}\"\n\
@@ -190,7 +190,7 @@ async fn rerank_api_uses_its_own_chain() {
     let extra = format!(
         "[rerankers.down]\nkind = \"tei\"\nbase_url = \"http://127.0.0.1:1\"\nmax_retries = 0\n\
          [rerankers.stub]\nkind = \"tei\"\nbase_url = \"{}\"\n\
-         [rerank_api]\nrerankers = [\"down\", \"stub\"]\n\
+         [rerank_api]\nenabled = true\nrerankers = [\"down\", \"stub\"]\n\
          [collections.{docs}]\nrerankers = [\"local\"]\n",
         stub.url()
     );
@@ -244,4 +244,71 @@ async fn rerank_api_uses_its_own_chain() {
         !m.contains("secondpass_rerank_duration_seconds_count{reranker=\"local\"}"),
         "local must not have run: {m}"
     );
+}
+
+/// A half-open probe whose client goes away mid-call (the search's connection
+/// dropped while the provider hangs) frees the probe slot: once the provider
+/// recovers, the next search probes and reranking resumes. Before, the abandoned
+/// probe held the slot for good and every later search failed open.
+#[tokio::test]
+async fn an_abandoned_probe_does_not_leave_the_breaker_stuck() {
+    let stub = ProviderStub::start(
+        Api::Tei,
+        StubOptions {
+            behaviour: Behaviour::AlwaysServerError,
+            ..Default::default()
+        },
+    )
+    .await;
+    let docs = qdrant().collection("docs");
+    let extra = format!(
+        "[rerankers.flaky]\nkind = \"tei\"\nbase_url = \"{}\"\nmax_retries = 0\ntimeout_ms = 60000\n\
+         breaker_failures = 1\nbreaker_open_ms = 200\n\
+         [collections.{docs}]\nrerankers = [\"flaky\"]\ntimeout_ms = 60000\n",
+        stub.url()
+    );
+    let a = proxy(&[&docs], &extra).await;
+    a.seed(&docs, false).await;
+
+    // a 500 opens the breaker
+    let first = search(&a, &docs, 2).await;
+    assert_eq!(first["rerank"]["status"], "failed_open", "{first}");
+    assert_eq!(stub.calls(), 1);
+
+    // the provider hangs; once the breaker lets a probe through, its client goes away
+    stub.set_behaviour(Behaviour::Slow(Duration::from_secs(600)));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "no probe reached the provider");
+        let probe_reached_the_stub = async {
+            while stub.calls() < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::select! {
+            // still open: failed open without a call; try again
+            _ = search(&a, &docs, 2) => continue,
+            // the probe is in flight: leaving drops the search mid-call
+            _ = probe_reached_the_stub => break,
+        }
+    }
+
+    // the provider recovers: reranking resumes (a probe goes through and closes it)
+    stub.set_behaviour(Behaviour::Normal);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = search(&a, &docs, 2).await;
+        if body["rerank"]["status"] == "applied" {
+            assert_eq!(body["rerank"]["reranker"], "flaky", "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reranking never resumed after the abandoned probe: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(metrics(&a)
+        .await
+        .contains("secondpass_breaker_state{reranker=\"flaky\"} 0"));
 }

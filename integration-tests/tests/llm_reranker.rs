@@ -43,6 +43,7 @@ runtime_path = "{}"
 family = "qwen3-reranker"
 max_length = 256
 [rerank_api]
+enabled = true
 rerankers = ["llm"]
 [collections.{coll}]
 reranker = "llm"

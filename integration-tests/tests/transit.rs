@@ -546,3 +546,67 @@ async fn grpc_unknown_fields_through_to_a_real_qdrant() {
     assert_eq!(ids(&plain), ids(&newer));
     proxy.drop_collection(&coll).await;
 }
+
+/// An HTTP/2 prior-knowledge client (`curl --http2-prior-knowledge`) on the REST port:
+/// its requests reach the real Qdrant over HTTP/1.1 and the answers come back, a plain
+/// forward and a reranked search alike (before, every one was a 502).
+#[tokio::test]
+async fn http2_clients_on_the_rest_port_reach_qdrant() {
+    let qdrant = RealQdrant::shared();
+    let coll = format!("secondpass_transit_h2_{}", std::process::id());
+    let proxy = Proxy::start(config(&qdrant.url, &[&coll], "")).await;
+    proxy.seed(&coll, false).await;
+    let client = h2();
+    let send = |method: Method,
+                path: String,
+                headers: Vec<(&'static str, &'static str)>,
+                body: Vec<u8>| {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(proxy.url(&path))
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).unwrap();
+        let client = client.clone();
+        async move {
+            let resp = client.request(req).await.expect("h2 request");
+            assert_eq!(resp.version(), http::Version::HTTP_2);
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                headers,
+                serde_json::from_slice::<Value>(&body).unwrap(),
+            )
+        }
+    };
+
+    let (status, _, body) = send(Method::GET, format!("/collections/{coll}"), vec![], vec![]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["status"], "green", "{body}");
+
+    let search = json!({"query": query_vector(), "limit": 3});
+    let path = format!("/collections/{coll}/points/query");
+    let (status, headers, body) = send(
+        Method::POST,
+        path.clone(),
+        vec![("x-rerank-query", QUERY)],
+        serde_json::to_vec(&search).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers.get("x-rerank-status").unwrap(), "applied");
+    // the same ranking as an HTTP/1.1 client gets
+    let h1 = post(
+        &proxy,
+        &path,
+        &[("x-rerank-query", QUERY)],
+        serde_json::to_vec(&search).unwrap(),
+    )
+    .await;
+    assert_eq!(ids(&body), ids(&h1.json()));
+    proxy.drop_collection(&coll).await;
+}

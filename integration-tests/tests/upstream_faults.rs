@@ -21,7 +21,7 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use qdrant_client::qdrant::points_client::PointsClient;
 use qdrant_client::qdrant::CountPoints;
-use support::{client, config_with_grpc, Proxy};
+use support::{client, config_with_grpc, send_raw, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -236,38 +236,14 @@ async fn early_answering_upstream() -> SocketAddr {
     addr
 }
 
-/// PUTs `body` over a raw connection, writing and reading at once (as curl does), so
-/// that an answer sent before the body is read reaches this client as well.
-async fn put_raw(addr: SocketAddr, path: &str, body: Vec<u8>) -> String {
-    let sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut rd, mut wr) = sock.into_split();
-    let head = format!(
-        "PUT {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    let writer = tokio::spawn(async move {
-        let _ = wr.write_all(head.as_bytes()).await;
-        let _ = wr.write_all(&body).await; // may fail once the answer has come
-    });
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match rd.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-        }
-    }
-    writer.abort();
-    String::from_utf8_lossy(&answer).to_string()
-}
-
 #[tokio::test]
 async fn an_early_answer_to_a_large_body_reaches_the_client() {
     let proxy = proxy_to(early_answering_upstream().await, &[]).await;
     let big = vec![b' '; 8 * 1024 * 1024];
     for attempt in 0..8 {
-        let answer = put_raw(
+        let answer = send_raw(
             proxy.server.rest_addr,
+            "PUT",
             "/collections/docs/points",
             big.clone(),
         )

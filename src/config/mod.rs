@@ -206,6 +206,12 @@ impl Config {
                 ));
             }
         }
+        if self.upstream.max_rewrite_bytes == 0 {
+            return Err(invalid(
+                "upstream.max_rewrite_bytes",
+                "must be greater than 0",
+            ));
+        }
         for (key, ms) in [
             ("upstream.timeout_ms", self.upstream.timeout_ms),
             (
@@ -256,6 +262,9 @@ impl Config {
             if o.queue_capacity == 0 {
                 return Err(invalid(key("queue_capacity"), "must be greater than 0"));
             }
+            if o.queue_pairs == 0 {
+                return Err(invalid(key("queue_pairs"), "must be greater than 0"));
+            }
             if o.max_batch_tokens.is_some_and(|t| t < o.max_length) {
                 return Err(invalid(
                     key("max_batch_tokens"),
@@ -296,13 +305,8 @@ impl Config {
                 ));
             }
         }
-        if let Some(var) = &api.token_env {
-            if api.enabled && std::env::var(var).map_or(true, |v| v.trim().is_empty()) {
-                return Err(invalid(
-                    "rerank_api.token_env",
-                    format!("environment variable {var} is not set"),
-                ));
-            }
+        if api.enabled {
+            self.check_rerank_api_token()?;
         }
         self.admin
             .token()
@@ -326,6 +330,33 @@ impl Config {
             self.check_collection(name, &self.collection(name), over)?;
         }
         Ok(())
+    }
+
+    /// An enabled rerank API has a readable token when one is named, and one at all
+    /// unless the REST listener is loopback only: it is compute (and paid hosted
+    /// calls) that Qdrant's own API key does not protect.
+    fn check_rerank_api_token(&self) -> Result<(), ConfigError> {
+        let api = &self.rerank_api;
+        let token = api
+            .token()
+            .map_err(|e| invalid("rerank_api.token_file", e))?;
+        match (&api.token_env, &api.token_file, token) {
+            (_, _, Some(_)) => Ok(()),
+            (Some(var), None, None) => Err(invalid(
+                "rerank_api.token_env",
+                format!("environment variable {var} is not set"),
+            )),
+            _ if self.rest_addr().ip().is_loopback() => Ok(()),
+            _ => Err(invalid(
+                "rerank_api.enabled",
+                format!(
+                    "the rerank API would answer anyone who can reach server.rest_listen \
+                     ({}) without a token: set rerank_api.token_env or token_file, listen \
+                     on loopback, or set enabled = false",
+                    self.server.rest_listen
+                ),
+            )),
+        }
     }
 
     /// The effective settings of `name` with a runtime `extra` layer on top (the

@@ -192,6 +192,12 @@ pub struct OnnxConfig {
     /// Rerank jobs waiting for a worker before new ones are refused (backpressure).
     #[serde(default = "default_queue")]
     pub queue_capacity: usize,
+    /// Documents (query-document pairs) waiting for a worker, summed over the jobs,
+    /// before new work is refused: a few large jobs fill the queue as many small ones
+    /// do. A job larger than this is taken only when nothing else waits. Rerank API
+    /// calls get half of it; proxied searches the whole.
+    #[serde(default = "default_queue_pairs")]
+    pub queue_pairs: usize,
     /// Path of `libonnxruntime.so`; `ORT_DYLIB_PATH` wins, then this, then
     /// `.local/onnxruntime/lib/libonnxruntime.so`, then the system library.
     #[serde(default)]
@@ -250,6 +256,7 @@ impl OnnxConfig {
             intra_threads: 0,
             workers: 1,
             queue_capacity: default_queue(),
+            queue_pairs: default_queue_pairs(),
             runtime_path: None,
             max_batch_tokens: None,
             device: default_device(),
@@ -314,6 +321,10 @@ fn one() -> usize {
 }
 fn default_queue() -> usize {
     256
+}
+
+fn default_queue_pairs() -> usize {
+    16_384
 }
 
 pub(super) fn default_rerankers() -> BTreeMap<String, RerankerConfig> {

@@ -1,6 +1,6 @@
 //! Listener, upstream, logging, rerank API and cache sections.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +9,8 @@ use super::DEFAULT_RERANKER;
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RerankApiConfig {
-    /// Serve `POST /v1/rerank`, `/v2/rerank` (Cohere) and `/rerank` (TEI).
+    /// Serve `POST /v1/rerank`, `/v2/rerank` (Cohere) and `/rerank` (TEI). Off by
+    /// default: it is compute (and paid hosted calls) on the port Qdrant clients use.
     pub enabled: bool,
     /// Rerankers behind it, tried in order (a fallback chain); empty: `local`.
     pub rerankers: Vec<String>,
@@ -20,8 +21,12 @@ pub struct RerankApiConfig {
     /// Longest `query` accepted, in bytes (a 400, or TEI's 422, beyond).
     pub max_query_bytes: usize,
     /// When set, requests need `Authorization: Bearer <token>`, read from this
-    /// environment variable.
+    /// environment variable. Required (or `token_file`) when `rest_listen` is not a
+    /// loopback address.
     pub token_env: Option<String>,
+    /// File holding the token (e.g. a mounted Secret); wins over `token_env`. Read
+    /// on every call, so a rotated file takes effect without a restart.
+    pub token_file: Option<PathBuf>,
 }
 
 impl RerankApiConfig {
@@ -33,17 +38,32 @@ impl RerankApiConfig {
             self.rerankers.iter().map(String::as_str).collect()
         }
     }
+
+    /// Whether calls need a bearer token.
+    pub fn token_required(&self) -> bool {
+        self.token_env.is_some() || self.token_file.is_some()
+    }
+
+    /// The token, when one is configured and readable.
+    pub fn token(&self) -> Result<Option<String>, String> {
+        read_token(
+            "rerank_api",
+            self.token_env.as_deref(),
+            self.token_file.as_deref(),
+        )
+    }
 }
 
 impl Default for RerankApiConfig {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: false,
             rerankers: Vec::new(),
             timeout_ms: 30_000,
             max_documents: 1000,
             max_query_bytes: super::DEFAULT_MAX_QUERY_BYTES,
             token_env: None,
+            token_file: None,
         }
     }
 }
@@ -94,6 +114,10 @@ pub struct UpstreamConfig {
     /// Idle REST connections are closed after this; keep it below Qdrant's keep-alive
     /// (5 s) so a pooled connection is never one Qdrant is closing.
     pub pool_idle_timeout_ms: u64,
+    /// Largest answer secondpass buffers to rewrite (Qdrant's answer to a widened
+    /// search, compressed or not); past it the client gets Qdrant's answer to its own
+    /// request, marked `skipped`.
+    pub max_rewrite_bytes: usize,
 }
 
 impl Default for UpstreamConfig {
@@ -106,6 +130,7 @@ impl Default for UpstreamConfig {
             snapshot_timeout_ms: 3_600_000,
             connect_timeout_ms: 3_000,
             pool_idle_timeout_ms: 4_000,
+            max_rewrite_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -162,21 +187,31 @@ impl Default for AdminConfig {
 impl AdminConfig {
     /// The token, when one is configured.
     pub fn token(&self) -> Result<Option<String>, String> {
-        if let Some(path) = &self.token_file {
-            let t = std::fs::read_to_string(path)
-                .map_err(|e| format!("admin.token_file {}: {e}", path.display()))?;
-            let t = t.trim().to_string();
-            return if t.is_empty() {
-                Err(format!("admin.token_file {} is empty", path.display()))
-            } else {
-                Ok(Some(t))
-            };
-        }
-        Ok(std::env::var(&self.token_env)
-            .ok()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty()))
+        read_token("admin", Some(&self.token_env), self.token_file.as_deref())
     }
+}
+
+/// A bearer token from `file` (which wins; unreadable or empty is an error naming
+/// `<section>.token_file`) or the environment variable `env` (unset or empty: none).
+fn read_token(
+    section: &str,
+    env: Option<&str>,
+    file: Option<&Path>,
+) -> Result<Option<String>, String> {
+    if let Some(path) = file {
+        let t = std::fs::read_to_string(path)
+            .map_err(|e| format!("{section}.token_file {}: {e}", path.display()))?;
+        let t = t.trim().to_string();
+        return if t.is_empty() {
+            Err(format!("{section}.token_file {} is empty", path.display()))
+        } else {
+            Ok(Some(t))
+        };
+    }
+    Ok(env
+        .and_then(|var| std::env::var(var).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty()))
 }
 
 /// `[shadow]`: the background work of collections in `mode = "shadow"`. A reload

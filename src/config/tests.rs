@@ -57,6 +57,18 @@ fn pool_above_max_pool_is_refused() {
 }
 
 #[test]
+fn max_rewrite_bytes_defaults_and_refuses_zero() {
+    assert_eq!(
+        Config::from_toml("").unwrap().upstream.max_rewrite_bytes,
+        64 << 20
+    );
+    let c = Config::from_toml("[upstream]\nmax_rewrite_bytes = 1024\n").unwrap();
+    assert_eq!(c.upstream.max_rewrite_bytes, 1024);
+    let e = Config::from_toml("[upstream]\nmax_rewrite_bytes = 0\n").unwrap_err();
+    assert!(e.to_string().contains("upstream.max_rewrite_bytes"), "{e}");
+}
+
+#[test]
 fn bad_listen_address_and_url() {
     let e = Config::from_toml("[server]\nrest_listen = \"nowhere\"\n").unwrap_err();
     assert!(e.to_string().contains("server.rest_listen"), "{e}");
@@ -226,4 +238,38 @@ fn batching_defaults_follow_the_device() {
             "{e}"
         );
     }
+}
+
+/// The rerank API is compute on the port Qdrant clients use: off by default, and
+/// when on, refused without a token unless the REST listener is loopback only.
+#[test]
+fn rerank_api_is_opt_in_and_needs_a_token_off_loopback() {
+    assert!(!Config::from_toml(BASE).unwrap().rerank_api.enabled);
+    let on = "[rerank_api]\nenabled = true\n";
+    let e = Config::from_toml(&format!("{BASE}{on}")).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("rerank_api.enabled"), "{msg}");
+    assert!(msg.contains("0.0.0.0:7333"), "{msg}");
+    for listen in ["127.0.0.1:7333", "[::1]:7333"] {
+        let text = format!("[server]\nrest_listen = \"{listen}\"\n{BASE}{on}");
+        assert!(
+            Config::from_toml(&text).unwrap().rerank_api.enabled,
+            "{listen}"
+        );
+    }
+    std::env::set_var("SP_CONFIG_TEST_RERANK_TOKEN", "t");
+    Config::from_toml(&format!(
+        "{BASE}{on}token_env = \"SP_CONFIG_TEST_RERANK_TOKEN\"\n"
+    ))
+    .unwrap();
+    let e = Config::from_toml(&format!(
+        "{BASE}{on}token_env = \"SP_CONFIG_TEST_RERANK_TOKEN_UNSET\"\n"
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("rerank_api.token_env"), "{e}");
+    let e = Config::from_toml(&format!(
+        "{BASE}{on}token_file = \"/nonexistent/secondpass-token\"\n"
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("rerank_api.token_file"), "{e}");
 }

@@ -269,11 +269,13 @@ impl Chain {
         if misses.is_empty() && !raw.is_empty() {
             return Ok(raw.into_iter().map(|s| s.expect("all hits")).collect());
         }
-        if let Some(b) = breaker {
-            if !b.allow(Instant::now()) {
-                return Err(RerankError::CircuitOpen);
-            }
-        }
+        // Held across the call: dropped with this future (the caller went away), it
+        // frees a half-open probe slot.
+        let permit = match breaker.map(|b| b.allow(Instant::now())) {
+            Some(None) => return Err(RerankError::CircuitOpen),
+            Some(Some(p)) => Some(p),
+            None => None,
+        };
         let mut req = request.clone();
         req.deadline = Some(deadline);
         if misses.len() < raw.len() {
@@ -301,14 +303,16 @@ impl Chain {
                 }
             });
         let result = result.map(|scores| self.finite(name, scores));
-        if let Some(b) = breaker {
+        if let (Some(b), Some(permit)) = (breaker, permit) {
             match &result {
-                Ok(_) => b.success(),
+                Ok(_) => permit.success(),
                 // The caller's budget ran out (a 1 ms collection, a slow chain before
                 // this reranker): not the reranker's failure, and one collection's
                 // budget must not open the breaker for every other collection.
-                Err(RerankError::Timeout(_)) if Instant::now() >= deadline => b.release(),
-                Err(_) => b.failure(Instant::now()),
+                Err(RerankError::Timeout(_)) if Instant::now() >= deadline => permit.release(),
+                // Errors the call brought on itself say nothing about the reranker.
+                Err(e) if !e.is_reranker_fault() => permit.release(),
+                Err(_) => permit.failure(Instant::now()),
             }
             self.record_state(name, b);
         }
@@ -502,6 +506,60 @@ mod tests {
             .metrics
             .render()
             .contains("secondpass_nonfinite_scores_total{reranker=\"local\"} 3"));
+    }
+
+    /// Always answers with this error.
+    struct Refusing(RerankError);
+
+    impl Reranker for Refusing {
+        fn model(&self) -> &str {
+            "refusing"
+        }
+        fn score_kind(&self) -> ScoreKind {
+            ScoreKind::Logit
+        }
+        fn rerank(&self, _: RerankRequest) -> RerankFuture {
+            let e = self.0.clone();
+            Box::pin(async move { Err(e) })
+        }
+    }
+
+    /// A full local queue and a provider's refusal of one request's content are the
+    /// caller's doing: they never open the breaker, whatever their number; the
+    /// reranker's own faults still do.
+    #[tokio::test]
+    async fn errors_the_caller_caused_do_not_open_the_breaker() {
+        let provider = |status| RerankError::Provider {
+            status,
+            message: "bad input".into(),
+        };
+        for (error, opens) in [
+            (RerankError::Overloaded, false),
+            (provider(400), false),
+            (provider(413), false),
+            (provider(422), false),
+            (provider(500), true),
+            (provider(401), true),
+            (RerankError::Inference("down".into()), true),
+            (RerankError::Transport("refused".into()), true),
+        ] {
+            let mut reg = Registry::default();
+            reg.insert("local", Arc::new(Refusing(error.clone())));
+            let c = Chain::new(
+                reg,
+                &Config::from_toml("").unwrap(),
+                Arc::new(Metrics::new(&[])),
+            );
+            for _ in 0..(LOCAL_BREAKER.0 * 2) {
+                let _ = c.run(&["local"], req(), Duration::from_secs(1)).await;
+            }
+            let want = if opens { State::Open } else { State::Closed };
+            assert_eq!(
+                c.breaker_states(),
+                [("local".to_string(), want)],
+                "{error:?}"
+            );
+        }
     }
 
     #[tokio::test]

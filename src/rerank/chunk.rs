@@ -153,6 +153,15 @@ pub fn windows(len: usize, size: usize, overlap: usize, max: usize) -> Vec<Range
     }
 }
 
+/// Tokens the passages of one document can cover at most: `max` windows of `size`
+/// tokens, `size − overlap` apart (as [`windows`] lays them). Text past them is never
+/// scored, so it need not be tokenized.
+pub fn covered_tokens(size: usize, overlap: usize, max: usize) -> usize {
+    let size = size.max(1);
+    let stride = size.saturating_sub(overlap).max(1);
+    size.saturating_add(stride.saturating_mul(max.max(1) - 1))
+}
+
 /// Tokens left for a passage beside a query of `query_tokens` in a pair of at most
 /// `budget` tokens (special tokens already taken off), capped by `chunk_tokens`.
 /// The query is never cut for a passage: passages shrink instead (to 1 token at least).

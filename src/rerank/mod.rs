@@ -92,6 +92,51 @@ impl RerankError {
             RerankError::CircuitOpen => "circuit_open",
         }
     }
+
+    /// Whether the error says the reranker itself is unwell, so that it counts toward
+    /// its circuit breaker. Not what one call brought on itself: a full local queue
+    /// (the load of the moment, refused at once, so the chain moves on without a
+    /// breaker) and a provider refusing this request's content (400, 413, 422). Those
+    /// opening the shared breaker would let one caller's burst of large or malformed
+    /// calls switch the reranker off for every collection.
+    pub fn is_reranker_fault(&self) -> bool {
+        !matches!(
+            self,
+            RerankError::Overloaded
+                | RerankError::Provider {
+                    status: 400 | 413 | 422,
+                    ..
+                }
+        )
+    }
+}
+
+/// Whose work a rerank call is. The local queue keeps room for proxied searches: the
+/// rerank API's calls (other services' batch work, possibly large) may fill only part
+/// of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    #[default]
+    Search,
+    Api,
+}
+
+tokio::task_local! {
+    static PRIORITY: Priority;
+}
+
+impl Priority {
+    /// Runs `f` with rerank calls made inside it counted as `self`'s (a scope rather
+    /// than a request field: every reranker and layer in between passes it on without
+    /// knowing of it).
+    pub async fn scope<F: Future>(self, f: F) -> F::Output {
+        PRIORITY.scope(self, f).await
+    }
+
+    /// The priority of the calling task: `Search` outside any scope.
+    pub fn current() -> Priority {
+        PRIORITY.try_with(|p| *p).unwrap_or_default()
+    }
 }
 
 pub type RerankFuture = Pin<Box<dyn Future<Output = Result<Vec<f32>, RerankError>> + Send>>;

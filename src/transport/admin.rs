@@ -44,32 +44,21 @@ pub fn router(state: Arc<AppState>) -> Router {
     r.merge(api).with_state(state)
 }
 
-/// Constant-time comparison, so the token cannot be guessed byte by byte.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let Some(token) = state.admin_token() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(t) if same(t.trim().as_bytes(), token.as_bytes()) => next.run(req).await,
-        _ => {
-            let mut resp = (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({"error": "missing or wrong bearer token"})),
-            )
-                .into_response();
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            resp
-        }
+    if crate::transport::auth::bearer_matches(req.headers(), &token) {
+        next.run(req).await
+    } else {
+        let mut resp = (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "missing or wrong bearer token"})),
+        )
+            .into_response();
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        resp
     }
 }
 
@@ -232,17 +221,5 @@ async fn reload(State(state): State<Arc<AppState>>) -> Response {
             Json(json!({"reloaded": false, "error": e})),
         )
             .into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same;
-
-    #[test]
-    fn token_comparison() {
-        assert!(same(b"abc", b"abc"));
-        assert!(!same(b"abc", b"abd"));
-        assert!(!same(b"abc", b"abcd"));
     }
 }

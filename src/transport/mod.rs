@@ -3,6 +3,7 @@
 //! [`pipeline`].
 
 pub mod admin;
+pub mod auth;
 pub mod grpc;
 pub mod headers;
 pub mod pipeline;

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::ScoreMode;
-use crate::rerank::{apply_score_mode, RerankError, RerankRequest};
+use crate::rerank::{apply_score_mode, Priority, RerankError, RerankRequest};
 use crate::state::AppState;
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -63,20 +63,24 @@ fn fail(d: Dialect, status: StatusCode, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `Authorization: Bearer <token>` when `rerank_api.token_env` is set.
+/// `Authorization: Bearer <token>` when `rerank_api.token_env` or `token_file` is
+/// set (validation requires one unless the REST listener is loopback). The token is
+/// read on every call, so a rotated secret takes effect without a restart; an
+/// unreadable one refuses every call.
 fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
     let cfg = state.config();
-    let Some(var) = &cfg.rerank_api.token_env else {
+    let api = &cfg.rerank_api;
+    if !api.token_required() {
         return true;
-    };
-    let Ok(token) = std::env::var(var) else {
-        return false;
-    };
-    headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t.trim() == token.trim())
+    }
+    match api.token() {
+        Ok(Some(token)) => crate::transport::auth::bearer_matches(headers, &token),
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "rerank API token unreadable: call refused");
+            false
+        }
+    }
 }
 
 /// Scores `documents` with the API's chain: one raw score each, and the scale.
@@ -97,12 +101,11 @@ async fn score(
         chunking: None,
         instruction: None,
     };
-    match state
-        .engine
-        .chain()
-        .run(&names, request, Duration::from_millis(api.timeout_ms))
-        .await
-    {
+    // Other services' batch work: a share of the local queue, so that proxied
+    // searches keep room (see `rerank::Priority`).
+    let chain = state.engine.chain();
+    let run = chain.run(&names, request, Duration::from_millis(api.timeout_ms));
+    match Priority::Api.scope(run).await {
         Ok(a) => Ok((a.raw, a.kind)),
         Err(e) => {
             let status = match e.error() {
@@ -360,7 +363,9 @@ mod tests {
 
     fn app(extra: &str) -> Router {
         let cfg = Config::from_toml(&format!(
-            "[rerankers.local]\nkind = \"onnx\"\nmodel_dir = \"/unused\"\n[rerank_api]\nmax_documents = 3\n{extra}"
+            "[server]\nrest_listen = \"127.0.0.1:0\"\n\
+             [rerankers.local]\nkind = \"onnx\"\nmodel_dir = \"/unused\"\n\
+             [rerank_api]\nenabled = true\nmax_documents = 3\n{extra}"
         ))
         .unwrap();
         let mut reg = Registry::default();
@@ -493,6 +498,24 @@ mod tests {
         .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         assert_eq!(v["error_type"], "Unauthorized");
+    }
+
+    /// A token file (a mounted Secret) is read on every call: a rotated one takes
+    /// effect at once, and the old token stops working.
+    #[tokio::test]
+    async fn token_file_is_read_on_every_call() {
+        let file = std::env::temp_dir().join(format!("sp-rerank-token-{}", std::process::id()));
+        std::fs::write(&file, "first\n").unwrap();
+        let app = app(&format!("token_file = {:?}\n", file.display().to_string()));
+        let body = json!({"query": "q", "texts": ["a"]});
+        let (s, _) = post(app.clone(), "/rerank", body.clone(), Some("Bearer first")).await;
+        assert_eq!(s, StatusCode::OK);
+        std::fs::write(&file, "second").unwrap();
+        let (s, _) = post(app.clone(), "/rerank", body.clone(), Some("Bearer first")).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, _) = post(app, "/rerank", body, Some("Bearer second")).await;
+        assert_eq!(s, StatusCode::OK);
+        std::fs::remove_file(&file).unwrap();
     }
 
     #[test]

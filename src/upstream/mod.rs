@@ -87,6 +87,8 @@ pub struct Upstream {
     base: String,
     timeout: Duration,
     snapshot_timeout: Duration,
+    /// Largest answer [`Upstream::call`] buffers (`upstream.max_rewrite_bytes`).
+    max_buffered: usize,
     metrics: std::sync::Arc<Metrics>,
 }
 
@@ -142,6 +144,7 @@ impl Upstream {
             base: url.trim_end_matches('/').to_string(),
             timeout: Duration::from_millis(cfg.timeout_ms),
             snapshot_timeout: Duration::from_millis(cfg.snapshot_timeout_ms),
+            max_buffered: cfg.max_rewrite_bytes,
             metrics,
         })
     }
@@ -218,8 +221,9 @@ impl Upstream {
     }
 
     /// Sends a request with a buffered body and reads the whole answer (for responses
-    /// we rewrite). Read-only searches, so one that met a pooled connection Qdrant was
-    /// closing is sent once more.
+    /// we rewrite), up to `upstream.max_rewrite_bytes` ([`Error::UpstreamTooLarge`] past
+    /// it, counted as `too_large`). Read-only searches, so one that met a pooled
+    /// connection Qdrant was closing is sent once more.
     pub async fn call(
         &self,
         mut parts: http::request::Parts,
@@ -263,13 +267,12 @@ impl Upstream {
         }
         .map_err(|e| e.error)?;
         let (mut parts, body) = resp.into_parts();
-        let collected = tokio::time::timeout_at(deadline, body.collect())
+        let collected = tokio::time::timeout_at(deadline, self.collect(&parts.headers, body))
             .await
             .map_err(|_| {
                 self.count_error("timeout");
                 Error::UpstreamTimeout(budget.as_millis() as u64)
-            })?
-            .map_err(|e| Error::UpstreamUnreachable(format!("reading the response: {e}")))?;
+            })??;
         let trailers = collected.trailers().cloned();
         strip_hop_by_hop(&mut parts.headers);
         Ok(Buffered {
@@ -279,6 +282,35 @@ impl Upstream {
             trailers,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Reads a whole answer body of at most `max_buffered` bytes: one announced larger
+    /// is not read at all, one that grows past it is dropped mid-way.
+    async fn collect(
+        &self,
+        headers: &HeaderMap,
+        body: hyper::body::Incoming,
+    ) -> Result<http_body_util::Collected<Bytes>, Error> {
+        let max = self.max_buffered;
+        let announced = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let too_large = || {
+            self.count_error("too_large");
+            Error::UpstreamTooLarge(max)
+        };
+        if announced.is_some_and(|n| n > max as u64) {
+            return Err(too_large());
+        }
+        http_body_util::Limited::new(body, max)
+            .collect()
+            .await
+            .map_err(
+                |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                    Some(_) => too_large(),
+                    None => Error::UpstreamUnreachable(format!("reading the response: {e}")),
+                },
+            )
     }
 
     /// Points a request at Qdrant: the same path and query on this upstream, without
@@ -293,16 +325,25 @@ impl Upstream {
             .map(|p| p.as_str())
             .unwrap_or("/")
             .to_string();
-        let (deadline, budget) = self.deadline(&pq, &parts.headers);
+        let (deadline, budget) = self.deadline(parts.uri.path(), &parts.headers);
         parts.uri = self.uri(&pq)?;
         self.prepare_headers(&mut parts.headers);
+        // The client's HTTP version is its own connection's, not Qdrant's: an HTTP/2
+        // client's request on the HTTP/1.1 connection to a plain-HTTP Qdrant would be
+        // refused (`UserUnsupportedVersion`). Over TLS, ALPN still picks HTTP/2 when
+        // Qdrant offers it; gRPC is HTTP/2 only.
+        parts.version = match self.protocol {
+            Protocol::Rest => http::Version::HTTP_11,
+            Protocol::Grpc => http::Version::HTTP_2,
+        };
         Ok((deadline, budget))
     }
 
     /// When the exchange must be over: `timeout_ms` (snapshot transfers:
-    /// `snapshot_timeout_ms`), or a gRPC client's shorter `grpc-timeout`.
+    /// `snapshot_timeout_ms`), or a gRPC client's shorter `grpc-timeout`. `path` is
+    /// the request's path, without its query.
     fn deadline(&self, path: &str, headers: &HeaderMap) -> (tokio::time::Instant, Duration) {
-        let base = if path.contains("/snapshots") {
+        let base = if is_snapshot(path) {
             self.snapshot_timeout
         } else {
             self.timeout
@@ -397,6 +438,24 @@ fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
         src = s.source();
     }
     false
+}
+
+/// Whether `path` (no query string) is one of Qdrant's snapshot calls, which move
+/// whole collections and get the long budget: REST `/snapshots/...`,
+/// `/collections/{name}/snapshots/...` and `/collections/{name}/shards/{id}/snapshots/...`,
+/// and gRPC's `/qdrant.Snapshots/...`. Matched by segment, so that a collection
+/// named `snapshots` (or `snapshots_x`) searched is not a snapshot.
+fn is_snapshot(path: &str) -> bool {
+    if path.starts_with("/qdrant.Snapshots/") {
+        return true;
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(
+        segments.as_slice(),
+        ["snapshots", ..]
+            | ["collections", _, "snapshots", ..]
+            | ["collections", _, "shards", _, "snapshots", ..]
+    )
 }
 
 /// The time an exchange may take: `base`, or a gRPC client's shorter `grpc-timeout`
@@ -518,6 +577,77 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("api-key"));
+    }
+
+    #[test]
+    fn snapshot_calls_are_told_by_their_path_alone() {
+        for path in [
+            "/snapshots",
+            "/snapshots/full.snapshot",
+            "/snapshots/upload",
+            "/collections/docs/snapshots",
+            "/collections/docs/snapshots/upload",
+            "/collections/docs/snapshots/recover",
+            "/collections/docs/snapshots/docs-1.snapshot",
+            "/collections/docs/shards/0/snapshots",
+            "/collections/docs/shards/3/snapshots/upload",
+            "/qdrant.Snapshots/Create",
+            "/qdrant.Snapshots/CreateFull",
+            "/qdrant.Snapshots/List",
+        ] {
+            assert!(is_snapshot(path), "{path}");
+        }
+        for path in [
+            "/collections/docs/points/search",
+            "/collections/snapshots/points/search",
+            "/collections/snapshots_2024/points/query",
+            "/collections/docs/points/scroll",
+            "/qdrant.Points/Search",
+            "/qdrant.Collections/List",
+            "/collections",
+            "/",
+        ] {
+            assert!(!is_snapshot(path), "{path}");
+        }
+    }
+
+    /// The budget an upstream gives a request for `uri`.
+    fn budget_of(protocol: Protocol, uri: &str) -> Duration {
+        let cfg = UpstreamConfig {
+            timeout_ms: 1_000,
+            snapshot_timeout_ms: 60_000,
+            ..UpstreamConfig::default()
+        };
+        let up = Upstream::new(&cfg, protocol, std::sync::Arc::new(Metrics::new(&[]))).unwrap();
+        let (mut parts, ()) = Request::post(uri).body(()).unwrap().into_parts();
+        up.aim(&mut parts).unwrap().1
+    }
+
+    /// gRPC snapshot calls get the long budget; the query string never picks it.
+    #[test]
+    fn snapshot_budget_by_path_on_both_apis() {
+        let long = Duration::from_secs(60);
+        let short = Duration::from_secs(1);
+        assert_eq!(
+            budget_of(Protocol::Grpc, "/qdrant.Snapshots/CreateFull"),
+            long
+        );
+        assert_eq!(budget_of(Protocol::Grpc, "/qdrant.Points/Search"), short);
+        assert_eq!(
+            budget_of(Protocol::Rest, "/collections/docs/snapshots?wait=true"),
+            long
+        );
+        assert_eq!(
+            budget_of(
+                Protocol::Rest,
+                "/collections/docs/points/search?x=/snapshots"
+            ),
+            short
+        );
+        assert_eq!(
+            budget_of(Protocol::Rest, "/collections/snapshots_x/points/search"),
+            short
+        );
     }
 
     fn timeout(v: &str) -> Option<Duration> {

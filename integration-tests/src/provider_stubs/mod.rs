@@ -190,6 +190,8 @@ struct StubState {
     log: Mutex<Vec<LoggedRequest>>,
     /// requests that passed validation (drives the "then OK" behaviours)
     accepted: AtomicU32,
+    /// what it does now: `options.behaviour` until [`ProviderStub::set_behaviour`]
+    behaviour: Mutex<Behaviour>,
 }
 
 /// A running stub; dropping it stops the server.
@@ -218,6 +220,7 @@ impl ProviderStub {
         let addr = listener.local_addr().expect("local address");
         let state = Arc::new(StubState {
             api,
+            behaviour: Mutex::new(options.behaviour.clone()),
             options,
             log: Mutex::new(Vec::new()),
             accepted: AtomicU32::new(0),
@@ -247,6 +250,12 @@ impl ProviderStub {
 
     pub fn calls(&self) -> usize {
         self.state.log.lock().unwrap().len()
+    }
+
+    /// Changes what the stub does with requests from now on (a provider that fails,
+    /// hangs, then recovers).
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        *self.state.behaviour.lock().unwrap() = behaviour;
     }
 }
 
@@ -481,7 +490,8 @@ impl StubState {
         // 6. the programmed behaviour
         let n = self.accepted.fetch_add(1, Ordering::SeqCst);
         let mut delay = None;
-        match &self.options.behaviour {
+        let behaviour = self.behaviour.lock().unwrap().clone();
+        match &behaviour {
             Behaviour::Normal => {}
             Behaviour::Reject422 => {
                 return Answer::error(
@@ -589,7 +599,7 @@ impl StubState {
             })
             .collect();
         ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
-        if self.options.behaviour == Behaviour::ScoresBeyondF32 {
+        if *self.behaviour.lock().unwrap() == Behaviour::ScoresBeyondF32 {
             if let Some(best) = ranked.first_mut() {
                 best.score = 1e39;
             }

@@ -471,3 +471,40 @@ pub async fn relayed(collections: &[&str], extra: &str) -> (Relay, Proxy) {
     proxy.upstream = q.url.clone();
     (relay, proxy)
 }
+
+/// Sends `body` over a raw connection, writing and reading at once (as curl does), so
+/// that an answer sent before the body is read reaches this client too: the whole
+/// answer as text (empty when none came).
+pub async fn send_raw(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = sock.into_split();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(head.as_bytes()).await;
+        // This write may fail once the answer has come.
+        let _ = wr.write_all(&body).await;
+        // Dropping the write half would half-close the connection, which a server
+        // takes as the client gone (hyper drops its answer): kept open, as curl does.
+        std::future::pending::<()>().await;
+        drop(wr);
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    writer.abort();
+    String::from_utf8_lossy(&answer).to_string()
+}

@@ -88,7 +88,7 @@ impl PairEncoder {
     ) -> Result<Vec<Pair>, String> {
         let budget = max_length.saturating_sub(self.added).max(2);
         let q = self.encode_query(query, max_query_tokens.max(1))?;
-        let docs: Vec<&str> = docs.iter().map(String::as_str).collect();
+        let docs: Vec<&str> = docs.iter().map(|d| text_for_tokens(d, budget)).collect();
         let encoded = self
             .tokenizer
             .encode_batch(docs, false)
@@ -146,16 +146,34 @@ impl super::worker::Encode for PairEncoder {
         &self,
         req: &crate::rerank::RerankRequest,
         max_length: usize,
-        _max_query_tokens: usize,
+        max_query_tokens: usize,
         chunking: &crate::rerank::chunk::Chunking,
     ) -> Result<Chunked, String> {
-        self.encode_chunked(&req.query, &req.documents, max_length, chunking)
+        self.encode_chunked(
+            &req.query,
+            &req.documents,
+            max_length,
+            max_query_tokens,
+            chunking,
+        )
     }
 }
 
 /// A token is rarely longer than this many bytes of text; the query text is cut to
 /// `max_query_tokens` times it before tokenizing.
 pub const MAX_BYTES_PER_TOKEN: usize = 128;
+
+/// The part of `s` that its first `max_tokens` tokens can come from (one token more,
+/// so the last one is not split by the cut): a multi-MB text is not tokenized whole
+/// when only its opening can be scored.
+pub fn text_for_tokens(s: &str, max_tokens: usize) -> &str {
+    cut_at_char(
+        s,
+        max_tokens
+            .saturating_add(1)
+            .saturating_mul(MAX_BYTES_PER_TOKEN),
+    )
+}
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
 fn cut_at_char(s: &str, max: usize) -> &str {

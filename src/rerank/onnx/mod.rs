@@ -1,8 +1,9 @@
 //! Local cross-encoder through ONNX Runtime. Tokenization and inference run on owned
 //! worker threads (never on the async runtime), fed by one bounded queue per model:
-//! a full queue refuses new work with [`RerankError::Overloaded`]. Workers batch
-//! across requests (see [`worker`]).
+//! a full queue (in jobs, or in pairs: [`admission`]) refuses new work with
+//! [`RerankError::Overloaded`]. Workers batch across requests (see [`worker`]).
 
+mod admission;
 pub mod decoder;
 pub mod encode;
 mod infer;
@@ -20,7 +21,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::{RerankError, RerankFuture, RerankRequest, Reranker, ScoreKind};
+use super::{Priority, RerankError, RerankFuture, RerankRequest, Reranker, ScoreKind};
 use crate::config::OnnxConfig;
 use crate::metrics::Metrics;
 use load::{spawn_threads, Model};
@@ -59,6 +60,7 @@ pub struct Execution {
 pub struct OnnxReranker {
     model: String,
     jobs: SyncSender<Job>,
+    admission: Arc<admission::Admission>,
     concurrency: Arc<Concurrency>,
     pub info: ModelInfo,
     pub max_length: usize,
@@ -178,6 +180,7 @@ impl OnnxReranker {
             identity,
             model: info.name.clone(),
             jobs,
+            admission: admission::Admission::new(cfg.queue_pairs),
             concurrency,
             info,
             max_length,
@@ -236,12 +239,16 @@ impl Reranker for OnnxReranker {
 
     fn rerank(&self, request: RerankRequest) -> RerankFuture {
         let expected = request.documents.len();
+        let Some(admitted) = self.admission.admit(expected, Priority::current()) else {
+            return Box::pin(async { Err(RerankError::Overloaded) });
+        };
         let (reply, rx) = oneshot::channel();
         let sent = self.jobs.try_send(Job {
             trace: Trace::here(expected),
             request,
             reply,
             enqueued: Instant::now(),
+            admitted,
         });
         Box::pin(async move {
             match sent {

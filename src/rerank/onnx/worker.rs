@@ -77,6 +77,10 @@ pub(crate) struct Job {
     /// and the queue wait's, which ends when a worker takes the job. Disabled spans
     /// (nothing to carry) when traces are off.
     pub trace: Trace,
+    /// Its pairs, counted as waiting until a worker has taken and tokenized it (held
+    /// for its drop).
+    #[allow(dead_code)]
+    pub admitted: super::admission::Admitted,
 }
 
 /// A job's place in its request's trace, carried across the queue to the threads.

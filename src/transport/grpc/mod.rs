@@ -34,7 +34,10 @@ use crate::plan::{
 };
 use crate::state::AppState;
 use crate::transport::headers;
-use crate::transport::pipeline::{ask, finish, rerank, Call, Exit, Gate, Marker, Options};
+use crate::transport::pipeline::{
+    ask, ask_unwidened, finish, rerank, skipped_all, too_large_reason, Call, Exit, Gate, Marker,
+    Options,
+};
 use crate::upstream::{Buffered, Protocol};
 use answer::Order;
 use points::{Hits, Method, SearchItem};
@@ -98,8 +101,14 @@ async fn search<M: Method>(
         .and_then(|o| crate::plan::check_directive(&settings, o.directive.as_ref()).map(|()| o))
         .map_err(Exit::bad_request)?;
     let (planned, edits) = plan_items::<M>(&read.request, &settings, &options);
+    let own = (read.parts.clone(), read.bytes.clone());
     let (parts, widened) = read.widen(&planned, edits)?;
-    let answer = accepted(ask(state, call, parts, frame::encode(&widened)).await?)?;
+    let answer = match ask(state, call, parts, frame::encode(&widened)).await {
+        Err(Error::UpstreamTooLarge(max)) => {
+            return unwidened(state, call, own, planned.len(), max).await
+        }
+        answer => accepted(answer?)?,
+    };
     let rewrite = Rewrite {
         state,
         collection: &collection,
@@ -108,6 +117,34 @@ async fn search<M: Method>(
     };
     let (resp, status) = rewrite.answer::<M>(&planned, answer).await?;
     Ok(Exit::Reranked(resp, status))
+}
+
+/// Qdrant's answer to the widened search was past `upstream.max_rewrite_bytes`: the
+/// client gets Qdrant's answer to its own call (`own`), marked `skipped` with the
+/// reason in `x-rerank-reason`; streamed as it is when that answer is past the cap too.
+async fn unwidened(
+    state: &AppState,
+    call: &Call,
+    own: (Parts, Bytes),
+    searches: usize,
+    max: usize,
+) -> Result<Exit, Exit> {
+    let (parts, bytes) = own;
+    let Some(answer) = ask_unwidened(state, call, parts.clone(), bytes.clone(), max).await? else {
+        return Err(as_sent(parts, bytes, RerankStatus::Skipped));
+    };
+    let mut answer = accepted(answer)?;
+    let mark = Marker {
+        status: RerankStatus::Skipped,
+        model: None,
+        reranker: None,
+        candidates: 0,
+        time: 0.0,
+    };
+    let reason = too_large_reason(max);
+    marker(&mut answer.headers, &skipped_all(searches, &reason), &mark);
+    let resp = frame::response(answer.headers, answer.body, answer.trailers);
+    Ok(Exit::Reranked(resp, RerankStatus::Skipped))
 }
 
 /// Qdrant's answer, when it is one to rerank; its error (code, message, trailers)

@@ -35,7 +35,7 @@ pub use options::Options;
 use crate::config::{CollectionSettings, Mode};
 use crate::engine::Outcome;
 use crate::error::Error;
-use crate::plan::{Decision, Planned};
+use crate::plan::{Decision, Planned, RerankStatus};
 use crate::state::AppState;
 use crate::upstream::Buffered;
 
@@ -77,6 +77,40 @@ pub async fn ask(
         .with_label_values(&[call.route()])
         .observe(answer.elapsed.as_secs_f64());
     Ok(answer)
+}
+
+/// Why a search was not reranked when Qdrant's answer to the widened search was past
+/// `upstream.max_rewrite_bytes` (`rerank.reason` and `x-rerank-reason`).
+pub fn too_large_reason(max: usize) -> String {
+    format!(
+        "Qdrant's answer to the widened search is larger than upstream.max_rewrite_bytes \
+         ({max} bytes): Qdrant's answer to the search as sent, not reranked"
+    )
+}
+
+/// After the widened search's answer went past the cap (`max`, logged): Qdrant's
+/// answer to the client's own request, read whole to be marked `skipped` (`Ok(None)`:
+/// past the cap as well, to be streamed through as it is).
+pub async fn ask_unwidened(
+    state: &AppState,
+    call: &Call,
+    parts: Parts,
+    body: bytes::Bytes,
+    max: usize,
+) -> Result<Option<Buffered>, Error> {
+    tracing::warn!(collection = call.label(), "{}", too_large_reason(max));
+    match ask(state, call, parts, body).await {
+        Ok(answer) => Ok(Some(answer)),
+        Err(Error::UpstreamTooLarge(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// One `skipped` outcome per search, with the same reason.
+pub fn skipped_all(searches: usize, reason: &str) -> Vec<Outcome> {
+    (0..searches)
+        .map(|_| Outcome::not_applied(RerankStatus::Skipped, Some(reason.to_string())))
+        .collect()
 }
 
 /// The middle of a reranked request: every search's candidates (`texts[i]`, `Some`

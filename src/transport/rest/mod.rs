@@ -21,7 +21,9 @@ use crate::error::Error;
 use crate::plan::{Decision, RerankStatus};
 use crate::state::AppState;
 use crate::transport::headers;
-use crate::transport::pipeline::{ask, finish, rerank, Call, Exit, Gate, Options};
+use crate::transport::pipeline::{
+    ask, ask_unwidened, finish, rerank, skipped_all, too_large_reason, Call, Exit, Gate, Options,
+};
 use crate::upstream::{Buffered, Protocol};
 use body::{apply, candidates, marker, prepare, Endpoint, PrepareError, Prepared};
 use encoding::{BodyCoding, Coding};
@@ -42,9 +44,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             intercept(ep),
         );
     }
-    if state.config().rerank_api.enabled {
-        router = router.merge(crate::transport::rerank_api::routes());
-    }
+    let gate = axum::middleware::from_fn_with_state(state.clone(), rerank_api_gate);
+    router = router.merge(crate::transport::rerank_api::routes().route_layer(gate));
     router
         .fallback(forward)
         .layer(axum::middleware::from_fn(
@@ -57,6 +58,20 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn forward(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let call = Call::start(&state, Protocol::Rest, "forward");
     finish(&state, call, Exit::Forward(req, None)).await
+}
+
+/// The rerank API's paths are secondpass's while `rerank_api.enabled` is on, read per
+/// call so that a reload turns the API on or off; otherwise they are Qdrant's.
+async fn rerank_api_gate(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.config().rerank_api.enabled {
+        next.run(req).await
+    } else {
+        forward(State(state), req).await
+    }
 }
 
 /// An intercepted search. Every step below ends in an [`Exit`], performed by
@@ -87,8 +102,17 @@ async fn search(
         Options::read(req.headers(), Protocol::Rest, &settings).map_err(Exit::bad_request)?;
     let read = Read::body(state, req).await?;
     let sent = read.plan(ep, &settings, &options)?.outgoing();
-    let answer = ask(state, call, sent.parts, sent.body).await?;
-    let answer = accepted(answer, sent.replay, sent.coding)?;
+    let answer = match ask(state, call, sent.parts, sent.body).await {
+        Err(Error::UpstreamTooLarge(max)) => {
+            let searches = sent.prepared.searches.len();
+            return unwidened(state, call, ep, sent.own, sent.coding, searches, max).await;
+        }
+        answer => answer?,
+    };
+    let replay = sent
+        .differs
+        .then(|| Request::from_parts(sent.own.0, Body::from(sent.own.1)));
+    let answer = accepted(answer, replay, sent.coding)?;
     let rewrite = Rewrite {
         state,
         ep,
@@ -209,9 +233,12 @@ struct Search {
 struct Outgoing {
     parts: Parts,
     body: Bytes,
-    /// The client's own request, to send again should Qdrant refuse what secondpass
-    /// made of it (`None`: nothing was changed, so Qdrant's answer stands).
-    replay: Option<Request>,
+    /// The client's own request (less `rerank` headers), to send again should Qdrant
+    /// refuse what secondpass made of it, or answer it past `upstream.max_rewrite_bytes`.
+    own: (Parts, Bytes),
+    /// Whether `body` differs from the client's (else a refusal is Qdrant's answer to
+    /// the client's request already).
+    differs: bool,
     /// How the client wants the answer compressed.
     coding: Option<Coding>,
     prepared: Prepared,
@@ -229,7 +256,7 @@ impl Search {
         let differs = prepared.widened || prepared.unwidened.is_some();
         // Searches do not change data, and Qdrant ignores the unknown top-level
         // `rerank` field: sending the client's bytes again is safe.
-        let replay = differs.then(|| Request::from_parts(parts.clone(), Body::from(bytes.clone())));
+        let own = (parts.clone(), bytes.clone());
         let coding = encoding::negotiate(&parts.headers);
         parts.headers.insert(
             header::ACCEPT_ENCODING,
@@ -243,11 +270,60 @@ impl Search {
         Outgoing {
             parts,
             body,
-            replay,
+            own,
+            differs,
             coding,
             prepared,
         }
     }
+}
+
+/// Qdrant's answer to the widened search was past `upstream.max_rewrite_bytes`: the
+/// client gets Qdrant's answer to its own request (`own`), marked `skipped` with the
+/// reason in the `rerank` object; streamed as it is (marked by its header only) when
+/// that answer is past the cap too.
+async fn unwidened(
+    state: &AppState,
+    call: &Call,
+    ep: Endpoint,
+    own: (Parts, Bytes),
+    coding: Option<Coding>,
+    searches: usize,
+    max: usize,
+) -> Result<Exit, Exit> {
+    let (parts, bytes) = own;
+    let mut plain = parts.clone();
+    plain.headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    let Some(answer) = ask_unwidened(state, call, plain, bytes.clone(), max).await? else {
+        let req = Request::from_parts(parts, Body::from(bytes));
+        return Ok(Exit::Forward(req, Some(RerankStatus::Skipped)));
+    };
+    if !answer.status.is_success() {
+        return Err(Exit::Upstream(qdrant_error(answer, coding)));
+    }
+    let mut json = decode_json(&answer.headers, &answer.body)?;
+    if let Some(obj) = json.as_object_mut() {
+        let m = marker(&skipped_all(searches, &too_large_reason(max)), ep, 0.0);
+        obj.insert("rerank".into(), m);
+    }
+    let resp = json_response(answer.headers, &json, coding);
+    Ok(Exit::Reranked(resp, RerankStatus::Skipped))
+}
+
+/// A JSON answer for the client, compressed as it asked.
+fn json_response(mut headers: HeaderMap, answer: &Value, coding: Option<Coding>) -> Response {
+    let body = serde_json::to_vec(answer).expect("json serializes");
+    let body = encoding::finish(&mut headers, body, coding);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let mut resp = (StatusCode::OK, body).into_response();
+    *resp.headers_mut() = headers;
+    resp
 }
 
 /// Qdrant's answer, when it is one to rerank. Should Qdrant refuse what secondpass
@@ -268,10 +344,21 @@ fn accepted(
     }
 }
 
-/// Qdrant answers that may come from widening: the client's mistakes (4xx) and 500
-/// (Qdrant's answer to some invalid values); not 502/503/504 (overload, restarts).
+/// Qdrant answers that widening may have caused: a value or format it rejects (400,
+/// 422), a body grown past its limit (413), and 500 (Qdrant's answer to some invalid
+/// values). Not what the client's own request would get as well: authentication (401,
+/// 403), a timeout (408), a rate limit (429, with its `Retry-After`), a missing
+/// collection (404), a method it lacks (405), overload and restarts (502/503/504), a
+/// full disk (507). Those go back as Qdrant said them; sending them again would only
+/// double the load Qdrant just refused.
 pub fn refused(status: StatusCode) -> bool {
-    status.is_client_error() || status == StatusCode::INTERNAL_SERVER_ERROR
+    matches!(
+        status,
+        StatusCode::BAD_REQUEST
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::UNPROCESSABLE_ENTITY
+            | StatusCode::INTERNAL_SERVER_ERROR
+    )
 }
 
 /// Qdrant's error, as Qdrant said it (compressed for the client as it asked, unless
@@ -305,8 +392,7 @@ impl Rewrite<'_> {
         prepared: &Prepared,
         upstream: Buffered,
     ) -> Result<(Response, RerankStatus), Error> {
-        let mut headers = upstream.headers;
-        let mut answer = decode_json(&headers, &upstream.body)?;
+        let mut answer = decode_json(&upstream.headers, &upstream.body)?;
         let result = answer
             .get_mut("result")
             .ok_or_else(|| Error::UpstreamInvalid("no `result` in Qdrant's answer".into()))?;
@@ -327,16 +413,9 @@ impl Rewrite<'_> {
             add_query_source(&mut m, self.ep, &prepared.searches);
             obj.insert("rerank".into(), m);
         }
-        let body = serde_json::to_vec(&answer).expect("json serializes");
-        let body = encoding::finish(&mut headers, body, self.coding);
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        let mut headers = upstream.headers;
         mark.stamp(&mut headers);
-        let mut resp = (StatusCode::OK, body).into_response();
-        *resp.headers_mut() = headers;
-        Ok((resp, mark.status))
+        Ok((json_response(headers, &answer, self.coding), mark.status))
     }
 
     /// Each search's candidate texts (`Some` where it is reranked) and, for groups,

@@ -150,3 +150,15 @@ async fn every_request_is_counted_once_with_its_label() {
         .count();
     assert_eq!(requests, 3, "{text}");
 }
+
+/// Only what widening may have caused sends the client's own request again; a
+/// refusal the client's request would get as well goes back as it is.
+#[test]
+fn only_what_widening_may_cause_is_replayed() {
+    for s in [400, 413, 422, 500] {
+        assert!(super::refused(StatusCode::from_u16(s).unwrap()), "{s}");
+    }
+    for s in [401, 403, 404, 405, 408, 429, 502, 503, 504, 507] {
+        assert!(!super::refused(StatusCode::from_u16(s).unwrap()), "{s}");
+    }
+}

@@ -8,7 +8,9 @@ use tokenizers::Tokenizer;
 use super::prompt::Template;
 use crate::config::Truncation;
 use crate::rerank::chunk::{passage_tokens, windows, Chunking};
-use crate::rerank::onnx::encode::{load_tokenizer, Chunked, Pair, MAX_BYTES_PER_TOKEN};
+use crate::rerank::onnx::encode::{
+    load_tokenizer, text_for_tokens, Chunked, Pair, MAX_BYTES_PER_TOKEN,
+};
 
 /// Tokenizes prompts for one template.
 pub struct PromptEncoder {
@@ -97,6 +99,7 @@ impl PromptEncoder {
         let instruction = t.instruction(instruction);
         let query = self.cut_query(query, max_query_tokens.max(1))?;
         let budget = max_length.saturating_sub(self.fixed_tokens()).max(1);
+        let docs: Vec<&str> = docs.iter().map(|d| text_for_tokens(d, budget)).collect();
         let bodies: Vec<Vec<u32>> = match t.truncate {
             // Qwen3-Reranker: the body is one text, cut at its end.
             Truncation::Body => self
@@ -160,9 +163,13 @@ impl PromptEncoder {
                 .ids(&t.body(t.instruction(instruction), cut, ""))?
                 .len();
         let size = passage_tokens(max_length, around, chunking.tokens);
+        let docs: Vec<&str> = docs
+            .iter()
+            .map(|d| Chunked::source(d, size, chunking))
+            .collect();
         let encoded = self
             .tokenizer
-            .encode_batch(docs.to_vec(), false)
+            .encode_batch(docs.clone(), false)
             .map_err(|e| e.to_string())?;
         let mut passages: Vec<&str> = Vec::new();
         let mut counts = Vec::with_capacity(docs.len());

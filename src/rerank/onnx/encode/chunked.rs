@@ -3,8 +3,8 @@
 
 use tokenizers::{Encoding, TruncationDirection};
 
-use super::{Pair, PairEncoder};
-use crate::rerank::chunk::{passage_tokens, windows, Chunking};
+use super::{text_for_tokens, Pair, PairEncoder};
+use crate::rerank::chunk::{covered_tokens, passage_tokens, windows, Chunking};
 
 /// The pairs of a chunked request and how many passages each document gave.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,25 +17,29 @@ pub struct Chunked {
 
 impl PairEncoder {
     /// Pairs `query` with every passage of every document, each pair at most
-    /// `max_length` tokens. Passages get the room the query leaves; the query is only
-    /// shortened when it alone takes more than half of `max_length` (as in truncation).
+    /// `max_length` tokens. Passages get the room the query leaves; the query is cut
+    /// to `max_query_tokens` and shortened further only when it alone takes more than
+    /// half of `max_length` (as in truncation). Both are cut by bytes before they are
+    /// tokenized: a document to the end of its `max_chunks` windows (see
+    /// [`Chunked::source`]), so a multi-MB text costs what its passages cost.
     pub fn encode_chunked(
         &self,
         query: &str,
         docs: &[String],
         max_length: usize,
+        max_query_tokens: usize,
         chunking: &Chunking,
     ) -> Result<Chunked, String> {
         let budget = max_length.saturating_sub(self.added).max(2);
-        let mut q = self
-            .tokenizer
-            .encode(query, false)
-            .map_err(|e| e.to_string())?;
+        let mut q = self.encode_query(query, max_query_tokens.max(1))?;
         if q.len() > budget / 2 {
             q.truncate(budget / 2, 0, TruncationDirection::Right);
         }
         let size = passage_tokens(budget, q.len(), chunking.tokens);
-        let docs: Vec<&str> = docs.iter().map(String::as_str).collect();
+        let docs: Vec<&str> = docs
+            .iter()
+            .map(|d| Chunked::source(d, size, chunking))
+            .collect();
         let encoded = self
             .tokenizer
             .encode_batch(docs, false)
@@ -59,6 +63,15 @@ impl PairEncoder {
             }
         }
         Ok(out)
+    }
+}
+
+impl Chunked {
+    /// The part of `doc` that passages of `size` tokens can come from: text past the
+    /// last of `max_chunks` windows is never scored, so it is not tokenized.
+    pub fn source<'d>(doc: &'d str, size: usize, chunking: &Chunking) -> &'d str {
+        let covered = covered_tokens(size, chunking.overlap, chunking.max_chunks);
+        text_for_tokens(doc, covered)
     }
 }
 
