@@ -610,3 +610,48 @@ async fn http2_clients_on_the_rest_port_reach_qdrant() {
     assert_eq!(ids(&body), ids(&h1.json()));
     proxy.drop_collection(&coll).await;
 }
+
+/// Qdrant answers a POST to a path it does not have with 404 without reading the body,
+/// then closes the connection without a `connection: close`. secondpass must not send
+/// another request down that connection: 8 callers each send refused POSTs and searches
+/// in turn, and every answer must be Qdrant's own 404 or 200 (before, some were 502
+/// "connection closed before message completed").
+#[tokio::test]
+async fn a_refused_post_does_not_break_the_next_request() {
+    let qdrant = RealQdrant::shared();
+    let coll = format!("secondpass_transit_refused_{}", std::process::id());
+    let proxy = Arc::new(Proxy::start(config(&qdrant.url, &[], "")).await);
+    proxy.seed(&coll, false).await;
+    let search = serde_json::to_vec(&json!({"query": query_vector(), "limit": 3})).unwrap();
+    let refused = serde_json::to_vec(&json!({"query": "x", "documents": ["a", "b"]})).unwrap();
+    let path = format!("/collections/{coll}/points/query");
+    let mut callers = Vec::new();
+    for _ in 0..8 {
+        let (proxy, path, search, refused) =
+            (proxy.clone(), path.clone(), search.clone(), refused.clone());
+        callers.push(tokio::spawn(async move {
+            let mut wrong = Vec::new();
+            for _ in 0..40 {
+                let r = post(&proxy, "/no_such_path", &[], refused.clone()).await;
+                if r.status != StatusCode::NOT_FOUND {
+                    wrong.push(format!("refused POST: {}", r.status));
+                }
+                let s = post(&proxy, &path, &[], search.clone()).await;
+                if s.status != StatusCode::OK {
+                    wrong.push(format!("search: {}", s.status));
+                }
+            }
+            wrong
+        }));
+    }
+    let mut wrong = Vec::new();
+    for c in callers {
+        wrong.extend(c.await.unwrap());
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of 640 answers were not Qdrant's: {wrong:?}",
+        wrong.len()
+    );
+    proxy.drop_collection(&coll).await;
+}

@@ -377,6 +377,9 @@ impl Upstream {
         deadline: tokio::time::Instant,
         budget: Duration,
     ) -> Result<Response<hyper::body::Incoming>, SendError> {
+        let mut req = req;
+        let connection = may_leave_body_unread(self.protocol, &req)
+            .then(|| hyper_util::client::legacy::connect::capture_connection(&mut req));
         match tokio::time::timeout_at(deadline, self.client.request(req)).await {
             Err(_) => {
                 self.count_error("timeout");
@@ -397,6 +400,14 @@ impl Upstream {
                     .upstream_responses
                     .with_label_values(&[Metrics::class(resp.status().as_u16())])
                     .inc();
+                // Qdrant refuses some requests (an unknown path: 404) without reading
+                // their body, then closes the connection without saying so; the next
+                // request to pick it from the pool would fail as a 502. Not reused.
+                if let Some(c) = connection.filter(|_| resp.status().as_u16() >= 400) {
+                    if let Some(meta) = c.connection_metadata().as_ref() {
+                        meta.poison();
+                    }
+                }
                 Ok(resp)
             }
         }
@@ -427,6 +438,13 @@ struct SendError {
     /// The connection closed before any of the answer arrived (a pooled connection
     /// Qdrant was closing): safe to send a replayable request again.
     closed_early: bool,
+}
+
+/// A REST request with a body (HTTP/1: the connection is reused only if Qdrant read
+/// the whole body). gRPC is HTTP/2, where a refused stream leaves the connection sound.
+fn may_leave_body_unread(protocol: Protocol, req: &Request<Body>) -> bool {
+    use http_body::Body as _;
+    protocol == Protocol::Rest && req.body().size_hint().exact() != Some(0)
 }
 
 fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
