@@ -9,9 +9,10 @@
 //! own thread and sent to the collector over OTLP/gRPC.
 //!
 //! The client's W3C `traceparent` (and `tracestate`) becomes the parent of the request
-//! span ([`server_span`]). Calls out (Qdrant, hosted rerankers) carry a `traceparent`
-//! of the same trace whose parent is the span of that call ([`inject`]); with tracing
-//! off, the client's headers reach Qdrant unchanged and nothing is added.
+//! span ([`server_span`]) and reaches Qdrant unchanged. Calls out that carry no client
+//! header (hosted rerankers, and Qdrant when the client sent no `traceparent`) get one
+//! of the request's trace whose parent is the span of that call ([`inject`]); with
+//! tracing off nothing is added.
 //!
 //! An exporter that is behind or a collector that is down never holds a search up:
 //! finished spans go into a bounded queue (`max_queue_size`) drained by the SDK's own
@@ -216,6 +217,15 @@ pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
     let cx = span.context();
     if cx.span().span_context().is_valid() {
         TraceContextPropagator::new().inject_context(&cx, &mut HeadersMut(headers));
+    }
+}
+
+/// For a call to Qdrant: a client's own `traceparent` reaches Qdrant unchanged (a proxy
+/// forwards the client's headers as they are); without one, the call carries
+/// secondpass's trace ([`inject`]).
+pub fn inject_unless_the_client_sent_one(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    if !headers.contains_key("traceparent") {
+        inject(span, headers);
     }
 }
 

@@ -322,11 +322,14 @@ async fn a_reranked_rest_search_is_traced_under_the_clients_trace() {
     assert_eq!(attr(request, "endpoint"), json!("query"));
     assert_eq!(attr(request, "method"), json!("POST"));
     check_reranked_tree(&trace, &docs, &path);
-    same_trace_at_qdrant(&sent_on, &trace_id, one(&trace, "qdrant"));
+    assert_eq!(
+        sent_on, traceparent,
+        "the client's traceparent reaches Qdrant unchanged"
+    );
 }
 
-/// What Qdrant received continues the client's trace, under secondpass's span of the
-/// call to Qdrant, sampled as the client asked.
+/// What Qdrant received (when the client sent no trace) continues secondpass's trace,
+/// under its span of the call to Qdrant, sampled.
 fn same_trace_at_qdrant(traceparent: &str, trace_id: &str, qdrant: &Span) {
     let parts: Vec<&str> = traceparent.split('-').collect();
     assert_eq!(parts.len(), 4, "{traceparent}");
@@ -369,12 +372,11 @@ async fn a_reranked_grpc_search_is_traced() {
     let mut req = tonic::Request::new(grpc_nearest(&docs, 3));
     let trace_id = new_trace_id(2);
     let client_span = "b7ad6b7169203331";
+    let traceparent = format!("00-{trace_id}-{client_span}-01");
     req.metadata_mut()
         .insert("x-rerank-query", QUERY.replace(' ', "%20").parse().unwrap());
-    req.metadata_mut().insert(
-        "traceparent",
-        format!("00-{trace_id}-{client_span}-01").parse().unwrap(),
-    );
+    req.metadata_mut()
+        .insert("traceparent", traceparent.parse().unwrap());
     let resp = via.query(req).await.expect("query");
     assert_eq!(resp.metadata().get("x-rerank-status").unwrap(), "applied");
     let seen = relay.seen_at("/qdrant.Points/Query");
@@ -395,7 +397,10 @@ async fn a_reranked_grpc_search_is_traced() {
     assert_eq!(attr(request, "protocol"), json!("grpc"));
     assert_eq!(attr(request, "path"), json!("/qdrant.Points/Query"));
     check_reranked_tree(&trace, &docs, "/qdrant.Points/Query");
-    same_trace_at_qdrant(&sent_on, &trace_id, one(&trace, "qdrant"));
+    assert_eq!(
+        sent_on, traceparent,
+        "the client's traceparent reaches Qdrant unchanged"
+    );
 }
 
 #[tokio::test]
@@ -439,11 +444,12 @@ async fn a_hosted_reranker_is_called_in_the_clients_trace() {
     proxy.seed(&docs, false).await;
     relay.forget();
     let trace_id = new_trace_id(3);
+    let client_traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
     let r = proxy
         .post(
             &format!("/collections/{docs}/points/query"),
             &[
-                ("traceparent", &format!("00-{trace_id}-00f067aa0ba902b7-01")),
+                ("traceparent", &client_traceparent),
                 ("x-rerank-query", "capital%20of%20Germany"),
             ],
             &json!({"query": query_vector(), "limit": 3}),
@@ -467,7 +473,7 @@ async fn a_hosted_reranker_is_called_in_the_clients_trace() {
         "rerank.attempt",
     ];
     let trace = c.trace(move |s| hex(&s.trace_id) == wanted, &names).await;
-    same_trace_at_qdrant(&to_qdrant, &trace_id, one(&trace, "qdrant"));
+    assert_eq!(to_qdrant, client_traceparent, "unchanged to Qdrant");
     let attempt = one(&trace, "rerank.attempt");
     assert_eq!(attr(attempt, "provider"), json!("tei"));
     assert_eq!(attr(attempt, "outcome"), json!("ok"));

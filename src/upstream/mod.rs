@@ -165,7 +165,7 @@ impl Upstream {
     /// (gRPC: ended with DEADLINE_EXCEEDED).
     pub async fn forward(&self, mut req: Request<Body>) -> Result<Response<Body>, Error> {
         let span = self.span(req.method(), req.uri());
-        crate::telemetry::inject(&span, req.headers_mut());
+        crate::telemetry::inject_unless_the_client_sent_one(&span, req.headers_mut());
         self.forward_head(req)
             .instrument(span.clone())
             .await
@@ -230,7 +230,7 @@ impl Upstream {
         body: Bytes,
     ) -> Result<Buffered, Error> {
         let span = self.span(&parts.method, &parts.uri);
-        crate::telemetry::inject(&span, &mut parts.headers);
+        crate::telemetry::inject_unless_the_client_sent_one(&span, &mut parts.headers);
         self.call_whole(parts, body)
             .instrument(span.clone())
             .await
