@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::future::join_all;
+use tracing::field::Empty;
+use tracing::Instrument;
 
 use crate::config::{CollectionSettings, OnFailure};
 use crate::error::Error;
@@ -152,7 +154,27 @@ impl Engine {
     /// Scores the candidates with the collection's chain of rerankers. When every one
     /// fails, the search fails open (Qdrant's order, status `failed_open`) or errors, as
     /// the collection says.
-    pub async fn rerank(&self, mut job: Job<'_>) -> Result<Outcome, Error> {
+    pub async fn rerank(&self, job: Job<'_>) -> Result<Outcome, Error> {
+        let span = crate::telemetry::span!(
+            "rerank",
+            collection = job.collection,
+            candidates = job.texts.len() as i64,
+            status = Empty,
+            reranker = Empty,
+            fallbacks = Empty,
+        );
+        let outcome = self.rerank_search(job).instrument(span.clone()).await;
+        if let Ok(o) = &outcome {
+            span.record("status", o.status.as_str());
+            span.record("fallbacks", o.fallback.len() as i64);
+            if let Some(r) = &o.reranker {
+                span.record("reranker", r.as_str());
+            }
+        }
+        outcome
+    }
+
+    async fn rerank_search(&self, mut job: Job<'_>) -> Result<Outcome, Error> {
         let started = Instant::now();
         let label = self.metrics.collection_label(job.collection);
         let missing = job.texts.iter().filter(|t| t.is_none()).count();
@@ -197,10 +219,13 @@ impl Engine {
             instruction: job.instruction(),
         };
         let chain = stages[0].chain();
+        let span = stages::span(0, &chain, request.documents.len());
         let result = self
             .chain()
             .run_cached(&chain, request, job.settings.timeout, job.settings.cache)
+            .instrument(span.clone())
             .await;
+        stages::record(&span, result.as_ref().map(|a| a.reranker.as_str()));
         let time = started.elapsed().as_secs_f64();
         match result {
             Ok(answer) => {

@@ -19,6 +19,7 @@ pub mod rerank;
 pub mod secrets;
 pub mod shadow;
 pub mod state;
+pub mod telemetry;
 pub mod transport;
 pub mod upstream;
 

@@ -35,15 +35,32 @@ enum Command {
     },
 }
 
-fn init_logging(cfg: &Config) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match cfg.log.format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+/// The log output and, with `[tracing] enabled`, the span exporter (built inside the
+/// runtime, where its gRPC channel lives).
+fn init_logging(
+    cfg: &Config,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Option<secondpass::telemetry::Telemetry>, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, Registry};
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(&cfg.log.level))
+        .add_directive(secondpass::telemetry::log_directive());
+    let logs: Box<dyn Layer<Registry> + Send + Sync> = match cfg.log.format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_filter(filter).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_filter(filter)
+            .boxed(),
+    };
+    let _inside = rt.enter();
+    let (spans, telemetry) = secondpass::telemetry::layer(&cfg.tracing)?.unzip();
+    tracing_subscriber::registry().with(logs).with(spans).init();
+    if telemetry.is_some() {
+        tracing::info!(endpoint = %cfg.tracing.endpoint, "exporting traces over OTLP");
     }
+    Ok(telemetry)
 }
 
 fn main() -> ExitCode {
@@ -87,7 +104,6 @@ fn main() -> ExitCode {
         eprintln!("secondpass: {e}");
         return ExitCode::from(2);
     }
-    init_logging(&cfg);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -95,8 +111,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Dropped (the last spans sent) before the runtime its channel runs on.
+    let telemetry = match init_logging(&cfg, &rt) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("secondpass: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config_path = config.clone();
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
         let mut state = match AppState::load(cfg).await {
             Ok(s) => s,
             Err(e) => {
@@ -127,7 +151,11 @@ fn main() -> ExitCode {
         server.shutdown().await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
-    })
+    });
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
+    code
 }
 
 fn doctor(cfg: &Config) -> ExitCode {

@@ -97,6 +97,9 @@ impl Metrics {
         registry
             .register(Box::new(model_loaded.clone()))
             .expect("unique metric");
+        registry
+            .register(Box::new(crate::telemetry::DROPPED.clone()))
+            .expect("unique metric");
         Metrics {
             known: RwLock::new(collections.iter().cloned().collect()),
             requests: counter(

@@ -205,6 +205,9 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
     new.upstream = old.upstream.clone();
     changed.extend(changed_keys("log", &old.log, &new.log));
     new.log = old.log.clone();
+    // The exporter and the span layer are built once, before the listeners.
+    changed.extend(changed_keys("tracing", &old.tracing, &new.tracing));
+    new.tracing = old.tracing.clone();
     for (key, was, now) in [
         ("shadow.queue", old.shadow.queue, &mut new.shadow.queue),
         (

@@ -452,7 +452,8 @@ async fn a_reload_lists_what_needs_a_restart() {
     let (state, _admin) = state_on(&file);
     let changed = config_text(&dir.0, "enabled = true\n")
         + "[upstream]\ntimeout_ms = 1234\n[server]\nmax_body_bytes = 4096\n\
-           rest_listen = \"127.0.0.1:1\"\n[shadow]\nworkers = 7\n";
+           rest_listen = \"127.0.0.1:1\"\n[shadow]\nworkers = 7\n\
+           [tracing]\nservice_name = \"renamed\"\n";
     std::fs::write(&file, changed).unwrap();
     let fixed = state.reload().await.unwrap();
     assert_eq!(
@@ -460,6 +461,7 @@ async fn a_reload_lists_what_needs_a_restart() {
         [
             "server.rest_listen",
             "upstream.timeout_ms",
+            "tracing.service_name",
             "shadow.workers"
         ]
     );
@@ -467,6 +469,7 @@ async fn a_reload_lists_what_needs_a_restart() {
     assert_ne!(cfg.upstream.timeout_ms, 1234);
     assert_ne!(cfg.server.rest_listen, "127.0.0.1:1");
     assert_ne!(cfg.shadow.workers, 7);
+    assert_eq!(cfg.tracing.service_name, "secondpass");
     assert_eq!(cfg.server.max_body_bytes, 4096, "read per request: applied");
     assert!(state.collection("docs").enabled, "the rest applied");
 }

@@ -17,6 +17,7 @@ mod env;
 mod llm;
 mod rerankers;
 mod sections;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 
@@ -25,6 +26,7 @@ pub use collections::*;
 pub use llm::{Family, Padding, PromptConfig, ScoreFunction, Truncation};
 pub use rerankers::*;
 pub use sections::*;
+pub use telemetry::{Sampler, TracingConfig};
 
 /// Name of the collection section that covers every collection not named.
 pub const DEFAULT_COLLECTION: &str = "default";
@@ -72,6 +74,9 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub shadow: ShadowConfig,
+    /// OpenTelemetry traces (off by default).
+    #[serde(default)]
+    pub tracing: TracingConfig,
 }
 
 impl Config {
@@ -99,6 +104,7 @@ impl Config {
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
         }
         let structured = env::structured(&env);
+        let otel_env = env.clone();
         builder = builder.add_source(
             config::Environment::with_prefix("SECONDPASS")
                 .prefix_separator("__")
@@ -113,9 +119,10 @@ impl Config {
         let raw = builder
             .build()
             .map_err(|e| ConfigError::Load(e.to_string()))?;
-        let cfg: Config = raw
+        let mut cfg: Config = raw
             .try_deserialize()
             .map_err(|e| ConfigError::Load(e.to_string()))?;
+        cfg.tracing.apply_otel_env(&otel_env)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -176,6 +183,7 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             return Err(invalid("server.max_body_bytes", "must be greater than 0"));
         }
+        self.tracing.validate()?;
         for (key, v) in [
             ("upstream.url", &self.upstream.url),
             ("upstream.grpc_url", &self.upstream.grpc_url),

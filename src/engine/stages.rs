@@ -6,6 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use tracing::field::Empty;
+use tracing::Instrument;
+
 use super::{Engine, Job, Outcome};
 use crate::config::{OnFailure, StageConfig};
 use crate::error::Error;
@@ -20,6 +23,32 @@ pub(super) struct Pool {
     pub total: usize,
     pub positions: Vec<usize>,
     pub documents: Vec<String>,
+}
+
+/// The span of stage `i` (0-based; a single-stage rerank is stage 1 of 1).
+pub(super) fn span(i: usize, chain: &[&str], candidates: usize) -> tracing::Span {
+    crate::telemetry::span!(
+        "rerank.stage",
+        stage = i as i64 + 1,
+        chain = %chain.join(","),
+        candidates = candidates as i64,
+        status = Empty,
+        reranker = Empty,
+    )
+}
+
+/// What a stage's chain did: the reranker that answered, or `Err` when none did.
+pub(super) fn record<E>(span: &tracing::Span, answered: Result<&str, E>) {
+    match answered {
+        Ok(r) => {
+            span.record("status", RerankStatus::Applied.as_str());
+            span.record("reranker", r);
+        }
+        // Fails the search or is skipped, as `on_failure` says.
+        Err(_) => {
+            span.record("status", "failed");
+        }
+    }
 }
 
 fn describe(failed: &[Attempt]) -> Vec<(String, String)> {
@@ -74,6 +103,7 @@ impl Engine {
             };
             let stage_started = Instant::now();
             let budget = deadline.saturating_duration_since(stage_started);
+            let span = span(i, &names, among.len());
             let result = if budget.is_zero() {
                 Err(Exhausted {
                     failed: vec![Attempt {
@@ -89,8 +119,10 @@ impl Engine {
                         budget.max(Duration::from_millis(1)),
                         s.cache,
                     )
+                    .instrument(span.clone())
                     .await
             };
+            record(&span, result.as_ref().map(|a| a.reranker.as_str()));
             let time = stage_started.elapsed().as_secs_f64();
             let stage_label = [label, stage.reranker.as_str()];
             self.metrics

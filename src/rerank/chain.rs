@@ -10,6 +10,8 @@ use super::cache::{Scope, ScoreCache};
 use super::{Registry, RerankError, RerankRequest, Reranker, ScoreKind};
 use crate::config::{Config, RerankerConfig};
 use crate::metrics::Metrics;
+use tracing::field::Empty;
+use tracing::Instrument;
 
 /// A reranker that did not answer, and why.
 #[derive(Debug, Clone)]
@@ -135,10 +137,23 @@ impl Chain {
         let mut failed: Vec<Attempt> = Vec::new();
         for (i, &name) in names.iter().enumerate() {
             let now = Instant::now();
+            let span = crate::telemetry::span!(
+                "rerank.attempt",
+                reranker = name,
+                provider = Empty,
+                model = Empty,
+                candidates = request.documents.len() as i64,
+                cache_hits = Empty,
+                sent = Empty,
+                retries = 0i64,
+                outcome = Empty,
+            );
             let error = match (self.registry.get(name), self.breakers.get(name)) {
                 _ if now >= deadline => RerankError::Timeout(budget.as_millis() as u64),
                 (None, _) => RerankError::Unavailable(format!("reranker `{name}` is not loaded")),
                 (Some(reranker), breaker) => {
+                    span.record("provider", reranker.provider());
+                    span.record("model", reranker.model());
                     match self
                         .attempt(
                             name,
@@ -149,21 +164,25 @@ impl Chain {
                             budget,
                             cache,
                         )
+                        .instrument(span.clone())
                         .await
                     {
                         Ok(raw) => {
+                            span.record("outcome", "ok");
                             return Ok(Answer {
                                 reranker: name.to_string(),
                                 model: reranker.model().to_string(),
                                 kind: reranker.score_kind(),
                                 raw,
                                 failed,
-                            })
+                            });
                         }
                         Err(e) => e,
                     }
                 }
             };
+            // The kind only: a provider's message may quote the request.
+            span.record("outcome", error.kind());
             self.metrics
                 .rerank_errors
                 .with_label_values(&[name, error.kind()])
@@ -241,6 +260,11 @@ impl Chain {
             None => vec![None; request.documents.len()],
         };
         let misses: Vec<usize> = (0..raw.len()).filter(|&i| raw[i].is_none()).collect();
+        if crate::telemetry::enabled() {
+            let span = tracing::Span::current();
+            span.record("cache_hits", (raw.len() - misses.len()) as i64);
+            span.record("sent", misses.len() as i64);
+        }
         // Every score was cached (or nothing to score): no call, so no breaker either.
         if misses.is_empty() && !raw.is_empty() {
             return Ok(raw.into_iter().map(|s| s.expect("all hits")).collect());

@@ -153,6 +153,10 @@ pub trait Reranker: Send + Sync {
     }
     fn score_kind(&self) -> ScoreKind;
     fn rerank(&self, request: RerankRequest) -> RerankFuture;
+    /// Who scores, as traces name it: `onnx` (a local model) or the hosted API's provider.
+    fn provider(&self) -> &'static str {
+        "onnx"
+    }
     /// Where a local model runs (execution provider, device, batching); `None` for
     /// hosted APIs.
     fn execution(&self) -> Option<serde_json::Value> {

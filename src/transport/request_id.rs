@@ -1,5 +1,6 @@
 //! `x-request-id`: taken from the request (or generated), passed on to Qdrant, sent
-//! back, and attached to every log line of the request.
+//! back, and attached to every log line of the request. Its span is also the root of
+//! the request's trace (see [`crate::telemetry`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -41,12 +42,21 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     let id = given.unwrap_or_else(new_id);
     let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
     req.headers_mut().insert(HEADER, value.clone());
+    // The fields left empty are filled by the request's `Call` when traces are on.
     let span = tracing::info_span!(
         "request",
         request_id = %id,
         method = %req.method(),
         path = %req.uri().path(),
+        protocol = tracing::field::Empty,
+        endpoint = tracing::field::Empty,
+        collection = tracing::field::Empty,
+        rerank_status = tracing::field::Empty,
+        status_code = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
     );
+    crate::telemetry::server_span(&span, req.headers());
     let mut resp = next.run(req).instrument(span).await;
     resp.headers_mut().insert(HEADER, value);
     resp

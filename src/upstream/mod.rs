@@ -18,6 +18,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tracing::Instrument;
 
 use crate::config::UpstreamConfig;
 use crate::error::{grpc_status_headers as status_headers, Code, Error};
@@ -162,7 +163,31 @@ impl Upstream {
     /// streams the answer back. The whole exchange, the answer's body included, ends
     /// by the deadline (see [`Upstream::deadline`]): a body still streaming then is cut
     /// (gRPC: ended with DEADLINE_EXCEEDED).
-    pub async fn forward(&self, req: Request<Body>) -> Result<Response<Body>, Error> {
+    pub async fn forward(&self, mut req: Request<Body>) -> Result<Response<Body>, Error> {
+        let span = self.span(req.method(), req.uri());
+        crate::telemetry::inject_unless_the_client_sent_one(&span, req.headers_mut());
+        self.forward_head(req)
+            .instrument(span.clone())
+            .await
+            .inspect(|r| {
+                span.record("status_code", i64::from(r.status().as_u16()));
+            })
+    }
+
+    /// The span of one call to Qdrant: until the answer's head arrives (forwarded
+    /// answers stream on after it), or its whole body (answers secondpass rewrites).
+    fn span(&self, method: &Method, uri: &Uri) -> tracing::Span {
+        crate::telemetry::span!(
+            "qdrant",
+            otel.kind = "client",
+            protocol = self.protocol.as_str(),
+            method = %method,
+            path = uri.path(),
+            status_code = tracing::field::Empty,
+        )
+    }
+
+    async fn forward_head(&self, req: Request<Body>) -> Result<Response<Body>, Error> {
         let (mut parts, body) = req.into_parts();
         let (deadline, budget) = self.aim(&mut parts)?;
         // A request without a body can be sent again when a pooled connection turns out
@@ -200,6 +225,21 @@ impl Upstream {
     /// it, counted as `too_large`). Read-only searches, so one that met a pooled
     /// connection Qdrant was closing is sent once more.
     pub async fn call(
+        &self,
+        mut parts: http::request::Parts,
+        body: Bytes,
+    ) -> Result<Buffered, Error> {
+        let span = self.span(&parts.method, &parts.uri);
+        crate::telemetry::inject_unless_the_client_sent_one(&span, &mut parts.headers);
+        self.call_whole(parts, body)
+            .instrument(span.clone())
+            .await
+            .inspect(|b| {
+                span.record("status_code", i64::from(b.status.as_u16()));
+            })
+    }
+
+    async fn call_whole(
         &self,
         mut parts: http::request::Parts,
         body: Bytes,

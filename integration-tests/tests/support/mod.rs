@@ -428,6 +428,23 @@ pub fn query_vector() -> Value {
     json!([0.2, 0.1, 0.9, 0.7])
 }
 
+/// The gRPC `Query` of [`query_vector`]: the nearest points to it.
+pub fn grpc_nearest(collection: &str, limit: u64) -> qdrant_client::qdrant::QueryPoints {
+    use qdrant_client::qdrant::{query, vector_input, DenseVector, Query, VectorInput};
+    qdrant_client::qdrant::QueryPoints {
+        collection_name: collection.into(),
+        query: Some(Query {
+            variant: Some(query::Variant::Nearest(VectorInput {
+                variant: Some(vector_input::Variant::Dense(DenseVector {
+                    data: vec![0.2, 0.1, 0.9, 0.7],
+                })),
+            })),
+        }),
+        limit: Some(limit),
+        ..Default::default()
+    }
+}
+
 /// The real Qdrant this test binary shares (see `secondpass_it::real_qdrant`).
 pub fn qdrant() -> &'static RealQdrant {
     RealQdrant::shared()

@@ -264,6 +264,10 @@ impl Reranker for HostedReranker {
         self.inner.dialect.score_kind()
     }
 
+    fn provider(&self) -> &'static str {
+        self.provider().name()
+    }
+
     fn rerank(&self, request: RerankRequest) -> RerankFuture {
         let inner = self.inner.clone();
         Box::pin(async move {
@@ -417,6 +421,10 @@ impl Inner {
             if too_long {
                 return Err(error);
             }
+            if crate::telemetry::enabled() {
+                // The reranker attempt's span (see `Chain::run_cached`).
+                tracing::Span::current().record("retries", i64::from(attempt) + 1);
+            }
             tracing::debug!(
                 reranker = %self.name,
                 attempt = attempt + 1,
@@ -441,6 +449,10 @@ impl Inner {
             );
         for (k, v) in &self.auth {
             req = req.header(k, v.clone());
+        }
+        if let Some(headers) = req.headers_mut() {
+            // The reranker attempt's span (see `Chain::run_cached`) is the parent.
+            crate::telemetry::inject(&tracing::Span::current(), headers);
         }
         let req = match req.body(Full::new(body)) {
             Ok(r) => r,

@@ -28,7 +28,7 @@ use load::{spawn_threads, Model};
 pub use model::{locate, scores_from_logits, ModelInfo};
 pub use session::Device;
 pub use worker::Batching;
-use worker::{Concurrency, Job, Tokenize, Worker, WorkerMetrics};
+use worker::{Concurrency, Job, Tokenize, Trace, Worker, WorkerMetrics};
 
 /// Where and how a loaded reranker runs (logged at load, shown by `/admin/status`
 /// and `secondpass doctor`).
@@ -244,6 +244,7 @@ impl Reranker for OnnxReranker {
         };
         let (reply, rx) = oneshot::channel();
         let sent = self.jobs.try_send(Job {
+            trace: Trace::here(expected),
             request,
             reply,
             enqueued: Instant::now(),

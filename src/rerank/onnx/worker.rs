@@ -73,10 +73,29 @@ pub(crate) struct Job {
     pub request: RerankRequest,
     pub reply: Reply,
     pub enqueued: Instant,
+    /// Traces: the caller's span (the reranker attempt), parent of the worker's spans,
+    /// and the queue wait's, which ends when a worker takes the job. Disabled spans
+    /// (nothing to carry) when traces are off.
+    pub trace: Trace,
     /// Its pairs, counted as waiting until a worker has taken and tokenized it (held
     /// for its drop).
     #[allow(dead_code)]
     pub admitted: super::admission::Admitted,
+}
+
+/// A job's place in its request's trace, carried across the queue to the threads.
+pub(crate) struct Trace {
+    parent: tracing::Span,
+    queued: tracing::Span,
+}
+
+impl Trace {
+    /// Called on the caller's side, in the span the worker's spans belong under.
+    pub fn here(documents: usize) -> Trace {
+        let parent = crate::telemetry::carry();
+        let queued = crate::telemetry::span!(parent: &parent, "engine.queue_wait", documents = documents as i64);
+        Trace { parent, queued }
+    }
 }
 
 /// The histograms a worker reports to, labelled with the reranker's name.
@@ -125,6 +144,8 @@ impl Concurrency {
 /// A taken job waiting for the scores of its pairs.
 struct Pending {
     reply: Reply,
+    /// The caller's span (see [`Trace`]).
+    parent: tracing::Span,
     scores: Vec<f32>,
     left: usize,
     /// Chunked: passages per document and how their scores fold into one.
@@ -194,6 +215,10 @@ impl Tokenize {
             }
         }
         drop(rx);
+        for job in &mut taken {
+            // Ends the queue wait's span.
+            job.trace.queued = tracing::Span::none();
+        }
         if let Some(m) = &self.metrics {
             let now = Instant::now();
             for job in &taken {
@@ -213,7 +238,14 @@ impl Tokenize {
             if job.reply.is_closed() {
                 continue;
             }
-            match self.tokenize(&job.request) {
+            let span = crate::telemetry::span!(
+                parent: &job.trace.parent,
+                "engine.tokenize",
+                documents = job.request.documents.len() as i64,
+            );
+            let tokenized = span.in_scope(|| self.tokenize(&job.request));
+            drop(span);
+            match tokenized {
                 Ok((job_pairs, _)) if job_pairs.is_empty() => {
                     let _ = job.reply.send(Ok(Vec::new()));
                 }
@@ -223,6 +255,7 @@ impl Tokenize {
                     p.pairs.extend(job_pairs);
                     p.pending.push(Some(Pending {
                         reply: job.reply,
+                        parent: job.trace.parent,
                         scores: vec![0.0; n],
                         left: n,
                         fold,
@@ -347,10 +380,12 @@ impl Worker {
             if rows.iter().all(|&i| pending[slots[i].0].is_none()) {
                 continue;
             }
+            let spans = inference_spans(&pending, &slots, &rows);
             let started = Instant::now();
             self.concurrency.enter();
             let result = self.runner.score(&pairs, &rows);
             self.concurrency.leave();
+            drop(spans);
             if let Some(m) = &self.metrics {
                 m.inference.observe(started.elapsed().as_secs_f64());
                 m.batch_size.observe(rows.len() as f64);
@@ -372,6 +407,40 @@ impl Worker {
             }
         }
     }
+}
+
+/// Traces: one span per job with pairs in this batch, under the job's caller (a batch
+/// serves several requests' traces); none when traces are off.
+fn inference_spans(
+    pending: &[Option<Pending>],
+    slots: &[(usize, usize)],
+    rows: &[usize],
+) -> Vec<tracing::Span> {
+    if !crate::telemetry::enabled() {
+        return Vec::new();
+    }
+    let mut per_job: Vec<(usize, usize)> = Vec::new();
+    for &i in rows {
+        let job = slots[i].0;
+        match per_job.iter_mut().find(|(j, _)| *j == job) {
+            Some((_, n)) => *n += 1,
+            None => per_job.push((job, 1)),
+        }
+    }
+    let jobs = per_job.len();
+    per_job
+        .into_iter()
+        .filter_map(|(job, pairs)| {
+            let p = pending[job].as_ref()?;
+            Some(crate::telemetry::span!(
+                parent: &p.parent,
+                "engine.inference",
+                batch_rows = rows.len() as i64,
+                batch_jobs = jobs as i64,
+                pairs = pairs as i64,
+            ))
+        })
+        .collect()
 }
 
 /// Records the score of document `doc` for its job, answering the job with its last one.

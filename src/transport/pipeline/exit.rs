@@ -166,11 +166,19 @@ pub struct Call {
     collection: String,
     started: Instant,
     recorded: bool,
+    /// The request's span (see [`crate::transport::request_id`]), filled in only when
+    /// traces are exported: the log output stays as it was.
+    span: Option<tracing::Span>,
 }
 
 impl Call {
     /// A request on `route`, its collection not known yet (`_none`).
     pub fn start(state: &AppState, protocol: Protocol, route: &'static str) -> Call {
+        let span = crate::telemetry::enabled().then(tracing::Span::current);
+        if let Some(s) = &span {
+            s.record("protocol", protocol.as_str());
+            s.record("endpoint", route);
+        }
         Call {
             metrics: state.metrics.clone(),
             protocol,
@@ -178,12 +186,16 @@ impl Call {
             collection: "_none".into(),
             started: Instant::now(),
             recorded: false,
+            span,
         }
     }
 
     /// Names the request's collection.
     pub fn collection(&mut self, name: &str) {
         self.collection = self.metrics.collection_label(name).to_string();
+        if let Some(s) = &self.span {
+            s.record("collection", name);
+        }
     }
 
     /// The collection's metric label.
@@ -206,6 +218,15 @@ impl Call {
     /// `status`: what the client was answered (`None`: nothing was).
     fn record(&mut self, label: &str, status: Option<StatusCode>) {
         self.recorded = true;
+        if let Some(span) = &self.span {
+            span.record("rerank_status", label);
+            if let Some(s) = status {
+                span.record("status_code", i64::from(s.as_u16()));
+                if s.is_server_error() {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+        }
         let m = &self.metrics;
         m.requests
             .with_label_values(&[self.protocol.as_str(), self.route, &self.collection, label])

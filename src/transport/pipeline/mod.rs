@@ -12,9 +12,11 @@
 //! went away) records itself as `cancelled`.
 //!
 //! Here is what the transports share; decoding, widening, extracting the candidates
-//! and re-ordering the answer stay in each transport. Tracing: the request's span
-//! belongs to [`Call`] (it lives exactly as long as the request), the Qdrant call's
-//! to [`ask`], the rerank step's to [`rerank`].
+//! and re-ordering the answer stay in each transport. Traces (see [`crate::telemetry`]):
+//! the request's span is opened by the `x-request-id` middleware and filled in by
+//! [`Call`] (endpoint, collection, rerank status, answer status); the Qdrant call's
+//! span by [`crate::upstream`], one per call; each search's rerank, its stages and
+//! reranker attempts by [`crate::engine`] and [`crate::rerank::chain`].
 
 mod exit;
 mod marker;
