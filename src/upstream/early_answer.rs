@@ -5,6 +5,11 @@
 //! this connector turn a write that fails because the peer went away into a silent
 //! discard, so hyper goes on to read the answer; when there is none, the read fails
 //! and the request fails as it did before.
+//!
+//! They also acknowledge what Qdrant sends at once (`TCP_QUICKACK` after each read, on
+//! Linux): Qdrant writes a compressed answer in several small writes with Nagle's
+//! algorithm on, so its last write waits for our ACK, which Linux delays by up to
+//! 40 ms once a connection looks interactive (BENCHMARKS.md, section c).
 
 use std::future::Future;
 use std::io;
@@ -13,7 +18,49 @@ use std::task::{Context, Poll};
 
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_rustls::MaybeHttpsStream;
 use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// The TCP socket under a connection to Qdrant.
+pub trait Socket {
+    fn socket(&self) -> Option<std::os::fd::RawFd>;
+}
+
+impl Socket for MaybeHttpsStream<TokioIo<TcpStream>> {
+    fn socket(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        match self {
+            MaybeHttpsStream::Http(tcp) => Some(tcp.inner().as_raw_fd()),
+            MaybeHttpsStream::Https(tls) => {
+                Some(tls.inner().get_ref().0.inner().inner().as_raw_fd())
+            }
+        }
+    }
+}
+
+/// Acknowledges received data at once (Linux re-arms delayed ACKs by itself, so this
+/// follows every read). Best effort: an error leaves the kernel's default.
+fn quick_ack(fd: std::os::fd::RawFd) {
+    #[cfg(target_os = "linux")]
+    {
+        let on: libc::c_int = 1;
+        // SAFETY: `fd` is the open socket of the stream being read (it lives as long
+        // as the stream), and the option value is a valid c_int of the size given.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = fd;
+}
 
 /// Wraps a connector; its streams discard writes once the peer has gone away.
 #[derive(Clone)]
@@ -23,6 +70,7 @@ impl<C> tower_service::Service<Uri> for EarlyAnswer<C>
 where
     C: tower_service::Service<Uri>,
     C::Future: Send + 'static,
+    C::Response: Socket,
 {
     type Response = Stream<C::Response>;
     type Error = C::Error;
@@ -35,8 +83,10 @@ where
     fn call(&mut self, uri: Uri) -> Self::Future {
         let connecting = self.0.call(uri);
         Box::pin(async move {
+            let inner = connecting.await?;
             Ok(Stream {
-                inner: connecting.await?,
+                socket: inner.socket(),
+                inner,
                 peer_gone: false,
             })
         })
@@ -45,6 +95,7 @@ where
 
 pub struct Stream<S> {
     inner: S,
+    socket: Option<std::os::fd::RawFd>,
     /// A write failed because the peer closed: later writes are discarded.
     peer_gone: bool,
 }
@@ -78,7 +129,11 @@ impl<S: Read + Unpin> Read for Stream<S> {
         cx: &mut Context<'_>,
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let (Poll::Ready(Ok(())), Some(fd)) = (&r, self.socket) {
+            quick_ack(fd);
+        }
+        r
     }
 }
 
