@@ -18,8 +18,8 @@ use prost::Message;
 use qdrant_client::qdrant::points_client::PointsClient;
 use qdrant_client::qdrant::{
     condition, query, r#match, vector_input, Condition, DenseVector, Document, FieldCondition,
-    Filter, IdfParams, Match, PrefetchQuery, Query, QueryPoints, SearchMatrixPoints, SearchParams,
-    SearchPoints, SliceCondition, VectorInput,
+    Filter, IdfParams, Match, PrefetchQuery, Query, QueryBatchPoints, QueryPoints,
+    SearchMatrixPoints, SearchParams, SearchPoints, SliceCondition, VectorInput,
 };
 use secondpass_it::real_qdrant::RealQdrant;
 use secondpass_it::relay::Relay;
@@ -531,7 +531,26 @@ async fn hybrid_query_over_grpc_is_reranked_with_the_prefetch_text() {
     // A second, different text (a BM25 Document in the other branch): skipped.
     let mut two = request(document_query("Paris"));
     two.prefetch[0].using = Some("bm25".into());
-    let r = via.query(two).await.unwrap();
+    let r = via.query(two.clone()).await.unwrap();
     assert_eq!(r.metadata().get("x-rerank-status").unwrap(), "skipped");
-    // (A call with nothing to rerank is Qdrant's answer as sent, with the status only.)
+    // Qdrant's answer as sent, with the reason as on REST (in the metadata).
+    let reason = r
+        .metadata()
+        .get("x-rerank-reason")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(reason.contains("2 different Document texts"), "{reason}");
+    assert!(!r.into_inner().result.is_empty());
+    // A batch of such searches: each search's status.
+    let batch = QueryBatchPoints {
+        collection_name: hybrid.to_string(),
+        query_points: vec![two.clone(), two],
+        ..Default::default()
+    };
+    let r = via.query_batch(batch).await.unwrap();
+    assert_eq!(r.metadata().get("x-rerank-status").unwrap(), "skipped");
+    let statuses = r.metadata().get("x-rerank-statuses").unwrap();
+    assert_eq!(statuses, "skipped,skipped");
+    assert_eq!(r.into_inner().result.len(), 2);
 }

@@ -206,6 +206,26 @@ impl<M: Method> Read<M> {
         as_sent(self.parts, self.bytes, status)
     }
 
+    /// No search of the call is reranked: Qdrant answers it as sent, with the status
+    /// and, as on a reranked answer, the reason (one search) or each search's status
+    /// (a batch) in the metadata.
+    fn forward_unreranked(self, planned: &[Planned]) -> Exit {
+        let outcomes: Vec<Outcome> = planned
+            .iter()
+            .map(|p| match &p.decision {
+                Decision::Skip(why) => {
+                    Outcome::not_applied(RerankStatus::Skipped, Some(why.clone()))
+                }
+                _ => Outcome::not_applied(RerankStatus::Disabled, None),
+            })
+            .collect();
+        let status = RerankStatus::combine(outcomes.iter().map(|o| o.status));
+        let mut extra = HeaderMap::new();
+        not_applied(&mut extra, &outcomes);
+        let req = Request::from_parts(self.parts, Body::from(self.bytes));
+        Exit::ForwardWith(req, status, extra)
+    }
+
     /// The call for Qdrant: only the fields secondpass must change are rewritten, on
     /// the client's own bytes (fields newer than our stubs reach Qdrant as sent), and
     /// the answer is asked for uncompressed: secondpass reads it. With nothing to
@@ -221,11 +241,7 @@ impl<M: Method> Read<M> {
             .iter()
             .any(|p| matches!(p.decision, Decision::Rerank(_)))
         {
-            let status = RerankStatus::combine(planned.iter().map(|p| match p.decision {
-                Decision::Disabled => RerankStatus::Disabled,
-                _ => RerankStatus::Skipped,
-            }));
-            return Err(self.forward(status));
+            return Err(self.forward_unreranked(planned));
         }
         let widened = match patch::<M>(&self.message, edits) {
             Ok(w) => w,
@@ -565,6 +581,11 @@ fn marker(h: &mut HeaderMap, outcomes: &[Outcome], mark: &Marker) {
     mark.stamp(h);
     headers::set_text(h, headers::CANDIDATES, &mark.candidates.to_string());
     headers::set_text(h, headers::TIME, &format!("{:.6}", mark.time));
+    not_applied(h, outcomes);
+}
+
+/// `x-rerank-reason` of one search, or `x-rerank-statuses` of a batch.
+fn not_applied(h: &mut HeaderMap, outcomes: &[Outcome]) {
     if let [one] = outcomes {
         if let Some(r) = &one.reason {
             headers::set_text(h, headers::REASON, r);

@@ -27,6 +27,9 @@ pub enum Exit {
     /// stamped on Qdrant's answer as `x-rerank-status`; `None`: a route secondpass never
     /// intercepts.
     Forward(Request, Option<RerankStatus>),
+    /// [`Exit::Forward`] with more to say: `headers` (gRPC: metadata such as why the
+    /// search was not reranked) are added to Qdrant's answer beside the status.
+    ForwardWith(Request, RerankStatus, http::HeaderMap),
     /// Qdrant refused what secondpass made of the request: the client's own request
     /// goes again, and Qdrant's answer to it back (marked `skipped` when it is a success).
     Replay(Request),
@@ -82,6 +85,13 @@ pub async fn finish(state: &AppState, mut call: Call, exit: Exit) -> Response {
         Exit::Forward(req, mark) => (
             upstream.forward(req).await.map(|r| stamp(r, mark)),
             mark.map_or(NONE, RerankStatus::as_str),
+        ),
+        Exit::ForwardWith(req, status, extra) => (
+            upstream.forward(req).await.map(|mut r| {
+                r.headers_mut().extend(extra);
+                stamp(r, Some(status))
+            }),
+            status.as_str(),
         ),
         Exit::Replay(req) => (
             upstream.forward(req).await.map(|r| {

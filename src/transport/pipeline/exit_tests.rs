@@ -20,6 +20,7 @@ use crate::error::{qdrant_error_response, Code, Error};
 use crate::plan::RerankStatus;
 use crate::state::test_state;
 use crate::transport::grpc::frame;
+use crate::transport::headers;
 use crate::upstream::Protocol;
 
 /// A purpose-built Qdrant on port 0: a few fixed answers, REST and gRPC (h2c).
@@ -77,10 +78,12 @@ fn count(c: &IntCounterVec, labels: &[&str]) -> u64 {
 
 /// What the client got: HTTP status, or the `grpc-status` (head or trailers).
 async fn answered(protocol: Protocol, resp: Response) -> (u32, Option<String>) {
-    let marker = resp
-        .headers()
-        .get("x-rerank-status")
-        .map(|v| v.to_str().unwrap().to_string());
+    let text = |name: &str| Some(resp.headers().get(name)?.to_str().unwrap().to_string());
+    // `status (reason)` where secondpass also said why.
+    let marker = match (text("x-rerank-status"), text("x-rerank-reason")) {
+        (Some(s), Some(r)) => Some(format!("{s} ({r})")),
+        (s, _) => s,
+    };
     if protocol == Protocol::Rest {
         return (resp.status().as_u16() as u32, marker);
     }
@@ -130,6 +133,13 @@ fn fwd(p: Protocol, path: &str, mark: Option<RerankStatus>) -> Exit {
     Exit::Forward(request(p, path), mark)
 }
 
+/// A gRPC forward with metadata added: the rows check the metadata arrives too.
+fn fwd_with(path: &str, status: RerankStatus) -> Exit {
+    let mut extra = HeaderMap::new();
+    extra.insert(headers::REASON, HeaderValue::from_static("why"));
+    Exit::ForwardWith(request(Protocol::Grpc, path), status, extra)
+}
+
 /// A gRPC answer whose status travels in trailers.
 fn grpc_answer(code: &'static str) -> Response {
     let mut h = HeaderMap::new();
@@ -177,6 +187,8 @@ fn grpc_rows() -> Vec<Row> {
     vec![
         row(Grpc, fwd(Grpc, OK, None), LIVE, (0, None), ("none", "2xx")),
         row(Grpc, fwd(Grpc, OK, Some(Skipped)), LIVE, (0, Some("skipped")), ("skipped", "2xx")),
+        row(Grpc, fwd_with(OK, Skipped), LIVE, (0, Some("skipped (why)")), ("skipped", "2xx")),
+        row(Grpc, fwd_with(INVALID, Disabled), LIVE, (3, Some("disabled (why)")), ("disabled", "4xx")),
         row(Grpc, fwd(Grpc, INVALID, Some(Disabled)), LIVE, (3, Some("disabled")), ("disabled", "4xx")),
         row(Grpc, fwd(Grpc, OK, Some(Disabled)), DEAD, (14, None), ("error", "5xx")),
         row(Grpc, Exit::Shadow(request(Grpc, OK), None), LIVE, (0, None), ("shadow", "2xx")),
