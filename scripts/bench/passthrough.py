@@ -12,6 +12,10 @@ Clients, each with its own default headers and kept-alive connections:
 at 1 and 32 connections (concurrent callers). Direct and through-secondpass runs
 alternate, `--rounds` times each; each row reports the median round.
 
+`--reference nginx` adds a third run per round through nginx (one worker, kept-alive
+upstream connections, no buffering; REST clients only): what a mature C reverse proxy
+adds on the same machine, as a floor for what any proxy hop costs there.
+
 Needs: `cargo build --release --bin secondpass`, `scripts/setup --python`, wrk (apt),
 Node.js with `npm install --prefix .local/bench-js @qdrant/js-client-rest@1.20.0`
 (done here when missing; the npm registry is the only download). Starts its own Qdrant
@@ -19,6 +23,7 @@ Node.js with `npm install --prefix .local/bench-js @qdrant/js-client-rest@1.20.0
 
   passthrough.py [--seconds 5] [--rounds 3] [--docs 600] [--clients wrk,wrk-gzip,...]
                  [--connections 1,32] [--bin target/release/secondpass] [--json FILE]
+                 [--reference nginx]
 """
 
 import argparse
@@ -112,6 +117,50 @@ max_length = 128
             time.sleep(0.1)
     proc.kill()
     sys.exit("secondpass did not listen within 60 s")
+
+
+def start_nginx(rest_url):
+    """nginx in front of Qdrant's REST port, the way one would deploy it as a plain
+    reverse proxy: (stop, url)."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(binary):
+        sys.exit("--reference nginx: nginx is not installed (apt-get install nginx-light)")
+    port, upstream = free_port(), rest_url.split("//", 1)[1]
+    prefix = Path(tempfile.mkdtemp())
+    (prefix / "nginx.conf").write_text(f"""
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log stderr error;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {prefix};
+  upstream qdrant {{ server {upstream}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://qdrant;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+""")
+    proc = subprocess.Popen([binary, "-p", prefix, "-c", prefix / "nginx.conf", "-e", "stderr"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return (lambda: (proc.terminate(), proc.wait())), f"http://127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None:
+                sys.exit(f"nginx exited with {proc.returncode}")
+            time.sleep(0.05)
+    proc.kill()
+    sys.exit("nginx did not listen within 10 s")
 
 
 # ---- the clients; each returns (requests/s, p50 ms, p99 ms) ----
@@ -253,38 +302,58 @@ def main():
     p.add_argument("--connections", default="1,32")
     p.add_argument("--bin", default=str(ROOT / "target/release/secondpass"))
     p.add_argument("--json", help="write every round here")
+    p.add_argument("--reference", choices=["nginx"], help="also measure nginx as a plain reverse proxy")
     a = p.parse_args()
     clients = a.clients.split(",")
     needs(clients)
     rest, grpc, stop_qdrant = qdrant()
-    proxy = None
+    proxy, stop_nginx, n_rest = None, None, None
     try:
         seed(rest, a.docs)
         proxy, p_rest, p_grpc = start_secondpass(a.bin, rest, grpc)
+        if a.reference:
+            stop_nginx, n_rest = start_nginx(rest)
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
         print(f"# {cpu}, {os.cpu_count()} cores; {a.docs} points, query limit 10 with payload; "
               f"{a.seconds} s per run, {a.rounds} rounds, median round shown", flush=True)
-        print("| client | conns | direct p50 / p99 ms | through p50 / p99 ms | added p50 | direct req/s | through req/s | % of direct |")
-        print("|---|---|---|---|---|---|---|---|")
+        ref = " | nginx p50 / p99 ms | nginx added p50 | nginx % of direct" if n_rest else ""
+        print(f"| client | conns | direct p50 / p99 ms | through p50 / p99 ms | added p50 | direct req/s | through req/s | % of direct{ref} |")
+        print("|---|---|---|---|---|---|---|---|" + ("---|---|---|" if n_rest else ""))
         rows = []
         for kind in clients:
             for conns in (int(c) for c in a.connections.split(",")):
-                runs = {"direct": [], "through": []}
+                # nginx here proxies REST only.
+                targets = {"direct": (rest, grpc), "through": (p_rest, p_grpc)}
+                if n_rest and kind != "py-grpc":
+                    targets["nginx"] = (n_rest, grpc)
+                runs = {k: [] for k in targets}
                 for _ in range(a.rounds):
-                    runs["direct"].append(run_client(kind, rest, grpc, conns, a.seconds))
-                    runs["through"].append(run_client(kind, p_rest, p_grpc, conns, a.seconds))
+                    for k, (r, g) in targets.items():
+                        runs[k].append(run_client(kind, r, g, conns, a.seconds))
                 med = {k: sorted(v, key=lambda r: r[1])[len(v) // 2] for k, v in runs.items()}
-                (drps, d50, d99), (trps, t50, t99) = med["direct"], med["through"]
                 rows.append({"client": kind, "connections": conns, "runs": runs})
-                print(f"| {kind} | {conns} | {d50:.3f} / {d99:.3f} | {t50:.3f} / {t99:.3f} | "
-                      f"{(t50 - d50) * 1000:+.0f} µs | {drps:.0f} | {trps:.0f} | {100 * trps / drps:.1f}% |", flush=True)
+                print(f"| {kind} | {conns} | {row(med, 'through')}{row(med, 'nginx') if n_rest else ''} |", flush=True)
         if a.json:
             Path(a.json).write_text(json.dumps({"cpu": cpu, "seconds": a.seconds, "rows": rows}, indent=1))
     finally:
         if proxy:
             proxy.terminate()
             proxy.wait()
+        if stop_nginx:
+            stop_nginx()
         stop_qdrant()
+
+
+def row(med, via):
+    """The cells of one proxy against direct (the direct cells only for secondpass)."""
+    drps, d50, d99 = med["direct"]
+    if via not in med:
+        return " | — | — | —"
+    rps, p50, p99 = med[via]
+    added = f"{(p50 - d50) * 1000:+.0f} µs"
+    if via == "nginx":
+        return f" | {p50:.3f} / {p99:.3f} | {added} | {100 * rps / drps:.1f}%"
+    return f"{d50:.3f} / {d99:.3f} | {p50:.3f} / {p99:.3f} | {added} | {drps:.0f} | {rps:.0f} | {100 * rps / drps:.1f}%"
 
 
 if __name__ == "__main__":
