@@ -2,7 +2,8 @@
 //! the real Qdrant, exporting to an OTLP/gRPC trace receiver built here from the
 //! protocol's own service definition (`opentelemetry-proto`). The span tree and its
 //! attributes are checked for a reranked REST search under a client's `traceparent`
-//! and for a reranked gRPC search that starts its own trace.
+//! and for a reranked gRPC search that starts its own trace; the shared score cache's
+//! round trips to a real `redis-server` are spans of the attempt that made them.
 
 mod support;
 
@@ -134,7 +135,8 @@ impl Collector {
     }
 
     /// Waits (until [`WITHIN`]) for the trace that holds a `request` span `pick`
-    /// selects to be complete: every name of `names` arrived. Returns its spans.
+    /// selects to be complete: every name of `names` arrived (a name listed twice: two
+    /// spans of that name). Returns its spans.
     async fn trace(&self, pick: impl Fn(&Span) -> bool, names: &[&str]) -> Vec<Span> {
         let deadline = tokio::time::Instant::now() + WITHIN;
         loop {
@@ -144,7 +146,9 @@ impl Collector {
             let root = self.spans(&|s| s.name == "request" && pick(s));
             if let Some(root) = root.first() {
                 let trace = self.spans(&|s| s.trace_id == root.trace_id);
-                if names.iter().all(|n| trace.iter().any(|s| s.name == *n)) {
+                let count = |n: &str| trace.iter().filter(|s| s.name == n).count();
+                let wanted = |n: &str| names.iter().filter(|m| **m == n).count();
+                if names.iter().all(|n| count(n) >= wanted(n)) {
                     return trace;
                 }
             }
@@ -501,4 +505,140 @@ async fn a_hosted_reranker_is_called_in_the_clients_trace() {
             );
         }
     }
+}
+
+/// A real `redis-server` (Debian's; `scripts/setup --redis`) on a free loopback port,
+/// without persistence, killed when dropped. `None` where none is installed, outside CI.
+struct RedisServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl RedisServer {
+    fn start() -> Option<RedisServer> {
+        use std::io::{Read, Write};
+        let installed = std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !installed {
+            assert!(
+                std::env::var("CI").is_err(),
+                "redis-server is missing (scripts/setup --redis)"
+            );
+            eprintln!("SKIPPED: no redis-server (scripts/setup --redis)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let server = RedisServer {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let pong = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut c| {
+                c.write_all(b"PING\r\n")?;
+                let mut buf = [0u8; 7];
+                c.read_exact(&mut buf)?;
+                Ok(buf.starts_with(b"+PONG"))
+            });
+            if pong.is_ok_and(|p| p) {
+                return Some(server);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not answer PING"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The shared score cache's two round trips of a search (`MGET` of the candidates'
+/// keys before scoring, the pipelined `SET`s after) are client spans under the
+/// attempt; a second replica's search reads the first one's scores in its `MGET` and
+/// runs no model at all.
+#[tokio::test]
+async fn shared_cache_round_trips_are_spans_of_the_attempt() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let c = collector();
+    let docs = qdrant().collection("docs");
+    let extra = format!("[cache.redis]\nurl = \"{}\"\n", redis.url);
+    let first = support::proxy(&[&docs], &extra).await;
+    first.seed(&docs, false).await;
+    let trace_id = cached_search(&first, &docs, 4).await;
+    let mut names = RERANKED.to_vec();
+    names.extend(["cache.redis", "cache.redis"]);
+    let trace = c.trace(move |s| hex(&s.trace_id) == trace_id, &names).await;
+    let attempt = one(&trace, "rerank.attempt");
+    let candidates = attr(attempt, "candidates");
+    let round_trip = |op: &str| {
+        let s = trace
+            .iter()
+            .find(|s| s.name == "cache.redis" && attr(s, "db.operation") == json!(op))
+            .unwrap_or_else(|| panic!("no {op} span"));
+        assert!(is_child(s, attempt), "{op} under the attempt");
+        assert_eq!(s.kind, 3, "SPAN_KIND_CLIENT");
+        assert_eq!(attr(s, "db.system"), json!("redis"));
+        assert_eq!(attr(s, "outcome"), json!("ok"), "{}", describe(s));
+        assert_eq!(attr(s, "keys"), candidates, "one key per candidate");
+        s.clone()
+    };
+    assert_eq!(attr(&round_trip("MGET"), "hits"), json!(0));
+    round_trip("SET");
+
+    // Another replica: its own (empty) in-process cache, the same Redis.
+    let second = support::proxy(&[&docs], &extra).await;
+    let trace_id = cached_search(&second, &docs, 5).await;
+    let names = ["request", "rerank.attempt", "cache.redis"];
+    let trace = c.trace(move |s| hex(&s.trace_id) == trace_id, &names).await;
+    let get = one(&trace, "cache.redis");
+    assert_eq!(attr(get, "db.operation"), json!("MGET"));
+    assert_eq!(attr(get, "hits"), candidates, "every score from Redis");
+    assert_eq!(
+        attr(one(&trace, "rerank.attempt"), "cache_hits"),
+        candidates
+    );
+    assert!(
+        !trace.iter().any(|s| s.name.starts_with("engine.")),
+        "no model run"
+    );
+}
+
+/// A reranked search under a new client trace; its trace id.
+async fn cached_search(proxy: &Proxy, docs: &str, salt: u64) -> String {
+    let trace_id = new_trace_id(salt);
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let r = proxy
+        .post(
+            &format!("/collections/{docs}/points/query"),
+            &[
+                ("traceparent", &traceparent),
+                ("x-rerank-query", "capital%20of%20Germany"),
+            ],
+            &json!({"query": query_vector(), "limit": 3}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.json()["rerank"]["status"], "applied");
+    trace_id
 }

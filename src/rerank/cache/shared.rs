@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use super::key::Key;
 use crate::config::{CacheConfig, RedisConfig};
@@ -138,19 +139,27 @@ impl Shared {
             cmd.arg(self.name(k));
         }
         let mut conn = self.conn();
+        let span = round_trip_span("MGET", keys.len());
         let started = Instant::now();
         let answer =
-            tokio::time::timeout(budget, cmd.query_async::<Vec<Option<String>>>(&mut conn)).await;
+            tokio::time::timeout(budget, cmd.query_async::<Vec<Option<String>>>(&mut conn))
+                .instrument(span.clone())
+                .await;
         self.observe("get", started);
         let values = match answer {
             Ok(Ok(v)) if v.len() == keys.len() => v,
             Ok(Ok(v)) => {
                 let why = format!("MGET of {} keys answered {} values", keys.len(), v.len());
+                span.record("outcome", "protocol");
                 return self.failed("get", "protocol", &why, keys.len());
             }
-            Ok(Err(e)) => return self.failed("get", error_kind(&e), &e, keys.len()),
+            Ok(Err(e)) => {
+                span.record("outcome", error_kind(&e));
+                return self.failed("get", error_kind(&e), &e, keys.len());
+            }
             Err(_) => {
                 let why = format!("no answer within {} ms", budget.as_millis());
+                span.record("outcome", "timeout");
                 return self.failed("get", "timeout", &why, keys.len());
             }
         };
@@ -163,6 +172,8 @@ impl Shared {
             })
             .collect();
         let hits = scores.iter().filter(|s| s.is_some()).count();
+        span.record("outcome", "ok");
+        span.record("hits", hits as i64);
         self.count("hit", hits);
         self.count("miss", keys.len() - hits);
         Some(scores)
@@ -191,22 +202,32 @@ impl Shared {
                 .ignore();
         }
         let this = self.clone();
+        // Made here, so that the background write stays in the search's trace.
+        let span = round_trip_span("SET", entries.len());
         tokio::spawn(async move {
             let _permit = permit;
             let mut conn = this.conn();
             let started = Instant::now();
-            let done = tokio::time::timeout(this.timeout, pipe.query_async::<()>(&mut conn)).await;
+            let done = tokio::time::timeout(this.timeout, pipe.query_async::<()>(&mut conn))
+                .instrument(span.clone())
+                .await;
             this.observe("set", started);
-            match done {
-                Ok(Ok(())) => this.recovered(),
+            let outcome = match done {
+                Ok(Ok(())) => {
+                    this.recovered();
+                    "ok"
+                }
                 Ok(Err(e)) => {
                     this.failed::<()>("set", error_kind(&e), &e, 0);
+                    error_kind(&e)
                 }
                 Err(_) => {
                     let why = format!("no answer within {} ms", this.timeout.as_millis());
                     this.failed::<()>("set", "timeout", &why, 0);
+                    "timeout"
                 }
-            }
+            };
+            span.record("outcome", outcome);
         });
     }
 
@@ -260,6 +281,20 @@ impl Shared {
             tracing::info!(server = %self.server, "shared score cache (Redis) answers again");
         }
     }
+}
+
+/// The span of one round trip to Redis (never a key: keys hold hashes of query and
+/// document text).
+fn round_trip_span(operation: &'static str, keys: usize) -> tracing::Span {
+    crate::telemetry::span!(
+        "cache.redis",
+        otel.kind = "client",
+        db.system = "redis",
+        db.operation = operation,
+        keys = keys as i64,
+        hits = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    )
 }
 
 /// A low-cardinality label for a Redis error.
