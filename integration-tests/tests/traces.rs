@@ -449,18 +449,8 @@ async fn a_hosted_reranker_is_called_in_the_clients_trace() {
     relay.forget();
     let trace_id = new_trace_id(3);
     let client_traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
-    let r = proxy
-        .post(
-            &format!("/collections/{docs}/points/query"),
-            &[
-                ("traceparent", &client_traceparent),
-                ("x-rerank-query", "capital%20of%20Germany"),
-            ],
-            &json!({"query": query_vector(), "limit": 3}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.json()["rerank"]["reranker"], "hosted");
+    let r = search_in_trace(&proxy, &docs, &client_traceparent).await;
+    assert_eq!(r["rerank"]["reranker"], "hosted");
     let to_qdrant = relay.seen()[0].header("traceparent").unwrap().to_string();
     let calls = stub.request_log();
     assert_eq!(calls.len(), 1);
@@ -624,15 +614,13 @@ async fn shared_cache_round_trips_are_spans_of_the_attempt() {
     );
 }
 
-/// A reranked search under a new client trace; its trace id.
-async fn cached_search(proxy: &Proxy, docs: &str, salt: u64) -> String {
-    let trace_id = new_trace_id(salt);
-    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+/// A reranked search of `docs` under the client's `traceparent`; the answer.
+async fn search_in_trace(proxy: &Proxy, docs: &str, traceparent: &str) -> Value {
     let r = proxy
         .post(
             &format!("/collections/{docs}/points/query"),
             &[
-                ("traceparent", &traceparent),
+                ("traceparent", traceparent),
                 ("x-rerank-query", "capital%20of%20Germany"),
             ],
             &json!({"query": query_vector(), "limit": 3}),
@@ -640,5 +628,13 @@ async fn cached_search(proxy: &Proxy, docs: &str, salt: u64) -> String {
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.json()["rerank"]["status"], "applied");
+    r.json()
+}
+
+/// [`search_in_trace`] under a new client trace; its trace id.
+async fn cached_search(proxy: &Proxy, docs: &str, salt: u64) -> String {
+    let trace_id = new_trace_id(salt);
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    search_in_trace(proxy, docs, &traceparent).await;
     trace_id
 }

@@ -106,17 +106,24 @@ max_length = 128
 """
     )
     proc = subprocess.Popen([binary, "serve", "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
+    listening(proc, "secondpass", rest, 60)
+    return proc, f"http://127.0.0.1:{rest}", f"http://127.0.0.1:{grpc}"
+
+
+def listening(proc, name, port, seconds):
+    """Waits until `proc` accepts connections on `port`; exits the script if it dies
+    or does not within `seconds`."""
+    deadline = time.time() + seconds
     while time.time() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", rest), timeout=0.2):
-                return proc, f"http://127.0.0.1:{rest}", f"http://127.0.0.1:{grpc}"
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
         except OSError:
             if proc.poll() is not None:
-                sys.exit(f"secondpass exited with {proc.returncode}")
-            time.sleep(0.1)
+                sys.exit(f"{name} exited with {proc.returncode}")
+            time.sleep(0.05)
     proc.kill()
-    sys.exit("secondpass did not listen within 60 s")
+    sys.exit(f"{name} did not listen within {seconds} s")
 
 
 def start_nginx(rest_url):
@@ -150,17 +157,8 @@ http {{
 """)
     proc = subprocess.Popen([binary, "-p", prefix, "-c", prefix / "nginx.conf", "-e", "stderr"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return (lambda: (proc.terminate(), proc.wait())), f"http://127.0.0.1:{port}"
-        except OSError:
-            if proc.poll() is not None:
-                sys.exit(f"nginx exited with {proc.returncode}")
-            time.sleep(0.05)
-    proc.kill()
-    sys.exit("nginx did not listen within 10 s")
+    listening(proc, "nginx", port, 10)
+    return (lambda: (proc.terminate(), proc.wait())), f"http://127.0.0.1:{port}"
 
 
 # ---- the clients; each returns (requests/s, p50 ms, p99 ms) ----
