@@ -209,14 +209,7 @@ async fn measure(a: &Args, callers: usize, pairs: usize) {
     let metrics = Arc::new(Metrics::new(&[]));
     let r = Arc::new(load(a, &metrics));
     let (query, docs) = corpus(pairs);
-    let req = move || RerankRequest {
-        query: query.as_str().into(),
-        documents: docs.clone(),
-        max_length: None,
-        deadline: None,
-        chunking: None,
-        instruction: None,
-    };
+    let req = move || RerankRequest::new(query.as_str(), docs.clone());
     r.rerank(req()).await.expect("warm-up"); // first run allocates
     let rows = metrics.batch_size.with_label_values(&["bench"]);
     let (rows0, batches0) = (rows.get_sample_sum(), rows.get_sample_count());

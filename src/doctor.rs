@@ -47,14 +47,10 @@ fn check_onnx(o: &crate::config::OnnxConfig) -> Result<String, String> {
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
     let started = Instant::now();
     let scores = rt
-        .block_on(r.rerank(RerankRequest {
-            query: QUERY.into(),
-            documents: DOCS.iter().map(|d| d.to_string()).collect(),
-            max_length: None,
-            deadline: None,
-            chunking: None,
-            instruction: None,
-        }))
+        .block_on(r.rerank(RerankRequest::new(
+            QUERY,
+            DOCS.iter().map(|d| d.to_string()).collect(),
+        )))
         .map_err(|e| format!("scoring one batch failed: {e}"))?;
     let batch = started.elapsed();
     if scores.iter().any(|s| !s.is_finite()) {

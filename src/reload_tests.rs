@@ -417,14 +417,7 @@ async fn a_reload_applies_cache_changes() {
     let rerank_twice = || async {
         let before = counting.0.load(std::sync::atomic::Ordering::SeqCst);
         for _ in 0..2 {
-            let request = crate::rerank::RerankRequest {
-                query: "q".into(),
-                documents: vec!["a".into(), "b".into()],
-                max_length: None,
-                deadline: None,
-                chunking: None,
-                instruction: None,
-            };
+            let request = crate::rerank::RerankRequest::new("q", vec!["a".into(), "b".into()]);
             let chain = state.engine.chain();
             chain
                 .run(&["local"], request, std::time::Duration::from_secs(5))

@@ -75,14 +75,7 @@ fn chain(toml: &str, rerankers: &[(&str, Arc<Fake>)]) -> (Chain, Arc<Metrics>) {
 }
 
 fn req(query: &str, docs: &[&str]) -> RerankRequest {
-    RerankRequest {
-        query: query.into(),
-        documents: docs.iter().map(|d| d.to_string()).collect(),
-        max_length: None,
-        deadline: None,
-        chunking: None,
-        instruction: None,
-    }
+    RerankRequest::new(query, docs.iter().map(|d| d.to_string()).collect())
 }
 
 const CACHE: &str = "[cache]\nmax_entries = 100\nttl_ms = 60000\n";

@@ -93,12 +93,9 @@ fn load(cfg: &OnnxConfig) -> OnnxReranker {
 
 fn request(c: &Case) -> RerankRequest {
     RerankRequest {
-        query: c.query.as_str().into(),
-        documents: c.documents.clone(),
         max_length: Some(c.max_length),
-        deadline: None,
-        chunking: None,
         instruction: c.instruction.as_deref().map(Into::into),
+        ..RerankRequest::new(c.query.as_str(), c.documents.clone())
     }
 }
 

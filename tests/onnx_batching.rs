@@ -56,14 +56,7 @@ fn cranfield(file: &str, n: usize) -> Vec<String> {
 }
 
 fn request(query: &str, docs: &[String]) -> RerankRequest {
-    RerankRequest {
-        query: query.into(),
-        documents: docs.to_vec(),
-        max_length: None,
-        deadline: None,
-        chunking: None,
-        instruction: None,
-    }
+    RerankRequest::new(query, docs.to_vec())
 }
 
 /// `(sum, count)` of the batch-size histogram: rows in all batches, batches run.

@@ -172,12 +172,8 @@ async fn chunked_scores_fold_passage_scores_and_show_in_metrics() {
         })
         .collect();
     let req = |chunking: Option<Chunking>, docs: Vec<String>| RerankRequest {
-        query: QUERY.into(),
-        documents: docs,
-        max_length: None,
-        deadline: None,
         chunking,
-        instruction: None,
+        ..RerankRequest::new(QUERY, docs)
     };
     // each passage scored as a document of its own, without chunking
     let each = r.rerank(req(None, passages.clone())).await.unwrap();

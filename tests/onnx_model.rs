@@ -64,16 +64,7 @@ fn reference() -> Vec<Ref> {
 }
 
 async fn score(r: &OnnxReranker, query: &str, docs: Vec<String>) -> Vec<f32> {
-    r.rerank(RerankRequest {
-        query: query.into(),
-        documents: docs,
-        max_length: None,
-        deadline: None,
-        chunking: None,
-        instruction: None,
-    })
-    .await
-    .unwrap()
+    r.rerank(RerankRequest::new(query, docs)).await.unwrap()
 }
 
 #[tokio::test]

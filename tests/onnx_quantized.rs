@@ -208,14 +208,7 @@ fn scores(r: &OnnxReranker) -> (Vec<f32>, Vec<Vec<f32>>) {
 }
 
 async fn score(r: &OnnxReranker, query: &str, documents: Vec<String>) -> Vec<f32> {
-    let request = RerankRequest {
-        query: query.into(),
-        documents,
-        max_length: None,
-        deadline: None,
-        chunking: None,
-        instruction: None,
-    };
+    let request = RerankRequest::new(query, documents);
     r.rerank(request).await.unwrap()
 }
 

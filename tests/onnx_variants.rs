@@ -58,14 +58,10 @@ async fn check(dir: PathBuf, expected: PathBuf) {
     let refs: serde_json::Value = serde_json::from_str(&text).unwrap();
     for p in refs.as_array().unwrap() {
         let got = r
-            .rerank(RerankRequest {
-                query: p["query"].as_str().unwrap().into(),
-                documents: vec![p["document"].as_str().unwrap().into()],
-                max_length: None,
-                deadline: None,
-                chunking: None,
-                instruction: None,
-            })
+            .rerank(RerankRequest::new(
+                p["query"].as_str().unwrap(),
+                vec![p["document"].as_str().unwrap().into()],
+            ))
             .await
             .unwrap()[0];
         let want = p["logit"].as_f64().unwrap() as f32;

@@ -166,12 +166,8 @@ async fn setup(test: &str, case: Case, behaviour: Behaviour, extra: Value) -> Se
 
 fn request(documents: Vec<String>, deadline: Option<Instant>) -> RerankRequest {
     RerankRequest {
-        query: QUERY.into(),
-        documents,
-        max_length: None,
         deadline,
-        chunking: None,
-        instruction: None,
+        ..RerankRequest::new(QUERY, documents)
     }
 }
 

@@ -58,12 +58,8 @@ max_query_bytes = 200
 /// Scores of `docs` by `r` for the query and `instruction`.
 async fn scores(r: &OnnxReranker, docs: &[String], instruction: Option<&str>) -> Vec<f32> {
     r.rerank(RerankRequest {
-        query: QUERY.into(),
-        documents: docs.to_vec(),
-        max_length: None,
-        deadline: None,
-        chunking: None,
         instruction: instruction.map(Into::into),
+        ..RerankRequest::new(QUERY, docs.to_vec())
     })
     .await
     .unwrap()

@@ -183,12 +183,8 @@ fn int8() -> Arc<OnnxReranker> {
 
 async fn raw_scores(r: &dyn Reranker, docs: &[String], max_length: Option<usize>) -> Vec<f32> {
     r.rerank(RerankRequest {
-        query: QUERY.into(),
-        documents: docs.to_vec(),
         max_length,
-        deadline: None,
-        chunking: None,
-        instruction: None,
+        ..RerankRequest::new(QUERY, docs.to_vec())
     })
     .await
     .unwrap()

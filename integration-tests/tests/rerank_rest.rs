@@ -303,14 +303,10 @@ async fn dotted_text_field_and_raw_scores() {
         .cloned()
         .partition(|id| body_of(id).is_some());
     let logits = model()
-        .rerank(RerankRequest {
-            query: QUERY.into(),
-            documents: with_body.iter().map(|id| body_of(id).unwrap()).collect(),
-            max_length: None,
-            deadline: None,
-            chunking: None,
-            instruction: None,
-        })
+        .rerank(RerankRequest::new(
+            QUERY,
+            with_body.iter().map(|id| body_of(id).unwrap()).collect(),
+        ))
         .await
         .unwrap();
     let mut scored: Vec<(Value, f32)> = with_body.into_iter().zip(logits).collect();

@@ -423,14 +423,7 @@ mod tests {
     }
 
     fn req() -> RerankRequest {
-        RerankRequest {
-            query: "q".into(),
-            documents: vec!["a".into(), "b".into()],
-            max_length: None,
-            deadline: None,
-            chunking: None,
-            instruction: None,
-        }
+        RerankRequest::new("q", vec!["a".into(), "b".into()])
     }
 
     #[tokio::test]

@@ -370,12 +370,8 @@ mod tests {
             hosted: HostedChunks::Passages,
         };
         let req = |c: Option<Chunking>| RerankRequest {
-            query: "q".into(),
-            documents: vec!["a b c dddd".into(), "xy".into()],
-            max_length: None,
-            deadline: None,
             chunking: c,
-            instruction: None,
+            ..RerankRequest::new("q", vec!["a b c dddd".into(), "xy".into()])
         };
         // passages "a b c", "dddd" → best 5; "xy" → 2
         let got = p.rerank(req(Some(chunking.clone()))).await.unwrap();

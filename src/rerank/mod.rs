@@ -41,6 +41,21 @@ pub struct RerankRequest {
     pub instruction: Option<Arc<str>>,
 }
 
+impl RerankRequest {
+    /// `documents` for `query` with every option at its default: the reranker's own
+    /// length and instruction, truncated, no deadline.
+    pub fn new(query: impl Into<Arc<str>>, documents: Vec<String>) -> RerankRequest {
+        RerankRequest {
+            query: query.into(),
+            documents,
+            max_length: None,
+            deadline: None,
+            chunking: None,
+            instruction: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RerankError {
     #[error("reranker queue is full")]

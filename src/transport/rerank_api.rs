@@ -93,14 +93,7 @@ async fn score(
     let cfg = state.config();
     let api = &cfg.rerank_api;
     let names = api.chain();
-    let request = RerankRequest {
-        query: query.into(),
-        documents,
-        max_length: None,
-        deadline: None,
-        chunking: None,
-        instruction: None,
-    };
+    let request = RerankRequest::new(query, documents);
     // Other services' batch work: a share of the local queue, so that proxied
     // searches keep room (see `rerank::Priority`).
     let chain = state.engine.chain();

@@ -62,14 +62,7 @@ pub fn model() -> Arc<OnnxReranker> {
 /// The sigmoid scores the model gives `docs` for `query`.
 pub async fn expected_scores(query: &str, docs: &[String]) -> Vec<f32> {
     model()
-        .rerank(RerankRequest {
-            query: query.into(),
-            documents: docs.to_vec(),
-            max_length: None,
-            deadline: None,
-            chunking: None,
-            instruction: None,
-        })
+        .rerank(RerankRequest::new(query, docs.to_vec()))
         .await
         .unwrap()
         .into_iter()

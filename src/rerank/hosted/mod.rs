@@ -607,12 +607,8 @@ mod tests {
         )
         .unwrap();
         let req = |documents: Vec<String>, deadline| RerankRequest {
-            query: "q".into(),
-            documents,
-            max_length: None,
             deadline,
-            chunking: None,
-            instruction: None,
+            ..RerankRequest::new("q", documents)
         };
         assert_eq!(
             r.rerank(req(vec![], None)).await.unwrap(),

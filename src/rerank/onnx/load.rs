@@ -130,14 +130,7 @@ impl Model {
         max_query_tokens: usize,
         device: Device,
     ) -> Result<f64, String> {
-        let request = RerankRequest {
-            query: "warm up".into(),
-            documents: vec!["warm up".into()],
-            max_length: None,
-            deadline: None,
-            chunking: None,
-            instruction: None,
-        };
+        let request = RerankRequest::new("warm up", vec!["warm up".into()]);
         let pairs = self.encoder.pairs(&request, max_length, max_query_tokens)?;
         let mut first_ms = 0.0;
         for (n, runner) in self.runners.iter_mut().enumerate() {
