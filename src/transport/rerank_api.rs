@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::config::ScoreMode;
+use crate::config::{RerankApiConfig, ScoreMode};
 use crate::rerank::{apply_score_mode, Priority, RerankError, RerankRequest};
 use crate::state::AppState;
 
@@ -141,112 +141,111 @@ async fn cohere(
     if !authorized(&state, &headers) {
         return fail(d, StatusCode::UNAUTHORIZED, "invalid api token");
     }
-    let req: CohereRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return fail(d, StatusCode::BAD_REQUEST, &format!("invalid request: {e}")),
-    };
-    if req.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
-        return fail(
-            d,
-            StatusCode::BAD_REQUEST,
-            "invalid request: model must be specified",
-        );
-    }
-    let Some(query) = req.query.filter(|q| !q.trim().is_empty()) else {
-        return fail(
-            d,
-            StatusCode::BAD_REQUEST,
-            "invalid request: query must not be empty",
-        );
-    };
-    let max_query = state.config().rerank_api.max_query_bytes;
-    if let Err(why) = crate::plan::query_text::check_len(&query, max_query) {
-        return fail(
-            d,
-            StatusCode::BAD_REQUEST,
-            &format!("invalid request: {why}"),
-        );
-    }
-    let docs = req.documents.unwrap_or_default();
-    if docs.is_empty() {
-        return fail(
-            d,
-            StatusCode::BAD_REQUEST,
-            "invalid request: list of documents must not be empty",
-        );
-    }
-    let max = state.config().rerank_api.max_documents;
-    if docs.len() > max {
-        return fail(
-            d,
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "invalid request: too many documents, got {}, max is {max}",
-                docs.len()
-            ),
-        );
-    }
-    // v2 takes strings; v1 also objects with a "text" field.
-    let mut texts = Vec::with_capacity(docs.len());
-    for (i, doc) in docs.iter().enumerate() {
-        match (doc, v) {
-            (Value::String(s), _) => texts.push(s.clone()),
-            (Value::Object(o), Version::V1) => match o.get("text").and_then(Value::as_str) {
-                Some(t) => texts.push(t.to_string()),
-                None => {
-                    return fail(
-                        d,
-                        StatusCode::BAD_REQUEST,
-                        &format!("invalid request: document {i} has no text field"),
-                    )
-                }
-            },
-            _ => {
-                return fail(
-                    d,
-                    StatusCode::BAD_REQUEST,
-                    &format!("invalid request: document {i} must be a string"),
-                )
-            }
-        }
-    }
-    let top_n = match req.top_n {
-        None => texts.len(),
-        Some(n) if n >= 1 => (n as usize).min(texts.len()),
-        Some(_) => {
+    let ask = serde_json::from_slice::<CohereRequest>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|req| req.validate(&state.config().rerank_api, v));
+    let mut ask = match ask {
+        Ok(a) => a,
+        Err(why) => {
             return fail(
                 d,
                 StatusCode::BAD_REQUEST,
-                "invalid request: top_n must be at least 1",
-            )
+                &format!("invalid request: {why}"),
+            );
         }
     };
-    let (raw, kind) = match score(&state, d, query, texts.clone()).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
+    let (raw, kind) =
+        match score(&state, d, std::mem::take(&mut ask.query), ask.texts.clone()).await {
+            Ok(s) => s,
+            Err(resp) => return resp,
+        };
     let relevance: Vec<f32> = raw
         .iter()
         .map(|&r| apply_score_mode(r, kind, ScoreMode::Sigmoid))
         .collect();
-    let results: Vec<Value> = ranking(&relevance)
-        .into_iter()
-        .take(top_n)
-        .map(|i| {
-            let mut r = json!({"index": i, "relevance_score": relevance[i]});
-            if v == Version::V1 && req.return_documents {
-                r["document"] = json!({"text": texts[i]});
-            }
-            r
+    Json(ask.answer(&relevance, v)).into_response()
+}
+
+/// What a valid Cohere-style request asks for.
+struct CohereAsk {
+    query: String,
+    texts: Vec<String>,
+    top_n: usize,
+    return_documents: bool,
+}
+
+impl CohereRequest {
+    /// Cohere's checks, in its order; `Err`: what the 400 says after "invalid request: ".
+    fn validate(self, limits: &RerankApiConfig, v: Version) -> Result<CohereAsk, String> {
+        if self.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
+            return Err("model must be specified".into());
+        }
+        let Some(query) = self.query.filter(|q| !q.trim().is_empty()) else {
+            return Err("query must not be empty".into());
+        };
+        crate::plan::query_text::check_len(&query, limits.max_query_bytes)?;
+        let docs = self.documents.unwrap_or_default();
+        if docs.is_empty() {
+            return Err("list of documents must not be empty".into());
+        }
+        let max = limits.max_documents;
+        if docs.len() > max {
+            let n = docs.len();
+            return Err(format!("too many documents, got {n}, max is {max}"));
+        }
+        let texts = cohere_texts(&docs, v)?;
+        let top_n = match self.top_n {
+            None => texts.len(),
+            Some(n) if n >= 1 => (n as usize).min(texts.len()),
+            Some(_) => return Err("top_n must be at least 1".into()),
+        };
+        Ok(CohereAsk {
+            query,
+            texts,
+            top_n,
+            return_documents: self.return_documents,
         })
-        .collect();
-    let version = if v == Version::V1 { "1" } else { "2" };
-    Json(json!({
-        "id": crate::transport::request_id::new_id(),
-        "results": results,
-        "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}},
-    }))
-    .into_response()
+    }
+}
+
+/// The documents' texts: v2 takes strings; v1 also objects with a "text" field.
+fn cohere_texts(docs: &[Value], v: Version) -> Result<Vec<String>, String> {
+    docs.iter()
+        .enumerate()
+        .map(|(i, doc)| match (doc, v) {
+            (Value::String(s), _) => Ok(s.clone()),
+            (Value::Object(o), Version::V1) => o
+                .get("text")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| format!("document {i} has no text field")),
+            _ => Err(format!("document {i} must be a string")),
+        })
+        .collect()
+}
+
+impl CohereAsk {
+    /// Cohere's answer: the best `top_n` by relevance (0..1), v1 with the documents
+    /// when asked.
+    fn answer(&self, relevance: &[f32], v: Version) -> Value {
+        let results: Vec<Value> = ranking(relevance)
+            .into_iter()
+            .take(self.top_n)
+            .map(|i| {
+                let mut r = json!({"index": i, "relevance_score": relevance[i]});
+                if v == Version::V1 && self.return_documents {
+                    r["document"] = json!({"text": self.texts[i]});
+                }
+                r
+            })
+            .collect();
+        let version = if v == Version::V1 { "1" } else { "2" };
+        json!({
+            "id": crate::transport::request_id::new_id(),
+            "results": results,
+            "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}},
+        })
+    }
 }
 
 #[derive(Deserialize)]
