@@ -154,16 +154,15 @@ impl Chain {
                 (Some(reranker), breaker) => {
                     span.record("provider", reranker.provider());
                     span.record("model", reranker.model());
+                    let target = Target {
+                        name,
+                        reranker: reranker.as_ref(),
+                        breaker,
+                        deadline,
+                        budget,
+                    };
                     match self
-                        .attempt(
-                            name,
-                            reranker.as_ref(),
-                            breaker,
-                            &request,
-                            deadline,
-                            budget,
-                            cache,
-                        )
+                        .attempt(&target, &request, cache)
                         .instrument(span.clone())
                         .await
                     {
@@ -229,22 +228,17 @@ impl Chain {
 
     /// One reranker's scores for every document: cached ones, and the reranker's
     /// answer for the rest (behind its breaker, within the deadline).
-    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
-        name: &str,
-        reranker: &dyn Reranker,
-        breaker: Option<&Breaker>,
+        t: &Target<'_>,
         request: &RerankRequest,
-        deadline: Instant,
-        budget: Duration,
         cache: Option<&ScoreCache>,
     ) -> Result<Vec<f32>, RerankError> {
         // Decoder rerankers: their template and the instruction change the scores.
-        let template = reranker.prompt_key();
+        let template = t.reranker.prompt_key();
         let scope = Scope {
-            reranker: name,
-            identity: reranker.identity(),
+            reranker: t.name,
+            identity: t.reranker.identity(),
             max_length: request.max_length,
             chunking: request.chunking.as_ref(),
             query: &request.query,
@@ -252,7 +246,7 @@ impl Chain {
             instruction: template.and(request.instruction.as_deref()),
         };
         let lookup = match cache {
-            Some(c) => Some(c.lookup(&scope, &request.documents, deadline).await),
+            Some(c) => Some(c.lookup(&scope, &request.documents, t.deadline).await),
             None => None,
         };
         let mut raw: Vec<Option<f32>> = match &lookup {
@@ -269,54 +263,7 @@ impl Chain {
         if misses.is_empty() && !raw.is_empty() {
             return Ok(raw.into_iter().map(|s| s.expect("all hits")).collect());
         }
-        // Held across the call: dropped with this future (the caller went away), it
-        // frees a half-open probe slot.
-        let permit = match breaker.map(|b| b.allow(Instant::now())) {
-            Some(None) => return Err(RerankError::CircuitOpen),
-            Some(Some(p)) => Some(p),
-            None => None,
-        };
-        let mut req = request.clone();
-        req.deadline = Some(deadline);
-        if misses.len() < raw.len() {
-            req.documents = misses
-                .iter()
-                .map(|&i| request.documents[i].clone())
-                .collect();
-        }
-        let started = Instant::now();
-        let result = tokio::time::timeout_at(deadline.into(), reranker.rerank(req)).await;
-        self.metrics
-            .rerank_duration
-            .with_label_values(&[name])
-            .observe(started.elapsed().as_secs_f64());
-        let result = result
-            .unwrap_or(Err(RerankError::Timeout(budget.as_millis() as u64)))
-            .and_then(|scores| {
-                if scores.len() == misses.len() {
-                    Ok(scores)
-                } else {
-                    Err(RerankError::WrongCount {
-                        expected: misses.len(),
-                        got: scores.len(),
-                    })
-                }
-            });
-        let result = result.map(|scores| self.finite(name, scores));
-        if let (Some(b), Some(permit)) = (breaker, permit) {
-            match &result {
-                Ok(_) => permit.success(),
-                // The caller's budget ran out (a 1 ms collection, a slow chain before
-                // this reranker): not the reranker's failure, and one collection's
-                // budget must not open the breaker for every other collection.
-                Err(RerankError::Timeout(_)) if Instant::now() >= deadline => permit.release(),
-                // Errors the call brought on itself say nothing about the reranker.
-                Err(e) if !e.is_reranker_fault() => permit.release(),
-                Err(_) => permit.failure(Instant::now()),
-            }
-            self.record_state(name, b);
-        }
-        let scores = result?;
+        let scores = self.call(t, request, &misses).await?;
         if let (Some(c), Some(l)) = (cache, &lookup) {
             c.store(
                 misses
@@ -334,6 +281,74 @@ impl Chain {
             .map(|s| s.expect("every miss scored"))
             .collect())
     }
+
+    /// The reranker's scores for the documents at `misses` (all of them when none was
+    /// cached), behind its breaker, timed, checked for count and finiteness.
+    async fn call(
+        &self,
+        t: &Target<'_>,
+        request: &RerankRequest,
+        misses: &[usize],
+    ) -> Result<Vec<f32>, RerankError> {
+        // Held across the call: dropped with this future (the caller went away), it
+        // frees a half-open probe slot.
+        let permit = match t.breaker.map(|b| b.allow(Instant::now())) {
+            Some(None) => return Err(RerankError::CircuitOpen),
+            Some(Some(p)) => Some(p),
+            None => None,
+        };
+        let mut req = request.clone();
+        req.deadline = Some(t.deadline);
+        if misses.len() < request.documents.len() {
+            req.documents = misses
+                .iter()
+                .map(|&i| request.documents[i].clone())
+                .collect();
+        }
+        let started = Instant::now();
+        let result = tokio::time::timeout_at(t.deadline.into(), t.reranker.rerank(req)).await;
+        self.metrics
+            .rerank_duration
+            .with_label_values(&[t.name])
+            .observe(started.elapsed().as_secs_f64());
+        let result = result
+            .unwrap_or(Err(RerankError::Timeout(t.budget.as_millis() as u64)))
+            .and_then(|scores| {
+                if scores.len() == misses.len() {
+                    Ok(scores)
+                } else {
+                    Err(RerankError::WrongCount {
+                        expected: misses.len(),
+                        got: scores.len(),
+                    })
+                }
+            })
+            .map(|scores| self.finite(t.name, scores));
+        if let (Some(b), Some(permit)) = (t.breaker, permit) {
+            match &result {
+                Ok(_) => permit.success(),
+                // The caller's budget ran out (a 1 ms collection, a slow chain before
+                // this reranker): not the reranker's failure, and one collection's
+                // budget must not open the breaker for every other collection.
+                Err(RerankError::Timeout(_)) if Instant::now() >= t.deadline => permit.release(),
+                // Errors the call brought on itself say nothing about the reranker.
+                Err(e) if !e.is_reranker_fault() => permit.release(),
+                Err(_) => permit.failure(Instant::now()),
+            }
+            self.record_state(t.name, b);
+        }
+        result
+    }
+}
+
+/// One reranker of the chain, asked within the chain's deadline.
+struct Target<'a> {
+    name: &'a str,
+    reranker: &'a dyn Reranker,
+    breaker: Option<&'a Breaker>,
+    deadline: Instant,
+    /// The whole budget, for the timeout's message.
+    budget: Duration,
 }
 
 #[cfg(test)]
