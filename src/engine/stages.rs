@@ -4,6 +4,7 @@
 //! skipped with `on_failure = "fail_open"` (the next stage takes the best of the order
 //! before it) and fails the search with `"error"`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::field::Empty;
@@ -14,7 +15,7 @@ use crate::config::{OnFailure, StageConfig};
 use crate::error::Error;
 use crate::plan::stages::{StageReport, Staged};
 use crate::plan::RerankStatus;
-use crate::rerank::chain::{Attempt, Exhausted};
+use crate::rerank::chain::{Attempt, Chain, Exhausted};
 use crate::rerank::{apply_score_mode, RerankError, RerankRequest};
 
 /// The candidates of one search: `documents[i]` is the text of candidate
@@ -58,6 +59,16 @@ fn describe(failed: &[Attempt]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// What every stage of one search shares.
+struct Run<'a> {
+    job: &'a Job<'a>,
+    /// Candidate texts by position in Qdrant's order (`None`: without text).
+    text: Vec<Option<String>>,
+    deadline: Instant,
+    chain: Arc<Chain>,
+    label: &'a str,
+}
+
 impl Engine {
     /// Runs `stages` over the candidates with text; `started` is when the rerank
     /// step began.
@@ -73,112 +84,138 @@ impl Engine {
             positions,
             documents,
         } = pool;
-        let positions = positions.as_slice();
-        let s = job.settings;
-        let label = self.metrics.collection_label(job.collection);
-        let deadline = started + s.timeout;
-        let chain = self.chain();
         let mut text: Vec<Option<String>> = vec![None; total];
         for (&p, d) in positions.iter().zip(documents) {
             text[p] = Some(d);
         }
-        let mut staged = Staged::new(text.len());
-        let mut among = positions.to_vec();
+        let run = Run {
+            job,
+            text,
+            deadline: started + job.settings.timeout,
+            chain: self.chain(),
+            label: self.metrics.collection_label(job.collection),
+        };
+        let mut staged = Staged::new(total);
+        let mut among = positions.clone();
         let mut reports: Vec<StageReport> = Vec::with_capacity(stages.len());
         for (i, stage) in stages.iter().enumerate() {
             if i > 0 {
                 among = staged.survivors(&among, stages[i - 1].keep);
             }
-            let names = stage.chain();
-            let request = RerankRequest {
-                query: job.plan.query.clone(),
-                documents: among
-                    .iter()
-                    .map(|&p| text[p].clone().unwrap_or_default())
-                    .collect(),
-                max_length: stage.max_length.or(s.max_length),
-                deadline: None,
-                chunking: s.chunking(),
-                instruction: job.instruction(),
-            };
-            let stage_started = Instant::now();
-            let budget = deadline.saturating_duration_since(stage_started);
-            let span = span(i, &names, among.len());
-            let result = if budget.is_zero() {
-                Err(Exhausted {
-                    failed: vec![Attempt {
-                        reranker: names[0].to_string(),
-                        error: RerankError::Timeout(s.timeout.as_millis() as u64),
-                    }],
-                })
-            } else {
-                chain
-                    .run_cached(
-                        &names,
-                        request,
-                        budget.max(Duration::from_millis(1)),
-                        s.cache,
-                    )
-                    .instrument(span.clone())
-                    .await
-            };
-            record(&span, result.as_ref().map(|a| a.reranker.as_str()));
-            let time = stage_started.elapsed().as_secs_f64();
-            let stage_label = [label, stage.reranker.as_str()];
-            self.metrics
-                .stage_duration
-                .with_label_values(&stage_label)
-                .observe(time);
-            self.metrics
-                .stage_candidates
-                .with_label_values(&stage_label)
-                .observe(among.len() as f64);
-            let report = match result {
-                Ok(answer) => {
-                    let scores: Vec<f32> = answer
-                        .raw
-                        .iter()
-                        .map(|&r| apply_score_mode(r, answer.kind, s.score_mode))
-                        .collect();
-                    staged.record(i, &among, &scores);
-                    StageReport {
-                        reranker: answer.reranker,
-                        model: Some(answer.model),
-                        status: RerankStatus::Applied,
-                        reason: None,
-                        candidates: among.len(),
-                        time,
-                        fallback: describe(&answer.failed),
-                    }
-                }
-                Err(exhausted) => {
-                    if s.on_failure == OnFailure::Error {
-                        tracing::error!(collection = job.collection, stage = i, errors = %exhausted.describe(), "rerank stage failed; answering with an error (on_failure = error)");
-                        return Err(Error::Rerank(exhausted.error()));
-                    }
-                    tracing::warn!(collection = job.collection, stage = i, errors = %exhausted.describe(), "rerank stage failed; keeping the order before it");
-                    StageReport {
-                        reranker: names[0].to_string(),
-                        model: None,
-                        status: RerankStatus::FailedOpen,
-                        reason: Some(exhausted.describe()),
-                        candidates: among.len(),
-                        time,
-                        fallback: describe(&exhausted.failed),
-                    }
-                }
-            };
-            self.metrics
-                .stage_outcomes
-                .with_label_values(&[label, stage.reranker.as_str(), report.status.as_str()])
-                .inc();
+            let report = self.stage(&run, i, stage, &among, &mut staged).await?;
             reports.push(report);
         }
         let time = started.elapsed().as_secs_f64();
-        let last = reports
+        Ok(self.staged_outcome(run.label, reports, staged, positions.len(), time))
+    }
+
+    /// Stage `i`: its chain over the candidates at `among`, within what is left of
+    /// the search's budget; its scores go into `staged`. `Err` only when it failed and
+    /// `on_failure = "error"`.
+    async fn stage(
+        &self,
+        run: &Run<'_>,
+        i: usize,
+        stage: &StageConfig,
+        among: &[usize],
+        staged: &mut Staged,
+    ) -> Result<StageReport, Error> {
+        let (job, s) = (run.job, run.job.settings);
+        let names = stage.chain();
+        let documents = among
             .iter()
-            .rev()
-            .find(|r| r.status == RerankStatus::Applied);
+            .map(|&p| run.text[p].clone().unwrap_or_default())
+            .collect();
+        let request = RerankRequest {
+            max_length: stage.max_length.or(s.max_length),
+            chunking: s.chunking(),
+            instruction: job.instruction(),
+            ..RerankRequest::new(job.plan.query.clone(), documents)
+        };
+        let stage_started = Instant::now();
+        let budget = run.deadline.saturating_duration_since(stage_started);
+        let span = span(i, &names, among.len());
+        let result = if budget.is_zero() {
+            Err(Exhausted {
+                failed: vec![Attempt {
+                    reranker: names[0].to_string(),
+                    error: RerankError::Timeout(s.timeout.as_millis() as u64),
+                }],
+            })
+        } else {
+            run.chain
+                .run_cached(
+                    &names,
+                    request,
+                    budget.max(Duration::from_millis(1)),
+                    s.cache,
+                )
+                .instrument(span.clone())
+                .await
+        };
+        record(&span, result.as_ref().map(|a| a.reranker.as_str()));
+        let time = stage_started.elapsed().as_secs_f64();
+        let stage_label = [run.label, stage.reranker.as_str()];
+        self.metrics
+            .stage_duration
+            .with_label_values(&stage_label)
+            .observe(time);
+        self.metrics
+            .stage_candidates
+            .with_label_values(&stage_label)
+            .observe(among.len() as f64);
+        let report = match result {
+            Ok(answer) => {
+                let scores: Vec<f32> = answer
+                    .raw
+                    .iter()
+                    .map(|&r| apply_score_mode(r, answer.kind, s.score_mode))
+                    .collect();
+                staged.record(i, among, &scores);
+                StageReport {
+                    reranker: answer.reranker,
+                    model: Some(answer.model),
+                    status: RerankStatus::Applied,
+                    reason: None,
+                    candidates: among.len(),
+                    time,
+                    fallback: describe(&answer.failed),
+                }
+            }
+            Err(exhausted) => {
+                if s.on_failure == OnFailure::Error {
+                    tracing::error!(collection = job.collection, stage = i, errors = %exhausted.describe(), "rerank stage failed; answering with an error (on_failure = error)");
+                    return Err(Error::Rerank(exhausted.error()));
+                }
+                tracing::warn!(collection = job.collection, stage = i, errors = %exhausted.describe(), "rerank stage failed; keeping the order before it");
+                StageReport {
+                    reranker: names[0].to_string(),
+                    model: None,
+                    status: RerankStatus::FailedOpen,
+                    reason: Some(exhausted.describe()),
+                    candidates: among.len(),
+                    time,
+                    fallback: describe(&exhausted.failed),
+                }
+            }
+        };
+        self.metrics
+            .stage_outcomes
+            .with_label_values(&[run.label, stage.reranker.as_str(), report.status.as_str()])
+            .inc();
+        Ok(report)
+    }
+
+    /// The search's outcome from its stages: ordered by the last stage that answered,
+    /// or Qdrant's order (failed open) when none did.
+    fn staged_outcome(
+        &self,
+        label: &str,
+        reports: Vec<StageReport>,
+        staged: Staged,
+        candidates: usize,
+        time: f64,
+    ) -> Outcome {
         let failed: Vec<&StageReport> = reports
             .iter()
             .filter(|r| r.status == RerankStatus::FailedOpen)
@@ -191,34 +228,38 @@ impl Engine {
                 .join("; ")
         });
         let fallback = reports.iter().flat_map(|r| r.fallback.clone()).collect();
+        let last = reports
+            .iter()
+            .rev()
+            .find(|r| r.status == RerankStatus::Applied);
         let Some(last) = last else {
             // No stage answered: Qdrant's order.
             self.metrics.fail_open.with_label_values(&[label]).inc();
-            return Ok(Outcome {
+            return Outcome {
                 reason,
                 fallback,
-                candidates: positions.len(),
+                candidates,
                 time,
                 stages: reports,
                 ..Outcome::not_applied(RerankStatus::FailedOpen, None)
-            });
+            };
         };
         self.metrics
             .rerank_candidates
             .with_label_values(&[label])
-            .observe(positions.len() as f64);
-        Ok(Outcome {
+            .observe(candidates as f64);
+        Outcome {
             status: RerankStatus::Applied,
             reason,
             model: last.model.clone(),
             reranker: Some(last.reranker.clone()),
             fallback,
-            candidates: positions.len(),
+            candidates,
             time,
             scores: Some(staged.scores),
             tiers: Some(staged.tiers),
             stages: reports,
-        })
+        }
     }
 }
 
